@@ -1,0 +1,172 @@
+"""One settings object for the whole server, read from environment variables.
+
+Every knob lives here so README's configuration table and the code cannot drift: each field names
+its environment variable in its metadata, and `Settings.from_env()` is the only reader of `os.environ`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value that cannot be used."""
+
+
+def _env(name: str, default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"env": name, "doc": doc})
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected a boolean, got {raw!r}")
+
+
+def _parse_tuple(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _parse_mapping(raw: str) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for part in _parse_tuple(raw):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"expected key=value pairs, got {part!r}")
+        pairs.append((key.strip(), value.strip()))
+    return tuple(pairs)
+
+
+_PARSERS: dict[Any, Callable[[str], Any]] = {
+    "int": int,
+    "float": float,
+    "str": str,
+    "bool": _parse_bool,
+    "str | None": lambda raw: raw or None,
+    "int | None": lambda raw: int(raw) if raw else None,
+    "tuple[str, ...]": _parse_tuple,
+    "tuple[tuple[str, str], ...]": _parse_mapping,
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- server -------------------------------------------------------------------------------
+    host: str = _env("GM_HOST", "127.0.0.1", "Address uvicorn binds to.")
+    port: int = _env("GM_PORT", 8000, "TCP port uvicorn listens on.")
+    log_level: str = _env("GM_LOG_LEVEL", "info", "Python log level (debug, info, warning, error).")
+    data_dir: str = _env("GM_DATA_DIR", "data", "Directory for local state (MLflow sqlite store, artifacts).")
+
+    # --- maze and sessions -------------------------------------------------------------------
+    maze_width: int = _env("GM_MAZE_WIDTH", 7, "Width of level 1 when a session does not ask for one.")
+    maze_height: int = _env("GM_MAZE_HEIGHT", 7, "Height of level 1 when a session does not ask for one.")
+    maze_max_size: int = _env("GM_MAZE_MAX_SIZE", 40, "Largest width/height a level may grow to.")
+    level_growth: int = _env("GM_LEVEL_GROWTH", 2, "Cells added to width and height per level won.")
+    max_sessions: int = _env("GM_MAX_SESSIONS", 200, "Live sessions before new ones are refused (503).")
+    session_grace_s: float = _env(
+        "GM_SESSION_GRACE_S", 120.0, "A session with no player connected is reaped after this many seconds."
+    )
+    idle_timeout_s: float = _env(
+        "GM_IDLE_TIMEOUT_S", 300.0, "A player socket that sends nothing for this long is closed."
+    )
+    max_spectators: int = _env("GM_MAX_SPECTATORS", 50, "Spectators per session.")
+    send_queue_size: int = _env(
+        "GM_SEND_QUEUE_SIZE", 64, "Messages buffered per connection before the overflow policy applies."
+    )
+    send_timeout_s: float = _env(
+        "GM_SEND_TIMEOUT_S", 10.0, "A connection whose single send blocks this long is closed (1013)."
+    )
+    reaper_interval_s: float = _env("GM_REAPER_INTERVAL_S", 5.0, "How often abandoned sessions are looked for.")
+
+    # --- recognition pipeline ----------------------------------------------------------------
+    workers: int | None = _env(
+        "GM_WORKERS", None, "Threads in the shared frame pool (default: CPU count)."
+    )
+    model_complexity: int = _env("GM_MODEL_COMPLEXITY", 1, "MediaPipe Hands model: 0 = lite, 1 = full.")
+    min_detection_confidence: float = _env(
+        "GM_MIN_DETECTION_CONFIDENCE", 0.5, "MediaPipe palm detection threshold."
+    )
+    min_tracking_confidence: float = _env(
+        "GM_MIN_TRACKING_CONFIDENCE", 0.5, "MediaPipe landmark tracking threshold."
+    )
+    send_landmarks: bool = _env("GM_SEND_LANDMARKS", True, "Include the 21 landmarks in `frame` replies.")
+    spectator_gesture_interval_ms: int = _env(
+        "GM_SPECTATOR_GESTURE_INTERVAL_MS", 250, "Minimum gap between `gesture` messages to spectators."
+    )
+    default_scheme: str = _env("GM_DEFAULT_SCHEME", "counting", "Control scheme of a new session.")
+    counting_map: tuple[tuple[str, str], ...] = _env(
+        "GM_COUNTING_MAP",
+        (
+            ("one", "up"),
+            ("peace", "right"),
+            ("three", "down"),
+            ("four", "left"),
+            ("like", "up"),
+            ("dislike", "down"),
+        ),
+        "gesture=direction pairs for the `counting` scheme (comma separated).",
+    )
+
+    # --- temporal smoothing ------------------------------------------------------------------
+    hold_frames: int = _env("GM_HOLD_FRAMES", 3, "Frames a gesture must be held before it fires.")
+    hold_ms: int = _env("GM_HOLD_MS", 180, "...or this many ms, whichever comes first (with hold_frames >= 2).")
+    min_confidence: float = _env("GM_MIN_CONFIDENCE", 0.55, "Mean confidence a held gesture needs to fire.")
+    repeat_ms: int = _env("GM_REPEAT_MS", 600, "A gesture still held repeats its move every this many ms.")
+
+    # --- model -------------------------------------------------------------------------------
+    model_uri: str | None = _env(
+        "GESTURE_MODEL_URI", None, "MLflow model URI to serve (e.g. models:/gesture-classifier@champion)."
+    )
+    model_poll_s: float = _env(
+        "GM_MODEL_POLL_S", 30.0, "How often the registry alias is checked for a new champion (0 = never)."
+    )
+
+    # --- limits and security -----------------------------------------------------------------
+    max_frame_bytes: int = _env("GM_MAX_FRAME_BYTES", 512 * 1024, "Largest binary frame accepted.")
+    max_frame_width: int = _env("GM_MAX_FRAME_WIDTH", 1920, "Largest decoded frame width.")
+    max_frame_height: int = _env("GM_MAX_FRAME_HEIGHT", 1920, "Largest decoded frame height.")
+    max_text_bytes: int = _env("GM_MAX_TEXT_BYTES", 4096, "Largest text (JSON) message accepted.")
+    max_fps: float = _env("GM_MAX_FPS", 30.0, "Frame-rate cap per session (token bucket); excess is dropped.")
+    max_connections_per_ip: int = _env("GM_MAX_CONNECTIONS_PER_IP", 64, "Open WebSockets per client address.")
+    session_create_per_min: int = _env(
+        "GM_SESSION_CREATE_PER_MIN", 60, "Sessions one client address may create per minute."
+    )
+    allowed_origins: tuple[str, ...] = _env(
+        "GM_ALLOWED_ORIGINS", (), "Extra browser origins allowed for WebSockets and CORS (comma separated)."
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read every field from `environ` (default: os.environ); keyword overrides win."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            name = f.metadata["env"]
+            if name not in environ:
+                continue
+            parser = _PARSERS[f.type]
+            try:
+                values[f.name] = parser(environ[name])
+            except ValueError as exc:
+                raise SettingsError(f"{name}: {exc}") from None
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+
+def documented_settings() -> list[tuple[str, Any, str]]:
+    """(env name, default, description) for README's configuration table and its test."""
+    return [(f.metadata["env"], f.default, f.metadata["doc"]) for f in dataclasses.fields(Settings)]

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from stream.settings import Settings
+from tests.support.paths import GESTURES_DIR, IMAGES_DIR, LANDMARKS_CSV, require_path
+from tests.support.server import LiveServer, live_server
+
+
+@pytest.fixture
+def settings() -> Settings:
+    """Defaults, untouched by the developer's environment."""
+    return Settings.from_env({})
+
+
+@pytest.fixture
+def server(settings: Settings) -> Iterator[LiveServer]:
+    with live_server(settings) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def gestures_dir():
+    return require_path(GESTURES_DIR)
+
+
+@pytest.fixture(scope="session")
+def images_dir():
+    return require_path(IMAGES_DIR)
+
+
+@pytest.fixture(scope="session")
+def landmarks_csv():
+    return require_path(LANDMARKS_CSV)
