@@ -85,7 +85,10 @@ class Metrics:
             buckets=_SHARPNESS_BUCKETS, registry=r,
         )
         self.frames_invalid = Counter(
-            f"{PREFIX}_frames_invalid", "Frames rejected before recognition, by reason.", ["reason"], registry=r
+            f"{PREFIX}_frames_invalid",
+            "Frames rejected before recognition, by reason.",
+            ["reason"],
+            registry=r,
         )
 
         # --- server --------------------------------------------------------------------------
@@ -106,7 +109,9 @@ class Metrics:
             ["direction", "source", "result"], registry=r,
         )
         self.games_won = Counter(f"{PREFIX}_games_won", "Levels won.", registry=r)
-        self.errors = Counter(f"{PREFIX}_errors", "Error messages sent to clients, by code.", ["code"], registry=r)
+        self.errors = Counter(
+            f"{PREFIX}_errors", "Error messages sent to clients, by code.", ["code"], registry=r
+        )
         self.messages_dropped = Counter(
             f"{PREFIX}_messages_dropped", "Outgoing messages dropped by a full send queue, by role.",
             ["role"], registry=r,

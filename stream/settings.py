@@ -83,7 +83,9 @@ class Settings:
     send_timeout_s: float = _env(
         "GM_SEND_TIMEOUT_S", 10.0, "A connection whose single send blocks this long is closed (1013)."
     )
-    reaper_interval_s: float = _env("GM_REAPER_INTERVAL_S", 5.0, "How often abandoned sessions are looked for.")
+    reaper_interval_s: float = _env(
+        "GM_REAPER_INTERVAL_S", 5.0, "How often abandoned sessions are looked for."
+    )
 
     # --- recognition pipeline ----------------------------------------------------------------
     workers: int | None = _env(
@@ -116,7 +118,9 @@ class Settings:
 
     # --- temporal smoothing ------------------------------------------------------------------
     hold_frames: int = _env("GM_HOLD_FRAMES", 3, "Frames a gesture must be held before it fires.")
-    hold_ms: int = _env("GM_HOLD_MS", 180, "...or this many ms, whichever comes first (with hold_frames >= 2).")
+    hold_ms: int = _env(
+        "GM_HOLD_MS", 180, "...or this many ms, whichever comes first (with hold_frames >= 2)."
+    )
     min_confidence: float = _env("GM_MIN_CONFIDENCE", 0.55, "Mean confidence a held gesture needs to fire.")
     repeat_ms: int = _env("GM_REPEAT_MS", 600, "A gesture still held repeats its move every this many ms.")
 
