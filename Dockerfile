@@ -1,0 +1,53 @@
+# Gesture Maze server image: one process (uvicorn via `gesture-maze serve`), non-root, pinned deps.
+#   docker build -t gesture-maze .    docker run -p 8000:8000 gesture-maze
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# mediapipe 0.10.21 pulls opencv-contrib-python (the only cv2 distribution we install), whose cv2
+# needs libGL and glib even when no window is ever opened.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 \
+    && rm -rf /var/lib/apt/lists/*
+
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --home-dir /app --shell /usr/sbin/nologin app
+
+WORKDIR /app
+
+# Dependencies first (this layer is rebuilt only when the lock or pyproject changes). The runtime
+# dependencies of pyproject are installed with requirements.lock (`pip freeze`) as constraints, so
+# every package, transitive ones included, has the locked version, and test-only tools stay out.
+COPY requirements.lock pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > /tmp/runtime-requirements.txt \
+    && pip install -c requirements.lock -r /tmp/runtime-requirements.txt \
+    && rm /tmp/runtime-requirements.txt
+
+# Then the source; model/default/ (the default classifier) ships as package data. README.md is
+# pyproject's `readme`, needed to build the wheel.
+COPY README.md ./
+COPY stream/ stream/
+COPY model/ model/
+COPY maze/ maze/
+COPY frontend/ frontend/
+RUN pip install --no-deps . \
+    && mkdir -p /data \
+    && chown app:app /data
+
+USER app
+
+ENV GM_HOST=0.0.0.0 \
+    GM_PORT=8000 \
+    GM_DATA_DIR=/data
+
+EXPOSE 8000
+VOLUME ["/data"]
+
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4).status == 200 else 1)"]
+
+CMD ["gesture-maze", "serve", "--host", "0.0.0.0", "--port", "8000"]

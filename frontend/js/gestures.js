@@ -1,0 +1,95 @@
+// Gesture icons (emoji where Unicode has one, a tiny inline SVG hand where it does not) and the legend.
+
+// Unicode has no "three" or "four" hand, and many Linux desktops have no colour emoji font, so every
+// gesture is a small inline SVG hand drawn the same way.
+const SKIN = 'fill="#f3c6a0" stroke="#b67f57" stroke-width="1.6" stroke-linejoin="round"';
+
+/** A hand, palm to the viewer, with fingers [thumb, index, middle, ring, pinky] raised or folded. */
+function handSvg(raised, label, rotate = 0) {
+  const fingers = [
+    [20, 8, 24], // x, width, top when raised
+    [29.5, 8, 6],
+    [39, 8, 8],
+    [48.5, 7, 14],
+  ];
+  const parts = fingers.map(([x, w, up], i) => {
+    const top = raised[i + 1] ? up : 34;
+    return `<rect x="${x}" y="${top}" width="${w}" height="${44 - top}" rx="${w / 2}"/>`;
+  });
+  const thumb = raised[0]
+    ? '<rect x="4" y="30" width="8" height="24" rx="4" transform="rotate(-32 12 54)"/>'
+    : '<rect x="10" y="38" width="8" height="16" rx="4" transform="rotate(-55 16 52)"/>';
+  return (
+    `<svg viewBox="0 0 64 72" role="img" aria-label="${label}"><g ${SKIN} transform="rotate(${rotate} 32 38)">` +
+    `${thumb}${parts.join("")}<rect x="17" y="34" width="40" height="32" rx="11"/></g></svg>`
+  );
+}
+
+/** A fist seen from the side with the thumb up (like) or, turned over, down (dislike). */
+function thumbSvg(up, label) {
+  const knuckles = [0, 1, 2, 3].map((i) => `<rect x="34" y="${26 + i * 9}" width="16" height="10" rx="5"/>`).join("");
+  return (
+    `<svg viewBox="0 0 64 72" role="img" aria-label="${label}"><g ${SKIN}${up ? "" : ' transform="rotate(180 32 36)"'}>` +
+    `<rect x="20" y="4" width="10" height="30" rx="5"/><rect x="14" y="24" width="34" height="42" rx="10"/>${knuckles}` +
+    `</g></svg>`
+  );
+}
+
+const HANDS = {
+  one: [false, true, false, false, false],
+  peace: [false, true, true, false, false],
+  three: [false, true, true, true, false],
+  four: [false, true, true, true, true],
+  palm: [true, true, true, true, true],
+  stop: [true, true, true, true, true],
+  fist: [false, false, false, false, false],
+};
+
+/** HTML for a gesture's icon (built from constant strings only). */
+export function gestureIcon(name) {
+  if (!name) return '<span aria-hidden="true">·</span>';
+  if (name === "like") return thumbSvg(true, "thumb up");
+  if (name === "dislike") return thumbSvg(false, "thumb down");
+  return handSvg(HANDS[name] ?? HANDS.palm, name);
+}
+
+/** An index finger pointing in a direction (pointing scheme). */
+export function pointIcon(direction) {
+  const angle = { up: 0, right: 90, down: 180, left: -90 }[direction];
+  return handSvg(HANDS.one, `point ${direction}`, angle);
+}
+
+export const ARROWS = { up: "↑", down: "↓", left: "←", right: "→" };
+
+const DIRECTIONS = ["up", "right", "down", "left"];
+
+// The default GM_COUNTING_MAP; the server is the authority, this is only the picture of it.
+const COUNTING = {
+  up: [["one", "one finger"], ["like", "thumb up"]],
+  right: [["peace", "two fingers"]],
+  down: [["three", "three fingers"], ["dislike", "thumb down"]],
+  left: [["four", "four fingers"]],
+};
+
+/** Fill a <ul> with one row per direction for the chosen scheme. */
+export function renderLegend(list, scheme) {
+  list.replaceChildren();
+  for (const dir of DIRECTIONS) {
+    const li = document.createElement("li");
+    li.dataset.direction = dir;
+    const how =
+      scheme === "pointing"
+        ? `<span class="g"><span class="icon">${pointIcon(dir)}</span>` +
+          `<small>point ${dir}</small></span>`
+        : COUNTING[dir]
+            .map(([g, words]) => `<span class="g"><span class="icon">${gestureIcon(g)}</span><small>${words}</small></span>`)
+            .join("");
+    li.innerHTML = `<span class="dir" aria-label="${dir}">${ARROWS[dir]}</span><span class="how">${how}</span>`;
+    list.append(li);
+  }
+}
+
+/** Highlight the legend row of the command that just fired (or none). */
+export function highlightLegend(list, direction) {
+  for (const li of list.children) li.dataset.active = String(li.dataset.direction === direction);
+}

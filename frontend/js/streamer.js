@@ -1,0 +1,122 @@
+// Sends webcam frames with flow control: at most `maxInFlight` frames without a `frame` reply, paced to
+// the target fps. A slow network or server therefore lowers the frame rate instead of building latency.
+
+const STALL_MS = 2000; // no reply for this long: assume the in-flight frames were lost and carry on
+
+export class FrameStreamer {
+  /**
+   * @param {{grab:()=>Promise<Blob|null>, socket:import('./connection.js').LiveSocket, onStats:(s:object)=>void}} deps
+   * @param {{fps:number, maxInFlight:number}} settings
+   */
+  constructor({ grab, socket, onStats }, settings) {
+    this.grab = grab;
+    this.socket = socket;
+    this.onStats = onStats;
+    this.settings = settings;
+    this.running = false;
+    this.timer = null;
+    this.busy = false;
+    this.sendTimes = [];
+    this.stats = { fps: 0, processingMs: null, rttMs: null, dropped: 0, lost: 0, replies: 0, sent: 0 };
+    this.resetConnection();
+  }
+
+  /** Sequence numbers restart at 1 on every connection (the server numbers frames per socket). */
+  resetConnection() {
+    this.sent = 0;
+    this.acked = 0;
+    this.pending = new Map(); // seq -> send time
+    this.lastProgress = performance.now();
+    this.serverDropped = 0;
+  }
+
+  setFps(fps) {
+    this.settings.fps = fps;
+  }
+
+  start() {
+    if (this.running) return;
+    this.running = true;
+    this.schedule(0);
+  }
+
+  stop() {
+    this.running = false;
+    clearTimeout(this.timer);
+  }
+
+  schedule(delay) {
+    clearTimeout(this.timer);
+    if (this.running) this.timer = setTimeout(() => this.tick(), Math.max(0, delay));
+  }
+
+  get inFlight() {
+    return this.sent - this.acked;
+  }
+
+  async tick() {
+    if (!this.running) return;
+    const interval = 1000 / Math.max(1, this.settings.fps);
+    const now = performance.now();
+    const last = this.sendTimes.at(-1) ?? -Infinity;
+    if (now - last < interval) return this.schedule(interval - (now - last));
+    if (!this.socket.open || this.busy) return this.schedule(interval);
+    if (this.inFlight >= this.settings.maxInFlight) {
+      if (now - this.lastProgress < STALL_MS) return this.schedule(interval); // a reply will wake us sooner
+      this.stats.lost += this.inFlight;
+      this.acked = this.sent;
+      this.pending.clear();
+    }
+    // Do not pile bytes into the socket's own buffer either.
+    if (this.socket.bufferedAmount > 256 * 1024) return this.schedule(interval);
+    this.busy = true;
+    try {
+      const blob = await this.grab();
+      if (blob && this.socket.open && this.running) {
+        const buffer = await blob.arrayBuffer();
+        if (this.socket.sendBinary(buffer)) {
+          this.sent += 1;
+          this.stats.sent += 1;
+          const t = performance.now();
+          this.pending.set(this.sent, t);
+          if (this.inFlight === 1) this.lastProgress = t;
+          this.sendTimes.push(t);
+          while (this.sendTimes.length && t - this.sendTimes[0] > 2000) this.sendTimes.shift();
+        }
+      }
+    } finally {
+      this.busy = false;
+    }
+    this.publish();
+    this.schedule(interval);
+  }
+
+  /** A `frame` reply: everything up to its seq is settled (older ones were replaced server-side). */
+  onFrame(msg) {
+    const now = performance.now();
+    const sentAt = this.pending.get(msg.seq);
+    for (const seq of this.pending.keys()) if (seq <= msg.seq) this.pending.delete(seq);
+    if (msg.seq > this.acked) this.acked = Math.min(msg.seq, this.sent);
+    this.lastProgress = now;
+    this.stats.replies += 1;
+    if (sentAt !== undefined) this.stats.rttMs = ema(this.stats.rttMs, now - sentAt);
+    if (typeof msg.processing_ms === "number") this.stats.processingMs = ema(this.stats.processingMs, msg.processing_ms);
+    if (typeof msg.dropped === "number") this.serverDropped = msg.dropped;
+    this.stats.dropped = this.serverDropped + this.stats.lost;
+    this.publish();
+    this.schedule(0);
+  }
+
+  publish() {
+    const now = performance.now();
+    while (this.sendTimes.length && now - this.sendTimes[0] > 2000) this.sendTimes.shift();
+    const n = this.sendTimes.length;
+    this.stats.fps = n > 1 ? ((n - 1) * 1000) / Math.max(1, this.sendTimes[n - 1] - this.sendTimes[0]) : 0;
+    if (n && now - this.sendTimes[n - 1] > 2000) this.stats.fps = 0;
+    this.onStats(this.stats);
+  }
+}
+
+function ema(previous, value) {
+  return previous === null ? value : previous * 0.8 + value * 0.2;
+}

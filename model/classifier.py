@@ -1,0 +1,361 @@
+"""Serving side of the gesture model: load it from a trusted place, classify one feature vector fast.
+
+Where models come from (the trust model, see docs/training.md):
+* `None`: the default model committed in `model/default/` (`model.skops` + `metadata.json`);
+* a local directory holding `model.skops` + `metadata.json` (what `gesture-maze train --out-default` writes);
+* `models:/<name>/<version>` or `models:/<name>@<alias>` from the MLflow Model Registry the operator
+  configured (the tracking URI). Only registries you control should be configured.
+
+Every model is a skops file, never a pickle, and is loaded with `TRUSTED_TYPES`: an explicit list of
+the scikit-learn/numpy types this project's training produces. A file naming any other type is refused
+(a pickle, or a skops file whose own trusted list we would follow, could run code when loaded).
+A model whose feature version differs from `model.features.FEATURE_VERSION` is refused as well.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import tempfile
+import threading
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model.features import FEATURE_VERSION, N_FEATURES
+
+log = logging.getLogger(__name__)
+
+REGISTERED_MODEL_NAME = "gesture-classifier"
+CHAMPION_ALIAS = "champion"
+MODEL_FILE = "model.skops"
+METADATA_FILE = "metadata.json"
+# Types a model file may contain beyond skops' own safe defaults (numpy/builtins/most of sklearn).
+# Kept explicit: skops refuses to load anything else.
+TRUSTED_TYPES: tuple[str, ...] = (
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._TemperatureScaling",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.calibration.CalibratedClassifierCV",
+    "sklearn.pipeline.Pipeline",
+    "sklearn.preprocessing._data.StandardScaler",
+    "sklearn.svm._classes.SVC",
+    "sklearn.ensemble._forest.RandomForestClassifier",
+    "sklearn.ensemble._forest.ExtraTreesClassifier",
+    "sklearn.tree._classes.DecisionTreeClassifier",
+    "sklearn.tree._tree.Tree",
+    "sklearn.neighbors._classification.KNeighborsClassifier",
+    "sklearn.neighbors._kd_tree.KDTree",
+    "sklearn.neighbors._ball_tree.BallTree",
+    "sklearn.neural_network._multilayer_perceptron.MLPClassifier",
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.preprocessing._label.LabelBinarizer",
+    "sklearn.linear_model._logistic.LogisticRegression",
+    "sklearn.utils._bunch.Bunch",
+    "numpy.dtype",
+    "numpy.random.mtrand.RandomState",
+    "numpy.random._mt19937.MT19937",
+    "builtins.slice",
+)
+_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be loaded (missing, untrusted, or built for other features)."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    gesture: str
+    confidence: float
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    version: str  # registry version, or the default model's training timestamp
+    alias: str | None
+    source: str  # the URI or path it was loaded from
+    feature_version: str
+
+
+class _FastSVC:
+    """`Pipeline(StandardScaler, CalibratedClassifierCV(SVC, method="temperature", ensemble=False))`
+    compiled to a few numpy operations for one sample.
+
+    scikit-learn's single-sample path costs ~2-3 ms, almost all in per-call validation and a Python
+    loop over the 153 class pairs; the arithmetic itself is ~0.1 ms. `GestureClassifier` checks this
+    against scikit-learn's own `predict_proba` when it is built and falls back when they disagree.
+    """
+
+    def __init__(self, estimator: Any) -> None:
+        from sklearn.calibration import CalibratedClassifierCV
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import StandardScaler
+        from sklearn.svm import SVC
+
+        if not (isinstance(estimator, Pipeline) and len(estimator.steps) == 2):
+            raise TypeError("not a scaler + calibrated SVC pipeline")
+        scaler, calibrated = estimator.steps[0][1], estimator.steps[1][1]
+        if not (isinstance(scaler, StandardScaler) and isinstance(calibrated, CalibratedClassifierCV)):
+            raise TypeError("not a scaler + calibrated SVC pipeline")
+        if calibrated.method != "temperature" or len(calibrated.calibrated_classifiers_) != 1:
+            raise TypeError("needs a single temperature-scaled classifier (ensemble=False)")
+        inner = calibrated.calibrated_classifiers_[0]
+        svc = inner.estimator
+        if not isinstance(svc, SVC) or svc.kernel not in ("poly", "rbf", "linear"):
+            raise TypeError("not an SVC with a poly, rbf or linear kernel")
+        n_classes = len(svc.classes_)
+        if n_classes < 3 or svc.decision_function_shape != "ovr" or svc.break_ties:
+            raise TypeError("unsupported SVC configuration")
+        self.mean = np.asarray(scaler.mean_ if scaler.with_mean else 0.0, dtype=np.float64)
+        self.scale = np.asarray(scaler.scale_ if scaler.with_std else 1.0, dtype=np.float64)
+        self.kernel = svc.kernel
+        self.gamma = float(svc._gamma)
+        self.coef0 = float(svc.coef0)
+        self.degree = int(svc.degree)
+        self.sv = np.ascontiguousarray(svc.support_vectors_, dtype=np.float64)
+        self.sv_sq = np.einsum("ij,ij->i", self.sv, self.sv)
+        self.dual = np.ascontiguousarray(svc.dual_coef_, dtype=np.float64)  # (n_classes-1, n_sv)
+        counts = np.asarray(svc.n_support_)
+        self.starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.intp)
+        pairs = [(i, j) for i in range(n_classes) for j in range(i + 1, n_classes)]
+        self.pi = np.array([i for i, _ in pairs], dtype=np.intp)
+        self.pj = np.array([j for _, j in pairs], dtype=np.intp)
+        self.intercept = np.asarray(svc.intercept_, dtype=np.float64)
+        # (n_classes, n_pairs): +1 where the class is the pair's first member, -1 where second.
+        self.first = np.zeros((n_classes, len(pairs)))
+        self.second = np.zeros((n_classes, len(pairs)))
+        self.first[self.pi, np.arange(len(pairs))] = 1.0
+        self.second[self.pj, np.arange(len(pairs))] = 1.0
+        self.beta = float(inner.calibrators[0].beta_)
+        # Calibrated classes are in CalibratedClassifierCV.classes_ order; map SVC order onto it.
+        order = {c: k for k, c in enumerate(calibrated.classes_)}
+        self.to_calibrated = np.array([order[c] for c in svc.classes_], dtype=np.intp)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """(n_features,) -> (n_classes,) calibrated probabilities, in the estimator's classes_ order."""
+        z = (np.asarray(x, dtype=np.float64) - self.mean) / self.scale
+        if self.kernel == "poly":
+            k = (self.gamma * (self.sv @ z) + self.coef0) ** self.degree
+        elif self.kernel == "rbf":
+            k = np.exp(-self.gamma * (self.sv_sq - 2.0 * (self.sv @ z) + z @ z))
+        else:
+            k = self.sv @ z
+        # s[r, c]: dual-coefficient row r applied to the support vectors of class c.
+        s = np.add.reduceat(self.dual * k, self.starts, axis=1)
+        dec = s[self.pj - 1, self.pi] + s[self.pi, self.pj] + self.intercept  # one-vs-one, > 0: first
+        votes = self.first @ (dec >= 0) + self.second @ (dec < 0)
+        conf = self.first @ dec - self.second @ dec
+        ovr = votes + conf / (3.0 * (np.abs(conf) + 1.0))
+        logits = self.beta * ovr
+        logits -= logits.max()
+        p = np.exp(logits)
+        p /= p.sum()
+        out = np.empty_like(p)
+        out[self.to_calibrated] = p
+        return out
+
+
+class GestureClassifier:
+    """A fitted scikit-learn classifier over `model.features` vectors, with its provenance."""
+
+    def __init__(self, estimator: Any, info: ModelInfo) -> None:
+        self.estimator = estimator
+        self.info = info
+        self._classes = tuple(str(c) for c in estimator.classes_)
+        self._fast = self._compile(estimator)
+
+    @staticmethod
+    def _compile(estimator: Any) -> _FastSVC | None:
+        try:
+            fast = _FastSVC(estimator)
+        except (TypeError, AttributeError):
+            return None
+        # Probe with points around the training data; any disagreement means scikit-learn's internals
+        # moved, so the slow but authoritative path is used instead.
+        rng = np.random.default_rng(0)
+        probes = fast.mean + fast.scale * rng.normal(size=(8, fast.sv.shape[1]))
+        expected = estimator.predict_proba(probes)
+        got = np.stack([fast.predict_proba(p) for p in probes])
+        if not np.allclose(expected, got, rtol=1e-6, atol=1e-9):
+            log.warning("fast SVC path disagrees with scikit-learn; using predict_proba")
+            return None
+        return fast
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self._classes
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        """(N, n_features) -> (N, n_classes) probabilities (batch; evaluation and tests)."""
+        return self.estimator.predict_proba(np.atleast_2d(np.asarray(features, dtype=np.float32)))
+
+    def predict(self, features: np.ndarray) -> Prediction:
+        """One hand's feature vector (from `landmark_features`) -> the most likely gesture."""
+        x = np.asarray(features, dtype=np.float32).reshape(-1)
+        if x.shape[0] != N_FEATURES:
+            raise ValueError(f"expected {N_FEATURES} features, got {x.shape[0]}")
+        if self._fast is not None:
+            proba = self._fast.predict_proba(x)
+        else:
+            proba = self.estimator.predict_proba(x[None])[0]
+        best = int(np.argmax(proba))
+        return Prediction(self._classes[best], float(proba[best]))
+
+
+def load_skops(path: Path) -> Any:
+    """Load a skops model file, trusting only `TRUSTED_TYPES` (plus skops' safe defaults)."""
+    import skops.io
+
+    try:
+        return skops.io.load(path, trusted=list(TRUSTED_TYPES))
+    except FileNotFoundError as exc:
+        raise ModelLoadError(f"model file not found: {path}") from exc
+    except Exception as exc:  # skops raises UntrustedTypesFoundException and format errors
+        raise ModelLoadError(f"refusing to load {path}: {exc}") from exc
+
+
+def _check_feature_version(found: str | None, source: str) -> str:
+    if found != FEATURE_VERSION:
+        raise ModelLoadError(
+            f"{source} was trained on features {found!r}, this code computes {FEATURE_VERSION!r}"
+        )
+    return found
+
+
+def load_directory(directory: Path, source: str | None = None) -> GestureClassifier:
+    """A model directory: `model.skops` + `metadata.json` (the committed default's layout)."""
+    directory = Path(directory)
+    source = source or str(directory)
+    try:
+        metadata = json.loads((directory / METADATA_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot read {directory / METADATA_FILE}: {exc}") from exc
+    feature_version = _check_feature_version(metadata.get("feature_version"), source)
+    estimator = load_skops(directory / MODEL_FILE)
+    info = ModelInfo(
+        name=str(metadata.get("name", "default")),
+        version=str(metadata.get("version", metadata.get("trained_at", "unknown"))),
+        alias=None,
+        source=source,
+        feature_version=feature_version,
+    )
+    return GestureClassifier(estimator, info)
+
+
+def default_model_dir() -> Path:
+    """`model/default/`, also when installed as a package (package-data)."""
+    return Path(str(resources.files("model") / "default"))
+
+
+def _registry_client(tracking_uri: str | None) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def parse_models_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """`models:/name/3` -> (name, "3", None); `models:/name@alias` -> (name, None, "alias")."""
+    match = _MODELS_URI.match(uri)
+    if not match:
+        raise ModelLoadError(f"unsupported model URI {uri!r}: use models:/<name>/<version> or @<alias>")
+    return match["name"], match["version"], match["alias"]
+
+
+def _resolve_version(client: Any, name: str, version: str | None, alias: str | None) -> str:
+    if alias is not None:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    assert version is not None
+    return version
+
+
+def load_registered(
+    name: str, version: str, *, alias: str | None = None, tracking_uri: str | None = None
+) -> GestureClassifier:
+    """One registry version: download its artifacts, load `model.skops` with our trusted types."""
+    from mlflow.artifacts import download_artifacts
+    from mlflow.models import Model
+
+    client = _registry_client(tracking_uri)
+    source = f"models:/{name}@{alias}" if alias else f"models:/{name}/{version}"
+    try:
+        artifact_uri = client.get_model_version_download_uri(name, version)
+        with tempfile.TemporaryDirectory(prefix="gesture-model-") as tmp:
+            local = Path(download_artifacts(artifact_uri=artifact_uri, dst_path=tmp, tracking_uri=tracking_uri))
+            metadata = Model.load(str(local / "MLmodel")).metadata or {}
+            feature_version = _check_feature_version(metadata.get("feature_version"), source)
+            estimator = load_skops(local / MODEL_FILE)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # MLflow raises its own exception types for missing models/aliases
+        raise ModelLoadError(f"cannot load {source}: {exc}") from exc
+    return GestureClassifier(estimator, ModelInfo(name, str(version), alias, source, feature_version))
+
+
+def load_classifier(uri: str | None, *, tracking_uri: str | None = None) -> GestureClassifier:
+    """The classifier at `uri` (see module docstring); None means the committed default model."""
+    if uri is None or uri == "":
+        return load_directory(default_model_dir(), source="default")
+    if uri.startswith("models:/"):
+        name, version, alias = parse_models_uri(uri)
+        client = _registry_client(tracking_uri)
+        try:
+            resolved = _resolve_version(client, name, version, alias)
+        except Exception as exc:
+            raise ModelLoadError(f"cannot resolve {uri}: {exc}") from exc
+        return load_registered(name, resolved, alias=alias, tracking_uri=tracking_uri)
+    path = Path(uri.removeprefix("file://"))
+    if path.is_dir():
+        return load_directory(path)
+    raise ModelLoadError(f"unsupported model URI {uri!r}")
+
+
+class ModelHandle:
+    """The model being served, swappable without a restart.
+
+    `current` is a plain attribute read, so a frame that already took the classifier finishes on it
+    while `refresh()` (blocking: registry round trip + download; call it from a thread) installs a new
+    champion. Only alias URIs (`models:/name@alias`) can change; other URIs never refresh.
+    """
+
+    def __init__(self, uri: str | None = None, *, tracking_uri: str | None = None) -> None:
+        self.uri = uri or None
+        self.tracking_uri = tracking_uri
+        self._lock = threading.Lock()  # one refresh at a time
+        self._alias: tuple[str, str] | None = None
+        if self.uri is not None and self.uri.startswith("models:/"):
+            name, _, alias = parse_models_uri(self.uri)
+            if alias is not None:
+                self._alias = (name, alias)
+        self._current = load_classifier(self.uri, tracking_uri=tracking_uri)
+
+    @property
+    def current(self) -> GestureClassifier:
+        return self._current
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._current.info
+
+    def refresh(self) -> bool:
+        """Re-resolve the alias; load and swap in the new version if it moved. True when swapped."""
+        if self._alias is None:
+            return False
+        name, alias = self._alias
+        with self._lock:
+            client = _registry_client(self.tracking_uri)
+            try:
+                version = str(client.get_model_version_by_alias(name, alias).version)
+            except Exception as exc:
+                raise ModelLoadError(f"cannot resolve models:/{name}@{alias}: {exc}") from exc
+            if version == self._current.info.version:
+                return False
+            new = load_registered(name, version, alias=alias, tracking_uri=self.tracking_uri)
+            old, self._current = self._current, new  # one reference swap: readers see old or new
+            log.info("model %s@%s: version %s -> %s", name, alias, old.info.version, version)
+            return True

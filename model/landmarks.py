@@ -1,0 +1,104 @@
+"""Hand landmarks from RGB frames with MediaPipe Hands (legacy `solutions` API, offline models).
+
+One `HandTracker` per video stream: in tracking mode (`static_image_mode=False`) MediaPipe runs the
+palm detector only until it has a hand, then follows it from frame to frame with the (cheaper)
+landmark model, so its state belongs to one stream. It is not thread-safe: one frame at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Landmark indices (MediaPipe Hands topology).
+WRIST = 0
+THUMB_TIP = 4
+INDEX_MCP, INDEX_PIP, INDEX_DIP, INDEX_TIP = 5, 6, 7, 8
+MIDDLE_MCP, MIDDLE_PIP, MIDDLE_DIP, MIDDLE_TIP = 9, 10, 11, 12
+RING_MCP, RING_PIP, RING_DIP, RING_TIP = 13, 14, 15, 16
+PINKY_MCP, PINKY_PIP, PINKY_DIP, PINKY_TIP = 17, 18, 19, 20
+
+_SWAP_HANDEDNESS = {"Left": "Right", "Right": "Left"}
+
+
+@dataclass(frozen=True)
+class Hand:
+    """One detected hand in an unmirrored camera frame."""
+
+    normalized: np.ndarray  # (21, 3) float32: x, y in 0..1 of the image width/height, z relative depth
+    width: int  # the frame's size, to turn normalised coordinates into pixels
+    height: int
+    handedness: str  # "Left" or "Right": the person's real hand, for an unmirrored (raw camera) frame
+    score: float  # handedness classification score (MediaPipe's hand presence confidence)
+
+    @property
+    def pixels(self) -> np.ndarray:
+        """(21, 2) float32 pixel coordinates (x right, y down)."""
+        return self.normalized[:, :2] * np.array([self.width, self.height], dtype=np.float32)
+
+    def xy_list(self, digits: int = 4) -> list[list[float]]:
+        """Normalised [x, y] pairs, rounded, ready for JSON."""
+        return [[round(float(x), digits), round(float(y), digits)] for x, y in self.normalized[:, :2]]
+
+
+class HandTracker:
+    """A MediaPipe Hands graph for one stream (or, with static_image_mode=True, for single images)."""
+
+    def __init__(
+        self,
+        model_complexity: int = 1,
+        min_detection_confidence: float = 0.5,
+        min_tracking_confidence: float = 0.5,
+        static_image_mode: bool = False,
+    ) -> None:
+        if model_complexity not in (0, 1):
+            raise ValueError(f"model_complexity must be 0 (lite) or 1 (full), got {model_complexity}")
+        # Imported here: mediapipe pulls in TensorFlow Lite and takes ~1 s to import; modules that only
+        # need `Hand` (schemes, tests of pure code) should not pay for it.
+        from mediapipe.python.solutions import hands as mp_hands
+
+        self.static_image_mode = static_image_mode
+        self._hands = mp_hands.Hands(
+            static_image_mode=static_image_mode,
+            max_num_hands=1,
+            model_complexity=model_complexity,
+            min_detection_confidence=min_detection_confidence,
+            min_tracking_confidence=min_tracking_confidence,
+        )
+
+    def detect(self, rgb: np.ndarray) -> Hand | None:
+        """Landmarks of the hand in an (H, W, 3) uint8 RGB frame, or None when there is none."""
+        if self._hands is None:
+            raise RuntimeError("HandTracker is closed")
+        if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {rgb.dtype} {rgb.shape}")
+        frame = np.ascontiguousarray(rgb)
+        frame.flags.writeable = False  # lets MediaPipe wrap the buffer instead of copying it
+        result = self._hands.process(frame)
+        if not result.multi_hand_landmarks:
+            return None
+        points = result.multi_hand_landmarks[0].landmark
+        normalized = np.array([(p.x, p.y, p.z) for p in points], dtype=np.float32)
+        label = result.multi_handedness[0].classification[0]
+        # MediaPipe labels hands as if the image were mirrored (a selfie preview); frames here are the
+        # raw camera image, so the label is swapped to name the person's real hand.
+        return Hand(
+            normalized=normalized,
+            width=int(rgb.shape[1]),
+            height=int(rgb.shape[0]),
+            handedness=_SWAP_HANDEDNESS.get(label.label, label.label),
+            score=float(label.score),
+        )
+
+    def close(self) -> None:
+        """Release the MediaPipe graph (idempotent)."""
+        hands, self._hands = self._hands, None
+        if hands is not None:
+            hands.close()
+
+    def __enter__(self) -> HandTracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

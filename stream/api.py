@@ -1,0 +1,139 @@
+"""REST routes: create/list/inspect sessions, health and Prometheus metrics.
+
+Errors are always `{"error": {"code", "message"}}` with a fitting status: 400 bad body, 404 unknown
+session, 429 session-creation rate per client address (with Retry-After), 503 sessions cap.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from maze import MIN_SIZE
+from stream.limits import address_key
+from stream.metrics import CONTENT_TYPE
+from stream.protocol import SCHEMES
+from stream.sessions import SessionLimitError, SessionOptions
+
+_CREATE_FIELDS = frozenset({"width", "height", "seed", "scheme", "private"})
+_MAX_SEED = 2**63
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def _int_field(body: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
+    value = body.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise BadRequest(f"{name} must be an integer from {low} to {high}")
+    return value
+
+
+def parse_create_body(raw: bytes, settings: Any) -> SessionOptions:
+    """Strict schema for POST /api/sessions (an empty body means all defaults)."""
+    if len(raw) > settings.max_text_bytes:
+        raise BadRequest(f"body is limited to {settings.max_text_bytes} bytes")
+    body: Any = {}
+    if raw.strip():
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise BadRequest("body must be JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    unknown = sorted(set(body) - _CREATE_FIELDS)
+    if unknown:
+        raise BadRequest(f"unknown field(s): {', '.join(unknown)[:100]}")
+    top = settings.maze_max_size
+    width = _int_field(body, "width", settings.maze_width, MIN_SIZE, top)
+    height = _int_field(body, "height", settings.maze_height, MIN_SIZE, top)
+    seed = body.get("seed")
+    if seed is not None and (
+        not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < _MAX_SEED
+    ):
+        raise BadRequest("seed must be a non-negative integer below 2**63 or null")
+    scheme = body.get("scheme", settings.default_scheme)
+    if scheme not in SCHEMES:
+        raise BadRequest(f"scheme must be one of {', '.join(SCHEMES)}")
+    private = body.get("private", False)
+    if not isinstance(private, bool):
+        raise BadRequest("private must be true or false")
+    return SessionOptions(width=width, height=height, seed=seed, scheme=scheme, private=private)
+
+
+async def create_session(request: Request) -> Response:
+    state = request.app.state
+    limiter = state.create_limiter
+    key = address_key(request.client.host if request.client else None)
+    try:
+        options = parse_create_body(await request.body(), state.settings)
+    except BadRequest as exc:
+        return error_response(400, "bad_request", str(exc))
+    if not limiter.allow(key):
+        retry = limiter.retry_after(key)
+        headers = {"Retry-After": str(max(1, math.ceil(retry)))} if math.isfinite(retry) else None
+        return error_response(429, "rate_limited", "too many sessions created from this address", headers)
+    try:
+        session = state.registry.create(options)
+    except SessionLimitError as exc:
+        return error_response(503, "server_full", str(exc), {"Retry-After": "30"})
+    watch_url = f"/ws/watch/{session.id}"
+    body: dict[str, Any] = {
+        "session_id": session.id,
+        "player_token": session.player_token,
+        "play_url": f"/ws/play/{session.id}?token={session.player_token}",
+        "watch_url": watch_url,
+        "level": session.game.level,
+        "scheme": session.scheme,
+        "private": session.private,
+        "maze": {"width": session.game.maze.width, "height": session.game.maze.height},
+    }
+    if session.watch_token is not None:
+        body["watch_token"] = session.watch_token
+        body["watch_url"] = f"{watch_url}?token={session.watch_token}"
+    return JSONResponse(body, status_code=201, headers={"Cache-Control": "no-store"})
+
+
+async def list_sessions(request: Request) -> Response:
+    sessions = request.app.state.registry.public()
+    return JSONResponse({"sessions": [s.summary() for s in sessions]})
+
+
+async def get_session(request: Request) -> Response:
+    session = request.app.state.registry.get(request.path_params["session_id"])
+    if session is None:
+        return error_response(404, "not_found", "no such session")
+    return JSONResponse(session.summary())
+
+
+async def health(request: Request) -> Response:
+    state = request.app.state
+    models = getattr(state, "models", None)
+    info = models.current.info if models is not None else None
+    return JSONResponse(
+        {
+            "status": "ok",
+            "uptime_s": round(time.monotonic() - state.started_at, 1),
+            "sessions": len(state.registry),
+            "model": {"name": info.name, "version": info.version} if info is not None else None,
+            "pool": {"in_flight": state.pipeline.in_flight, "backlog": state.pipeline.backlog},
+        }
+    )
+
+
+async def metrics(request: Request) -> Response:
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)

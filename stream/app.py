@@ -1,0 +1,189 @@
+"""The Starlette app factory and its lifespan, the one owner of the server's mutable state.
+
+`create_app(settings)` only wires routes and middleware; everything stateful (metrics, session
+registry, frame pipeline, model handle, limiters, background tasks) is created when the lifespan
+starts and torn down when it ends, so several apps can live in one process (tests) without sharing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Coroutine
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from maze import GameConfig
+from model.classifier import ModelHandle
+from stream import api
+from stream.http_metrics import HTTPMetricsMiddleware, sample_event_loop_lag
+from stream.limits import ConnectionLimiter, KeyedRateLimiter
+from stream.metrics import Metrics
+from stream.pipeline import FramePipeline
+from stream.predict import close_predict_state, predict_endpoint
+from stream.protocol import CLOSE_GOING_AWAY
+from stream.security import install_log_redaction, security_middleware
+from stream.sessions import DEFAULT_WIN_PAUSE_S, SessionOptions, SessionRegistry, run_reaper
+from stream.settings import Settings
+from stream.ws import watch_endpoint
+from stream.ws_play import play_endpoint
+
+log = logging.getLogger(__name__)
+
+FRONTEND_DIR = Path(__file__).resolve().parent.parent / "frontend"
+_DRAIN_TIMEOUT_S = 3.0  # how long shutdown waits for queued messages + close frames to go out
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    win_pause_s: float | None = None,
+    frontend_dir: Path | None = FRONTEND_DIR,
+) -> Starlette:
+    """The app. `win_pause_s`: pause between `won` and the next level (default: the setting, 1.5 s)."""
+    settings = settings or Settings.from_env()
+    if win_pause_s is None:
+        win_pause_s = float(getattr(settings, "win_pause_s", DEFAULT_WIN_PAUSE_S))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await _start(app, settings, win_pause_s)
+        try:
+            yield
+        finally:
+            await _stop(app)
+
+    routes: list[BaseRoute] = [
+        Route("/health", api.health, methods=["GET"]),
+        Route("/metrics", api.metrics, methods=["GET"]),
+        Route("/api/sessions", api.list_sessions, methods=["GET"]),
+        Route("/api/sessions", api.create_session, methods=["POST"]),
+        Route("/api/sessions/{session_id}", api.get_session, methods=["GET"]),
+        Route("/predict", predict_endpoint, methods=["POST"]),
+        WebSocketRoute("/ws/play/{session_id}", play_endpoint),
+        WebSocketRoute("/ws/watch/{session_id}", watch_endpoint),
+    ]
+    if frontend_dir is not None and frontend_dir.is_dir():
+        # Last: the catch-all static mount must never shadow an API or WebSocket route.
+        routes.append(Mount("/", app=StaticFiles(directory=frontend_dir, html=True), name="frontend"))
+
+    app_ref: dict[str, Starlette] = {}
+
+    def on_origin_reject(kind: str) -> None:
+        app = app_ref.get("app")
+        metrics = getattr(app.state, "metrics", None) if app is not None else None
+        if metrics is not None:
+            metrics.errors.labels(code="origin_not_allowed").inc()
+
+    middleware = [
+        Middleware(HTTPMetricsMiddleware),  # outermost: counts refusals by the guards below too
+        *security_middleware(settings.allowed_origins, on_reject=on_origin_reject),
+    ]
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app_ref["app"] = app
+    return app
+
+
+async def _start(app: Starlette, settings: Settings, win_pause_s: float) -> None:
+    install_log_redaction()  # uvicorn logs request paths, and the play URL carries the token
+    state = app.state
+    metrics = Metrics()
+    state.settings = settings
+    state.metrics = metrics
+    state.started_at = time.monotonic()
+    state.shutting_down = False
+
+    def config_for(options: SessionOptions) -> GameConfig:
+        return GameConfig(
+            width=options.width,
+            height=options.height,
+            growth=settings.level_growth,
+            max_size=settings.maze_max_size,
+        )
+
+    state.registry = SessionRegistry(
+        max_sessions=settings.max_sessions, config_for=config_for, metrics=metrics, win_pause_s=win_pause_s
+    )
+    state.pipeline = FramePipeline(settings.worker_count, metrics)
+    state.models = await run_in_threadpool(ModelHandle, settings.model_uri)  # loads the model: blocking
+    _record_model(metrics, state.models)
+    state.connection_limiter = ConnectionLimiter(settings.max_connections_per_ip)
+    state.create_limiter = KeyedRateLimiter(settings.session_create_per_min, 60.0)
+
+    tasks: list[asyncio.Task[None]] = []
+
+    def spawn(coro: Coroutine[Any, Any, None], name: str) -> None:
+        tasks.append(asyncio.get_running_loop().create_task(coro, name=name))
+
+    spawn(run_reaper(state.registry, settings.session_grace_s, settings.reaper_interval_s), "reaper")
+    spawn(sample_event_loop_lag(metrics), "loop-lag")
+    if settings.model_poll_s > 0:
+        spawn(_poll_models(state.models, metrics, settings.model_poll_s), "model-poll")
+    state.background_tasks = tasks
+
+
+async def drain(app: Starlette) -> None:
+    """Graceful stop (idempotent): finish in-flight frames, then close every socket with 1001.
+
+    Called by stream.server before uvicorn's own shutdown (which would close sockets with 1012), and
+    again from the lifespan's end as a fallback.
+    """
+    state = app.state
+    if getattr(state, "shutting_down", True):
+        return
+    state.shutting_down = True
+    connections = [conn for session in state.registry for conn in session.connections()]
+    await state.pipeline.shutdown()  # in-flight frames finish and their replies are queued
+    await state.registry.close_all(CLOSE_GOING_AWAY, "server shutting down")
+    if connections:
+        await asyncio.wait(
+            [asyncio.ensure_future(conn.wait_closed()) for conn in connections], timeout=_DRAIN_TIMEOUT_S
+        )
+
+
+async def _stop(app: Starlette) -> None:
+    await drain(app)
+    tasks = getattr(app.state, "background_tasks", [])
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await run_in_threadpool(close_predict_state, app)
+
+
+def _record_model(metrics: Metrics, models: ModelHandle) -> None:
+    info = models.current.info
+    metrics.model_info.info(
+        {
+            "name": str(info.name),
+            "version": str(info.version),
+            "alias": str(info.alias or ""),
+            "source": str(info.source),
+            "feature_version": str(info.feature_version),
+        }
+    )
+
+
+async def _poll_models(models: ModelHandle, metrics: Metrics, interval_s: float) -> None:
+    """Background task: pick up a new registry champion without a restart."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            changed = await run_in_threadpool(models.refresh)
+        except Exception:
+            metrics.model_reloads.labels(result="error").inc()
+            log.warning("model refresh failed; still serving the current model", exc_info=True)
+            continue
+        if changed:
+            metrics.model_reloads.labels(result="reloaded").inc()
+            _record_model(metrics, models)
+            log.info("now serving model %s", models.current.info.version)
+        else:
+            metrics.model_reloads.labels(result="unchanged").inc()

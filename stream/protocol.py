@@ -1,0 +1,303 @@
+"""The WebSocket wire protocol: one dataclass per message, strict parsing of client text messages.
+
+Client messages come from strangers, so parsing is strict: size is checked before JSON decoding,
+every type has an exact field set (unknown or missing fields are errors) and every failure is a
+`ProtocolError` whose `code` is sent back verbatim in an `error` message. Server messages are plain
+dataclasses with `to_dict()`; `encode()` turns any of them into the compact JSON text sent on the wire.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from maze import Direction
+
+SCHEMES = ("counting", "pointing")
+
+# Error codes of `error` messages (plus model.frames.FRAME_ERROR_CODES); listed in docs/protocol.md.
+BAD_JSON = "bad_json"
+BAD_MESSAGE = "bad_message"
+UNKNOWN_TYPE = "unknown_type"
+BAD_FIELD = "bad_field"
+MESSAGE_TOO_LARGE = "message_too_large"
+NOT_FOUND = "not_found"
+FORBIDDEN = "forbidden"
+READ_ONLY = "read_only"
+NOT_PLAYING = "not_playing"
+NOT_WON = "not_won"
+RATE_LIMITED = "rate_limited"
+TOO_MANY_SPECTATORS = "too_many_spectators"
+TOO_MANY_CONNECTIONS = "too_many_connections"
+PROCESSING_FAILED = "processing_failed"
+IDLE_TIMEOUT = "idle_timeout"
+SHUTTING_DOWN = "shutting_down"
+
+# Close codes.
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001  # server shutdown
+CLOSE_POLICY = 1008  # not allowed here: unknown session, wrong token, foreign origin, caps
+CLOSE_TOO_BIG = 1009  # a frame above the transport limit (uvicorn's ws_max_size)
+CLOSE_REPLACED = 4000  # a newer player connection took over
+CLOSE_TOO_SLOW = 4001  # a send blocked longer than GM_SEND_TIMEOUT_S
+CLOSE_IDLE = 4002  # a player socket sent nothing for GM_IDLE_TIMEOUT_S
+
+_MAX_DEPTH = 4  # legitimate messages are flat objects; deeper nesting is refused before json.loads
+
+
+class ProtocolError(ValueError):
+    """A client message that cannot be accepted; `code` goes to the client as is."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# --- client -> server -------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class MoveMessage:
+    direction: Direction
+    type: ClassVar[str] = "move"
+
+
+@dataclass(frozen=True, slots=True)
+class RestartMessage:
+    type: ClassVar[str] = "restart"
+
+
+@dataclass(frozen=True, slots=True)
+class NextLevelMessage:
+    type: ClassVar[str] = "next_level"
+
+
+@dataclass(frozen=True, slots=True)
+class SchemeMessage:
+    scheme: str
+    type: ClassVar[str] = "scheme"
+
+
+@dataclass(frozen=True, slots=True)
+class PingMessage:
+    t: float | int
+    type: ClassVar[str] = "ping"
+
+
+ClientMessage = MoveMessage | RestartMessage | NextLevelMessage | SchemeMessage | PingMessage
+
+
+def _direction(value: Any) -> Direction:
+    try:
+        return Direction(value)
+    except ValueError:
+        raise ProtocolError(BAD_FIELD, "direction must be one of up, down, left, right") from None
+
+
+def _scheme(value: Any) -> str:
+    if value not in SCHEMES:
+        raise ProtocolError(BAD_FIELD, f"scheme must be one of {', '.join(SCHEMES)}")
+    return value
+
+
+def _number(value: Any) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ProtocolError(BAD_FIELD, "t must be a finite number")
+    return value
+
+
+# type -> (message class, {field: validator})
+_SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
+    "move": (MoveMessage, {"direction": _direction}),
+    "restart": (RestartMessage, {}),
+    "next_level": (NextLevelMessage, {}),
+    "scheme": (SchemeMessage, {"scheme": _scheme}),
+    "ping": (PingMessage, {"t": _number}),
+}
+CLIENT_TYPES = tuple(_SCHEMA)
+
+
+def _nesting_depth(text: str) -> int:
+    """Deepest bracket nesting outside strings: refuses `[[[[...` bombs without recursing."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def parse_client_message(text: str, max_bytes: int) -> ClientMessage:
+    """Validate and decode one text message from a player; raises ProtocolError."""
+    # len(text) <= bytes <= 4 * len(text): cheap bounds first, exact UTF-8 length only when unsure.
+    if len(text) > max_bytes or (
+        4 * len(text) > max_bytes and len(text.encode("utf-8", "replace")) > max_bytes
+    ):
+        raise ProtocolError(MESSAGE_TOO_LARGE, f"text messages are limited to {max_bytes} bytes")
+    if _nesting_depth(text) > _MAX_DEPTH:
+        raise ProtocolError(BAD_JSON, "JSON nested too deeply")
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ProtocolError(BAD_JSON, "message is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(BAD_MESSAGE, 'a message must be a JSON object with a "type"')
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError(BAD_MESSAGE, 'a message must have a string "type"')
+    if kind not in _SCHEMA:
+        raise ProtocolError(UNKNOWN_TYPE, f"unknown message type (expected one of {', '.join(CLIENT_TYPES)})")
+    cls, fields = _SCHEMA[kind]
+    extra = sorted(set(data) - set(fields) - {"type"})
+    if extra:
+        raise ProtocolError(BAD_FIELD, f"unexpected field(s) for {kind}: {', '.join(extra)[:100]}")
+    values = {}
+    for name, validate in fields.items():
+        if name not in data:
+            raise ProtocolError(BAD_FIELD, f"{kind} needs a {name!r} field")
+        values[name] = validate(data[name])
+    return cls(**values)
+
+
+# --- server -> client -------------------------------------------------------------------------
+def encode(message: Any) -> str:
+    """Compact JSON text of a server message (dataclass with to_dict, or a ready dict)."""
+    payload = message if isinstance(message, dict) else message.to_dict()
+    return json.dumps(payload, separators=(",", ":"), allow_nan=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_frame_bytes: int
+    max_fps: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"max_frame_bytes": self.max_frame_bytes, "max_fps": self.max_fps}
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    role: str  # "player" | "spectator"
+    session_id: str
+    scheme: str
+    limits: Limits
+    server_time: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": "welcome",
+            "role": self.role,
+            "session_id": self.session_id,
+            "scheme": self.scheme,
+            "limits": self.limits.to_dict(),
+            "server_time": self.server_time,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LastMove:
+    direction: str
+    ok: bool
+    source: str  # "keyboard" | "gesture"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"direction": self.direction, "ok": self.ok, "source": self.source}
+
+
+@dataclass(frozen=True, slots=True)
+class Won:
+    level: int
+    moves: int
+    elapsed_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "won", "level": self.level, "moves": self.moves, "elapsed_s": self.elapsed_s}
+
+
+@dataclass(frozen=True, slots=True)
+class FrameReply:
+    seq: int
+    hand: bool
+    gesture: str | None
+    confidence: float
+    command: str | None
+    processing_ms: float
+    dropped: int
+    landmarks: list[list[float]] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": "frame",
+            "seq": self.seq,
+            "hand": self.hand,
+            "gesture": self.gesture,
+            "confidence": self.confidence,
+            "command": self.command,
+            "processing_ms": self.processing_ms,
+            "dropped": self.dropped,
+            "landmarks": self.landmarks,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class GestureNotice:
+    gesture: str | None
+    confidence: float
+    hand: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "gesture", "gesture": self.gesture, "confidence": self.confidence, "hand": self.hand}
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    t: float | int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "pong", "t": self.t}
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorMessage:
+    code: str
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "error", "code": self.code, "message": self.message}
+
+
+@dataclass(slots=True)
+class StateSnapshot:
+    """One state of a session, shared by every connection; encoded at most twice (with/without maze).
+
+    `maze_changed` marks the first state of a new maze: it always carries the maze. Other states
+    carry it only for a connection that has not seen this `maze_version` yet (first state, resync).
+    """
+
+    version: int
+    maze_version: int
+    maze_changed: bool
+    body: dict[str, Any]  # every field except "maze"
+    maze: dict[str, Any]
+    _texts: dict[bool, str] = field(default_factory=dict)
+
+    def text(self, with_maze: bool) -> str:
+        with_maze = with_maze or self.maze_changed
+        cached = self._texts.get(with_maze)
+        if cached is None:
+            payload = dict(self.body, maze=self.maze) if with_maze else self.body
+            cached = self._texts[with_maze] = encode(payload)
+        return cached

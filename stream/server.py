@@ -1,0 +1,81 @@
+"""`gesture-maze serve`: run the app under uvicorn with production-minded defaults.
+
+- WebSocket messages up to `ws_max_size` are read, so a frame somewhat above GM_MAX_FRAME_BYTES gets
+  a clear `frame_too_large` error; only a frame above ws_max_size is cut off by the transport (1009).
+- Proxy headers are off: behind a reverse proxy, enable them explicitly in uvicorn with
+  `--forwarded-allow-ips` (otherwise anyone could spoof X-Forwarded-For and dodge per-address limits).
+- On SIGINT/SIGTERM, `GracefulServer` drains the app first (in-flight frames finish, every socket is
+  closed with 1001 "going away") before uvicorn's own shutdown, which would close sockets with 1012.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from socket import socket
+from typing import Any
+
+import uvicorn
+
+from stream.app import create_app, drain
+from stream.settings import Settings, SettingsError
+
+GRACEFUL_SHUTDOWN_S = 10
+
+
+def ws_max_size(settings: Settings) -> int:
+    return max(2 * settings.max_frame_bytes, settings.max_frame_bytes + 1024 * 1024)
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn.Server that drains the Gesture Maze app before closing connections."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._app: Any = config.app
+
+    async def shutdown(self, sockets: list[socket] | None = None) -> None:
+        try:
+            await drain(self._app)
+        except Exception:
+            logging.getLogger(__name__).exception("draining the app failed")
+        await super().shutdown(sockets)
+
+
+def build_config(settings: Settings, **overrides: Any) -> uvicorn.Config:
+    options: dict[str, Any] = dict(
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        ws="websockets",
+        ws_max_size=ws_max_size(settings),
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        lifespan="on",
+    )
+    options.update(overrides)
+    return uvicorn.Config(create_app(settings), **options)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gesture-maze serve", description="Run the Gesture Maze server.")
+    parser.add_argument("--host", help="address to bind (GM_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="TCP port (GM_PORT, default 8000)")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="GM_LOG_LEVEL")
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    overrides = {
+        name: value
+        for name, value in (("host", args.host), ("port", args.port), ("log_level", args.log_level))
+        if value is not None
+    }
+    try:
+        settings = Settings.from_env(**overrides)
+    except SettingsError as exc:
+        parser.error(str(exc))
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    GracefulServer(build_config(settings)).run()
+    return 0

@@ -1,0 +1,136 @@
+"""WebSocket plumbing shared by both endpoints, and the read-only spectator endpoint `/ws/watch/{id}`.
+
+Refusals follow the protocol: accept, send `{"type":"error"}`, close with 1008, so a client always
+learns why. (A foreign Origin is refused earlier, before accept, by stream.security's middleware.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.websockets import WebSocket
+
+from stream.connection import Connection
+from stream.limits import address_key
+from stream.protocol import (
+    CLOSE_POLICY,
+    READ_ONLY,
+    SHUTTING_DOWN,
+    TOO_MANY_CONNECTIONS,
+    TOO_MANY_SPECTATORS,
+    ErrorMessage,
+    Limits,
+    Welcome,
+    encode,
+)
+from stream.sessions import Session
+
+_REFUSE_TIMEOUT_S = 2.0
+
+
+async def refuse(websocket: WebSocket, code: str, message: str) -> None:
+    """Tell the client why, then close with 1008 (policy violation)."""
+    metrics = websocket.app.state.metrics
+    metrics.errors.labels(code=code).inc()
+    with contextlib.suppress(Exception):
+        await websocket.accept()
+        await websocket.send_text(encode(ErrorMessage(code, message)))
+        await websocket.close(CLOSE_POLICY, message[:120])
+
+
+def client_key(websocket: WebSocket) -> str:
+    return address_key(websocket.client.host if websocket.client else None)
+
+
+@contextlib.asynccontextmanager
+async def admitted(websocket: WebSocket, role: str) -> AsyncIterator[bool]:
+    """Per-address connection cap + shutdown check; yields False after refusing the socket."""
+    state = websocket.app.state
+    if getattr(state, "shutting_down", False):
+        await refuse(websocket, SHUTTING_DOWN, "the server is shutting down")
+        yield False
+        return
+    limiter = state.connection_limiter
+    key = client_key(websocket)
+    if not limiter.acquire(key):
+        await refuse(websocket, TOO_MANY_CONNECTIONS, "too many open connections from this address")
+        yield False
+        return
+    state.metrics.connections.labels(role=role).inc()
+    try:
+        yield True
+    finally:
+        state.metrics.connections.labels(role=role).dec()
+        limiter.release(key)
+
+
+def new_connection(websocket: WebSocket, role: str, session: Session) -> Connection:
+    state = websocket.app.state
+    settings, metrics = state.settings, state.metrics
+    dropped = metrics.messages_dropped.labels(role=role)
+    return Connection(
+        websocket,
+        role,
+        queue_size=settings.send_queue_size,
+        send_timeout_s=settings.send_timeout_s,
+        on_drop=dropped.inc,
+        latest_state=session.latest_state,
+    )
+
+
+def welcome(websocket: WebSocket, role: str, session: Session) -> Welcome:
+    settings = websocket.app.state.settings
+    return Welcome(
+        role=role,
+        session_id=session.id,
+        scheme=session.scheme,
+        limits=Limits(max_frame_bytes=settings.max_frame_bytes, max_fps=settings.max_fps),
+        server_time=round(time.time(), 3),
+    )
+
+
+def send_error(conn: Connection, metrics: Any, code: str, message: str) -> None:
+    metrics.errors.labels(code=code).inc()
+    conn.send(ErrorMessage(code, message))
+
+
+async def watch_endpoint(websocket: WebSocket) -> None:
+    state = websocket.app.state
+    session = state.registry.get(websocket.path_params["session_id"])
+    if session is None:
+        await refuse(websocket, "not_found", "no such session")
+        return
+    if not session.watch_token_ok(websocket.query_params.get("token")):
+        await refuse(websocket, "forbidden", "this session is private: a valid watch token is needed")
+        return
+    async with admitted(websocket, "spectator") as ok:
+        if not ok:
+            return
+        # Reserve the seat before awaiting accept(), so concurrent handshakes cannot overshoot the cap.
+        if len(session.spectators) + session.joining_spectators >= state.settings.max_spectators:
+            await refuse(websocket, TOO_MANY_SPECTATORS, "this session has the maximum number of spectators")
+            return
+        session.joining_spectators += 1
+        try:
+            await websocket.accept()
+        finally:
+            session.joining_spectators -= 1
+        conn = new_connection(websocket, "spectator", session)
+        conn.send(welcome(websocket, "spectator", session))
+        session.add_spectator(conn)
+        try:
+            await conn.serve(_spectator_reader(websocket, conn, state.metrics))
+        finally:
+            session.remove_spectator(conn)
+
+
+async def _spectator_reader(websocket: WebSocket, conn: Connection, metrics: Any) -> None:
+    # Spectators are read-only: everything they send is answered, nothing is acted on.
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        send_error(conn, metrics, READ_ONLY, "spectators cannot send messages")

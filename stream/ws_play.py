@@ -1,0 +1,209 @@
+"""The player endpoint `/ws/play/{id}?token=...`: text commands and binary JPEG frames.
+
+Text messages are parsed strictly (stream.protocol) and applied to the session at once. Binary
+frames are rate-limited per connection (token bucket), then handed to the session's `FrameLane`:
+recognition runs in the shared thread pool and `_frame_done` runs back on the event loop, where a
+fired command goes through the SAME `Session.move` as a keyboard move (source "gesture").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from functools import partial
+from typing import Any
+
+from starlette.websockets import WebSocket
+
+from model.frames import FrameError
+from model.recognizer import RecognitionResult, Recognizer, RecognizerConfig
+from stream.connection import Connection
+from stream.limits import FrameGate
+from stream.pipeline import observe_frame_error, observe_recognition
+from stream.protocol import (
+    CLOSE_IDLE,
+    IDLE_TIMEOUT,
+    NOT_PLAYING,
+    NOT_WON,
+    PROCESSING_FAILED,
+    RATE_LIMITED,
+    SHUTTING_DOWN,
+    FrameReply,
+    GestureNotice,
+    MoveMessage,
+    NextLevelMessage,
+    PingMessage,
+    Pong,
+    ProtocolError,
+    RestartMessage,
+    SchemeMessage,
+    parse_client_message,
+)
+from stream.sessions import Session
+from stream.ws import admitted, new_connection, refuse, send_error, welcome
+
+log = logging.getLogger(__name__)
+
+
+async def play_endpoint(websocket: WebSocket) -> None:
+    state = websocket.app.state
+    session = state.registry.get(websocket.path_params["session_id"])
+    if session is None:
+        await refuse(websocket, "not_found", "no such session")
+        return
+    if not session.player_token_ok(websocket.query_params.get("token")):
+        await refuse(websocket, "forbidden", "a valid player token is needed to play this session")
+        return
+    async with admitted(websocket, "player") as ok:
+        if not ok:
+            return
+        await websocket.accept()
+        if session.closed:  # reaped while we were accepting
+            await refuse(websocket, "not_found", "no such session")
+            return
+        conn = new_connection(websocket, "player", session)
+        conn.send(welcome(websocket, "player", session))
+        session.attach_player(conn)
+        player = PlayerHandler(websocket, session, conn)
+        try:
+            await conn.serve(player.read_loop())
+        finally:
+            session.detach_player(conn)
+
+
+class PlayerHandler:
+    """One player connection's reading side: commands, frames and their results."""
+
+    def __init__(self, websocket: WebSocket, session: Session, conn: Connection) -> None:
+        state = websocket.app.state
+        self.websocket = websocket
+        self.session = session
+        self.conn = conn
+        self.state = state
+        self.settings = state.settings
+        self.metrics = state.metrics
+        self.gate = FrameGate(self.settings.max_fps)
+        self.seq = 0
+        self.dropped = 0  # frames of this connection never processed (rate limited or superseded)
+        self._gesture_interval_s = self.settings.spectator_gesture_interval_ms / 1000.0
+
+    def error(self, code: str, message: str) -> None:
+        send_error(self.conn, self.metrics, code, message)
+
+    async def read_loop(self) -> None:
+        idle_s = self.settings.idle_timeout_s
+        while True:
+            try:
+                message = await asyncio.wait_for(self.websocket.receive(), idle_s if idle_s > 0 else None)
+            except TimeoutError:
+                self.error(IDLE_TIMEOUT, f"nothing received for {idle_s:g} s")
+                self.conn.close(CLOSE_IDLE, "idle")
+                return
+            if message["type"] == "websocket.disconnect":
+                return
+            if not self.conn.is_open:
+                continue  # replaced or closing: ignore what is still in flight
+            self.session.last_activity = time.monotonic()
+            data = message.get("bytes")
+            if data is not None:
+                self.on_frame(data)
+            else:
+                self.on_text(message.get("text") or "")
+
+    # --- text commands ------------------------------------------------------------------------
+    def on_text(self, text: str) -> None:
+        try:
+            command = parse_client_message(text, self.settings.max_text_bytes)
+        except ProtocolError as exc:
+            self.error(exc.code, exc.message)
+            return
+        session = self.session
+        match command:
+            case MoveMessage(direction=direction):
+                if session.move(direction, "keyboard") is None:
+                    self.error(NOT_PLAYING, "the level is won; the next one starts in a moment")
+            case RestartMessage():
+                session.restart()
+            case NextLevelMessage():
+                if not session.next_level():
+                    self.error(NOT_WON, "next_level is only possible after winning the level")
+            case SchemeMessage(scheme=scheme):
+                session.set_scheme(scheme)
+            case PingMessage(t=t):
+                self.conn.send(Pong(t))
+
+    # --- frames -------------------------------------------------------------------------------
+    def on_frame(self, data: bytes) -> None:
+        self.metrics.frames_received.inc()
+        admission = self.gate.admit()
+        if not admission.accepted:
+            self.dropped += 1
+            self.metrics.frames_dropped.labels(reason="rate_limited").inc()
+            if admission.notify:
+                self.error(
+                    RATE_LIMITED, f"more than {self.settings.max_fps:g} frames/s: extra frames are dropped"
+                )
+            return
+        lane_and_recognizer = self._recognition()
+        if lane_and_recognizer is None:
+            self.error(SHUTTING_DOWN, "the server is shutting down")
+            return
+        lane, recognizer = lane_and_recognizer
+        self.seq += 1
+        received = time.monotonic()
+        # The recognizer validates size, magic and dimensions itself (FrameError) in the pool thread.
+        accepted = lane.offer(
+            partial(recognizer.process, data, received), partial(self._frame_done, self.seq)
+        )
+        if not accepted:
+            self.dropped += 1  # superseded: the pipeline counts it in frames_dropped{reason="superseded"}
+
+    def _recognition(self) -> tuple[Any, Recognizer] | None:
+        session, pipeline = self.session, self.state.pipeline
+        if session.lane is None or session.recognizer is None:
+            if pipeline.closed or session.closed:
+                return None
+            models = self.state.models
+            config = RecognizerConfig.from_settings(self.settings, scheme=session.scheme)
+            session.recognizer = Recognizer(lambda: models.current, config)
+            session.lane = pipeline.lane()
+        return session.lane, session.recognizer
+
+    async def _frame_done(self, seq: int, outcome: RecognitionResult | BaseException) -> None:
+        if isinstance(outcome, FrameError):
+            observe_frame_error(self.metrics, outcome.code)
+            self.error(outcome.code, outcome.message)
+            return
+        if isinstance(outcome, BaseException):
+            log.error("frame processing failed", exc_info=outcome)
+            self.error(PROCESSING_FAILED, "this frame could not be processed")
+            return
+        result = outcome
+        observe_recognition(self.metrics, result)
+        self.conn.send(
+            FrameReply(
+                seq=seq,
+                hand=result.hand,
+                gesture=result.gesture,
+                confidence=round(result.confidence, 4),
+                command=result.command.value if result.command is not None else None,
+                processing_ms=round(result.stages_ms.get("total", 0.0), 2),
+                dropped=self.dropped,
+                landmarks=_round_landmarks(result.landmarks) if self.settings.send_landmarks else None,
+            )
+        )
+        session = self.session
+        # Only the connection that is still the player may move (a replaced one's late frame may not).
+        if result.command is not None and session.player is self.conn and not session.closed:
+            session.move(result.command, "gesture")
+        if session.gesture_notice_due(self._gesture_interval_s):
+            session.broadcast(
+                GestureNotice(result.gesture, round(result.confidence, 4), result.hand), spectators_only=True
+            )
+
+
+def _round_landmarks(points: list[list[float]] | None) -> list[list[float]] | None:
+    if points is None:
+        return None
+    return [[round(float(p[0]), 4), round(float(p[1]), 4)] for p in points]
