@@ -33,10 +33,13 @@ COPY README.md ./
 COPY stream/ stream/
 COPY model/ model/
 COPY maze/ maze/
-COPY frontend/ frontend/
 RUN pip install --no-deps . \
     && mkdir -p /data \
     && chown app:app /data
+
+# The app serves the web client from `<dir of the stream package>/../frontend` (stream/app.py
+# FRONTEND_DIR), which for an installed package is site-packages/frontend.
+COPY frontend/ /usr/local/lib/python3.11/site-packages/frontend/
 
 USER app
 

@@ -9,6 +9,7 @@ same machine, so the ratios compare like with like.
 
     .venv/bin/python -m benchmarks.capacity                         # defaults: 15 fps, 15 s per step
     .venv/bin/python -m benchmarks.capacity --modes ws --start 8 --max 20
+    .venv/bin/python -m benchmarks.capacity --modes ws --env GM_MODEL_COMPLEXITY=0   # lite hand model
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def search(mode: str, args: argparse.Namespace, tag: str) -> dict[str, Any]:
     failures = 0
     n = args.start
     while n <= args.max:
-        with server(f"{tag}-{mode}-{n}") as srv:
+        with server(f"{tag}-{mode}-{n}", env=args.server_env) as srv:
             report = run_loadtest(srv.url, RESULTS / f"capacity-{tag}-{mode}-{n}.json", [
                 "--mode", mode, "--players", str(n), "--fps", str(args.fps), "--duration", str(args.duration),
                 "--ramp-up", str(args.ramp_up), "--spectators", str(args.spectators),
@@ -125,7 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--patience", type=int, default=1, help="failing steps in a row before stopping")
     p.add_argument("--p99-ms", type=float, default=100.0)
     p.add_argument("--max-loss", type=float, default=0.05)
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="server environment, e.g. --env GM_MODEL_COMPLEXITY=0 (repeatable)")
     args = p.parse_args(argv)
+    args.server_env = dict(item.split("=", 1) for item in args.env)
     tag = stamp()
     results = {mode: search(mode, args, tag) for mode in args.modes.split(",")}
     summary = summarise(results)

@@ -36,7 +36,7 @@ CONFIGS = {
 def _classifier_source():
     from model.classifier import load_classifier
 
-    classifier = load_classifier(None)
+    classifier = load_classifier(os.environ.get("GESTURE_MODEL_URI"))  # as the server: default model if unset
     return lambda: classifier
 
 

@@ -44,6 +44,7 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.pipeline.Pipeline",
     "sklearn.preprocessing._data.StandardScaler",
     "sklearn.svm._classes.SVC",
+    "sklearn.svm._classes.LinearSVC",
     "sklearn.ensemble._forest.RandomForestClassifier",
     "sklearn.ensemble._forest.ExtraTreesClassifier",
     "sklearn.tree._classes.DecisionTreeClassifier",
@@ -133,9 +134,13 @@ class _FastSVC:
         self.first[self.pi, np.arange(len(pairs))] = 1.0
         self.second[self.pj, np.arange(len(pairs))] = 1.0
         self.beta = float(inner.calibrators[0].beta_)
-        # Calibrated classes are in CalibratedClassifierCV.classes_ order; map SVC order onto it.
-        order = {c: k for k, c in enumerate(calibrated.classes_)}
-        self.to_calibrated = np.array([order[c] for c in svc.classes_], dtype=np.intp)
+        # Calibrated classes are in CalibratedClassifierCV.classes_ order; map the SVC's onto it (the
+        # inner SVC is fitted on encoded labels 0..n-1, or on the labels themselves).
+        if np.issubdtype(np.asarray(svc.classes_).dtype, np.integer):
+            self.to_calibrated = np.asarray(svc.classes_, dtype=np.intp)
+        else:
+            order = {c: k for k, c in enumerate(calibrated.classes_)}
+            self.to_calibrated = np.array([order[c] for c in svc.classes_], dtype=np.intp)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """(n_features,) -> (n_classes,) calibrated probabilities, in the estimator's classes_ order."""
@@ -286,7 +291,9 @@ def load_registered(
     try:
         artifact_uri = client.get_model_version_download_uri(name, version)
         with tempfile.TemporaryDirectory(prefix="gesture-model-") as tmp:
-            local = Path(download_artifacts(artifact_uri=artifact_uri, dst_path=tmp, tracking_uri=tracking_uri))
+            local = Path(
+                download_artifacts(artifact_uri=artifact_uri, dst_path=tmp, tracking_uri=tracking_uri)
+            )
             metadata = Model.load(str(local / "MLmodel")).metadata or {}
             feature_version = _check_feature_version(metadata.get("feature_version"), source)
             estimator = load_skops(local / MODEL_FILE)

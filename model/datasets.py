@@ -104,6 +104,9 @@ def read_landmark_csv(path: str | Path) -> LandmarkDataset:
         for row in reader:
             if not row or all(not cell.strip() for cell in row):
                 continue  # blank line, not data
+            if len(row) < len(header):
+                skipped["too few columns"] += 1
+                continue
             label = row[label_idx].strip().lower() if label_idx < len(row) else ""
             if not label:
                 skipped["missing label"] += 1

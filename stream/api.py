@@ -126,7 +126,7 @@ async def health(request: Request) -> Response:
     info = models.current.info if models is not None else None
     return JSONResponse(
         {
-            "status": "ok",
+            "status": "ok" if info is not None else "degraded",
             "uptime_s": round(time.monotonic() - state.started_at, 1),
             "sessions": len(state.registry),
             "model": {"name": info.name, "version": info.version} if info is not None else None,

@@ -113,8 +113,7 @@ async def _start(app: Starlette, settings: Settings, win_pause_s: float) -> None
         max_sessions=settings.max_sessions, config_for=config_for, metrics=metrics, win_pause_s=win_pause_s
     )
     state.pipeline = FramePipeline(settings.worker_count, metrics)
-    state.models = await run_in_threadpool(ModelHandle, settings.model_uri)  # loads the model: blocking
-    _record_model(metrics, state.models)
+    state.models = await _load_models(settings, metrics)
     state.connection_limiter = ConnectionLimiter(settings.max_connections_per_ip)
     state.create_limiter = KeyedRateLimiter(settings.session_create_per_min, 60.0)
 
@@ -126,7 +125,7 @@ async def _start(app: Starlette, settings: Settings, win_pause_s: float) -> None
     spawn(run_reaper(state.registry, settings.session_grace_s, settings.reaper_interval_s), "reaper")
     spawn(sample_event_loop_lag(metrics), "loop-lag")
     if settings.model_poll_s > 0:
-        spawn(_poll_models(state.models, metrics, settings.model_poll_s), "model-poll")
+        spawn(_poll_models(state, settings, metrics), "model-poll")
     state.background_tasks = tasks
 
 
@@ -171,10 +170,27 @@ def _record_model(metrics: Metrics, models: ModelHandle) -> None:
     )
 
 
-async def _poll_models(models: ModelHandle, metrics: Metrics, interval_s: float) -> None:
-    """Background task: pick up a new registry champion without a restart."""
+async def _load_models(settings: Settings, metrics: Metrics) -> ModelHandle | None:
+    """The model handle, or None: without a model the server still serves keyboard play (degraded,
+    see /health) and frames get `model_unavailable`, instead of the whole game refusing to start."""
+    try:
+        models = await run_in_threadpool(ModelHandle, settings.model_uri)  # loads the model: blocking
+    except Exception as exc:
+        metrics.model_reloads.labels(result="error").inc()
+        log.error("no gesture model could be loaded (%s); gestures are off until one loads", exc)
+        return None
+    _record_model(metrics, models)
+    return models
+
+
+async def _poll_models(state: Any, settings: Settings, metrics: Metrics) -> None:
+    """Background task: pick up a new registry champion (or a first model) without a restart."""
     while True:
-        await asyncio.sleep(interval_s)
+        await asyncio.sleep(settings.model_poll_s)
+        models: ModelHandle | None = state.models
+        if models is None:
+            state.models = await _load_models(settings, metrics)
+            continue
         try:
             changed = await run_in_threadpool(models.refresh)
         except Exception:

@@ -102,7 +102,10 @@ async def predict_endpoint(request: Request) -> JSONResponse:
         def work() -> RecognitionResult:
             return _recognise(image, settings, trackers, classifier_source, scheme, counting)
 
-        result = await app.state.pipeline.run(work)
+        pipeline = app.state.pipeline
+        if pipeline.closed:
+            raise PredictError(503, "shutting_down", "the server is shutting down")
+        result = await pipeline.run(work)
     except PredictError as exc:
         return _error(exc.status, exc.code, exc.message)
     except FrameError as exc:

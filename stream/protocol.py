@@ -32,6 +32,7 @@ RATE_LIMITED = "rate_limited"
 TOO_MANY_SPECTATORS = "too_many_spectators"
 TOO_MANY_CONNECTIONS = "too_many_connections"
 PROCESSING_FAILED = "processing_failed"
+MODEL_UNAVAILABLE = "model_unavailable"
 IDLE_TIMEOUT = "idle_timeout"
 SHUTTING_DOWN = "shutting_down"
 
@@ -101,8 +102,15 @@ def _scheme(value: Any) -> str:
     return value
 
 
+_MAX_SAFE_INT = 2**53  # beyond this a JSON number is not exact in JavaScript (and float() may overflow)
+
+
 def _number(value: Any) -> float | int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ProtocolError(BAD_FIELD, "t must be a number")
+    if isinstance(value, int) and abs(value) > _MAX_SAFE_INT:
+        raise ProtocolError(BAD_FIELD, "t is out of range")
+    if isinstance(value, float) and not math.isfinite(value):
         raise ProtocolError(BAD_FIELD, "t must be a finite number")
     return value
 

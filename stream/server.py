@@ -48,7 +48,7 @@ def build_config(settings: Settings, **overrides: Any) -> uvicorn.Config:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
-        ws="websockets",
+        ws="websockets-sansio",  # the maintained implementation, with write flow control
         ws_max_size=ws_max_size(settings),
         proxy_headers=False,
         server_header=False,

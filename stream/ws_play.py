@@ -24,6 +24,7 @@ from stream.pipeline import observe_frame_error, observe_recognition
 from stream.protocol import (
     CLOSE_IDLE,
     IDLE_TIMEOUT,
+    MODEL_UNAVAILABLE,
     NOT_PLAYING,
     NOT_WON,
     PROCESSING_FAILED,
@@ -145,6 +146,9 @@ class PlayerHandler:
                     RATE_LIMITED, f"more than {self.settings.max_fps:g} frames/s: extra frames are dropped"
                 )
             return
+        if self.state.models is None:
+            self.error(MODEL_UNAVAILABLE, "no gesture model is loaded: use keyboard moves")
+            return
         lane_and_recognizer = self._recognition()
         if lane_and_recognizer is None:
             self.error(SHUTTING_DOWN, "the server is shutting down")
@@ -164,9 +168,9 @@ class PlayerHandler:
         if session.lane is None or session.recognizer is None:
             if pipeline.closed or session.closed:
                 return None
-            models = self.state.models
+            state = self.state  # read state.models per frame: the poller may install a first model later
             config = RecognizerConfig.from_settings(self.settings, scheme=session.scheme)
-            session.recognizer = Recognizer(lambda: models.current, config)
+            session.recognizer = Recognizer(lambda: state.models.current, config)
             session.lane = pipeline.lane()
         return session.lane, session.recognizer
 

@@ -7,21 +7,21 @@ const SKIN = 'fill="#f3c6a0" stroke="#b67f57" stroke-width="1.6" stroke-linejoin
 /** A hand, palm to the viewer, with fingers [thumb, index, middle, ring, pinky] raised or folded. */
 function handSvg(raised, label, rotate = 0) {
   const fingers = [
-    [20, 8, 24], // x, width, top when raised
-    [29.5, 8, 6],
-    [39, 8, 8],
-    [48.5, 7, 14],
+    [19, 8.5, 9], // index: x, width, top when raised
+    [28.5, 8.5, 4],
+    [38, 8.5, 8],
+    [47.5, 7.5, 16],
   ];
   const parts = fingers.map(([x, w, up], i) => {
-    const top = raised[i + 1] ? up : 34;
-    return `<rect x="${x}" y="${top}" width="${w}" height="${44 - top}" rx="${w / 2}"/>`;
+    const top = raised[i + 1] ? up : 29; // folded: only the knuckle shows above the palm
+    return `<rect x="${x}" y="${top}" width="${w}" height="${46 - top}" rx="${w / 2}"/>`;
   });
   const thumb = raised[0]
-    ? '<rect x="4" y="30" width="8" height="24" rx="4" transform="rotate(-32 12 54)"/>'
-    : '<rect x="10" y="38" width="8" height="16" rx="4" transform="rotate(-55 16 52)"/>';
+    ? '<rect x="5" y="30" width="8.5" height="26" rx="4.25" transform="rotate(-35 12 56)"/>'
+    : '<rect x="11" y="40" width="8.5" height="17" rx="4.25" transform="rotate(-60 16 54)"/>';
   return (
-    `<svg viewBox="0 0 64 72" role="img" aria-label="${label}"><g ${SKIN} transform="rotate(${rotate} 32 38)">` +
-    `${thumb}${parts.join("")}<rect x="17" y="34" width="40" height="32" rx="11"/></g></svg>`
+    `<svg viewBox="-6 0 76 76" role="img" aria-label="${label}"><g ${SKIN} transform="rotate(${rotate} 32 40)">` +
+    `${thumb}${parts.join("")}<rect x="16" y="34" width="41" height="34" rx="11"/></g></svg>`
   );
 }
 
@@ -29,7 +29,7 @@ function handSvg(raised, label, rotate = 0) {
 function thumbSvg(up, label) {
   const knuckles = [0, 1, 2, 3].map((i) => `<rect x="34" y="${26 + i * 9}" width="16" height="10" rx="5"/>`).join("");
   return (
-    `<svg viewBox="0 0 64 72" role="img" aria-label="${label}"><g ${SKIN}${up ? "" : ' transform="rotate(180 32 36)"'}>` +
+    `<svg viewBox="-6 0 76 76" role="img" aria-label="${label}"><g ${SKIN}${up ? "" : ' transform="rotate(180 32 36)"'}>` +
     `<rect x="20" y="4" width="10" height="30" rx="5"/><rect x="14" y="24" width="34" height="42" rx="10"/>${knuckles}` +
     `</g></svg>`
   );

@@ -47,6 +47,8 @@ let wonLevel = null;
 let serverMaxFps = Infinity;
 let bannerSource = null; // which concern owns the banner right now: "connection" | "camera" | "server" | ...
 let pingSentAt = null;
+let lastCommand = null;
+const COMMAND_SHOW_MS = 700;
 
 const streamer = new FrameStreamer(
   {
@@ -91,6 +93,7 @@ function boot() {
 }
 
 function showStart(note = "") {
+  document.body.classList.add("no-game");
   $("start-card").hidden = false;
   $("win-card").hidden = true;
   $("start-note").textContent = note;
@@ -144,6 +147,7 @@ function createErrorBanner(err) {
 
 function join(s) {
   session = s;
+  document.body.classList.remove("no-game");
   $("start-card").hidden = true;
   $("restart").disabled = false;
   $("new-game").disabled = false;
@@ -284,6 +288,7 @@ function onState(msg) {
   d.moves = msg.moves;
   d.status = msg.status;
   d.version = msg.version;
+  d.scheme = msg.scheme;
   mazeCanvas.setAttribute("aria-label", describePosition(msg, maze));
   $("hud-level").textContent = msg.level;
   $("hud-moves").textContent = msg.moves;
@@ -321,13 +326,17 @@ function onFrame(msg) {
   const pct = Math.round((msg.confidence ?? 0) * 100);
   $("gesture-confidence").textContent = msg.hand ? `${pct}% sure` : "Show your hand to the camera";
   $("confidence-bar").style.width = `${msg.hand ? pct : 0}%`;
+  // A command fires on one frame only; keep it on screen a moment so people can see what happened.
+  const now = performance.now();
+  if (msg.command) lastCommand = { direction: msg.command, at: now };
+  const shown = lastCommand && now - lastCommand.at < COMMAND_SHOW_MS ? lastCommand.direction : null;
   const cmd = $("command");
-  cmd.dataset.active = String(!!msg.command);
-  cmd.dataset.command = msg.command ?? "";
-  cmd.textContent = msg.command ? ARROWS[msg.command] : "·";
-  cmd.setAttribute("aria-label", msg.command ? `Command ${msg.command}` : "No command");
-  highlightLegend($("legend"), msg.command);
-  overlay.draw(msg.landmarks, !!msg.command);
+  cmd.dataset.active = String(!!shown);
+  cmd.dataset.command = shown ?? "";
+  cmd.textContent = shown ? ARROWS[shown] : "·";
+  cmd.setAttribute("aria-label", shown ? `Command ${shown}` : "No command");
+  highlightLegend($("legend"), shown);
+  overlay.draw(msg.landmarks, !!shown);
 }
 
 function renderStats(s) {
@@ -376,7 +385,11 @@ async function fillCameraList() {
   const select = $("camera-select");
   const devices = await camera.listDevices();
   select.replaceChildren(
-    ...devices.map((d, i) => new Option(d.label || `Camera ${i + 1}`, d.deviceId, false, d.deviceId === camera.deviceId)),
+    // Labels may be file paths (fake devices) on some systems: the last part is the readable one.
+    ...devices.map((d, i) => {
+      const label = (d.label || `Camera ${i + 1}`).split("/").pop();
+      return new Option(label, d.deviceId, false, d.deviceId === camera.deviceId);
+    }),
   );
   select.disabled = devices.length < 2 && camera.active;
   if (!devices.length) select.append(new Option("No camera found", ""));

@@ -37,6 +37,7 @@ function onState(msg) {
   d.moves = msg.moves;
   d.status = msg.status;
   d.version = msg.version;
+  d.scheme = msg.scheme;
   mazeCanvas.setAttribute("aria-label", describePosition(msg, maze));
   $("f-level").textContent = msg.level;
   $("f-moves").textContent = msg.moves;

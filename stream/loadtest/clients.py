@@ -118,6 +118,10 @@ class Player:
         self._move_wait: _MoveWait | None = None
         self._session: SessionInfo | None = None
         self._closed = asyncio.Event()
+        # Statistics start `warmup_s` after the first reply: the server builds the stream's MediaPipe graph
+        # on the first frame, and that one-off cost is not what a player feels during a game.
+        self._counting_from: float | None = None
+        self._stopped_at: float | None = None
         self._settled = asyncio.Event()  # set whenever no frame is outstanding
 
     async def run(self, session: SessionInfo, stop_at: float) -> None:
@@ -139,6 +143,8 @@ class Player:
         finally:
             self.welcomed.set()
             self.stats.frames_outstanding_at_end = sum(1 for p in self._outstanding.values() if p.counted)
+            if self._counting_from is not None and self._stopped_at is not None:
+                self.stats.measured_s = max(0.0, self._stopped_at - self._counting_from)
             await ws.close()
             receiver.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -147,6 +153,7 @@ class Player:
     async def _send_loop(self, ws: ClientConnection, stop_at: float) -> None:
         start = clock()
         next_tick = start
+        self._stopped_at = stop_at
         index = 0
         shown: str | None = None
         stats = self.stats
@@ -157,7 +164,7 @@ class Player:
                 now = clock()
             if now >= stop_at:
                 break
-            counted = now - start >= self.warmup_s
+            counted = self._counting_from is not None and now >= self._counting_from
             self._expire(now)
             if counted:
                 stats.ticks += 1
@@ -250,6 +257,8 @@ class Player:
         stats = self.stats
         seq = message.get("seq")
         stats.server_dropped = max(stats.server_dropped, int(message.get("dropped") or 0))
+        if self._counting_from is None:
+            self._counting_from = now + self.warmup_s
         pending = self._outstanding.pop(seq, None) if isinstance(seq, int) else None
         if isinstance(seq, int):
             for older in [s for s in self._outstanding if s < seq]:
@@ -330,11 +339,11 @@ class Spectator:
 
 
 class PredictPlayer:
-    """The seed's architecture: one `POST /predict` per frame, sequential, nothing dropped.
+    """The seed's architecture: one `POST /predict` per frame, sequential, nothing dropped by the server.
 
-    A frame is due every tick; it is sent when due or, if the previous request was still running, as soon
-    as that request returns (the client falls behind instead of dropping). Latency is measured from the
-    frame's due time, so a client that falls behind sees its frames age.
+    Like a seed web client, it sends the current frame at a tick and waits for the answer before the
+    next one; ticks that pass while a request is running are skipped (the camera moved on), so a slow
+    server shows up as a lower delivered frame rate, and each frame's latency is send -> response.
     """
 
     def __init__(self, source: FrameSource, *, fps: float, warmup_s: float = 1.0,
@@ -347,18 +356,19 @@ class PredictPlayer:
     async def run(self, http: httpx.AsyncClient, base_url: str, stop_at: float) -> None:
         stats = self.stats
         start = clock()
-        due = start
+        next_tick = start
         index = 0
-        self.stats.connected = True
+        counting_from: float | None = None  # `warmup_s` after the first response, as for Player
+        stats.connected = True
         while True:
             now = clock()
-            if due > now:
-                await asyncio.sleep(due - now)
+            if next_tick > now:
+                await asyncio.sleep(next_tick - now)
                 now = clock()
             if now >= stop_at:
                 break
-            counted = due - start >= self.warmup_s
-            gesture = self.source.gesture_at(due - start)
+            counted = counting_from is not None and now >= counting_from
+            gesture = self.source.gesture_at(now - start)
             data = self.source.frame(gesture, index)
             index += 1
             try:
@@ -367,25 +377,30 @@ class PredictPlayer:
                 )
             except httpx.HTTPError as exc:
                 stats.errors[f"http_{type(exc).__name__}"] += 1
-                due += self.period
-                continue
+                response = None
             done = clock()
-            stats.replies_total += 1
             if counted:
+                stats.ticks += 1
                 stats.frames_sent += 1
                 stats.bytes_sent += len(data)
-            if response.status_code != 200:
-                stats.errors[f"http_{response.status_code}"] += 1
-            elif counted:
-                body = response.json()
-                stats.frames_processed += 1
-                stats.frame_latency_ms.append((done - due) * 1000.0)
-                if body.get("hand"):
-                    stats.hands += 1
-                if body.get("gesture") == gesture:
-                    stats.recognised += 1
-            due += self.period
-        # Frames that came due but were never sent because the client was behind.
-        elapsed_counted = max(0.0, stop_at - start - self.warmup_s)
-        stats.ticks = int(elapsed_counted / self.period)
-        stats.ticks_skipped = max(0, stats.ticks - stats.frames_sent)
+            if response is not None:
+                stats.replies_total += 1
+                if counting_from is None:
+                    counting_from = done + self.warmup_s
+                if response.status_code != 200:
+                    stats.errors[f"http_{response.status_code}"] += 1
+                elif counted:
+                    body = response.json()
+                    stats.frames_processed += 1
+                    stats.frame_latency_ms.append((done - now) * 1000.0)
+                    if body.get("hand"):
+                        stats.hands += 1
+                    if body.get("gesture") == gesture:
+                        stats.recognised += 1
+            next_tick += self.period
+            while next_tick < done:  # ticks that passed during the request: those frames were never sent
+                next_tick += self.period
+                if counted and next_tick < stop_at:
+                    stats.ticks += 1
+                    stats.ticks_skipped += 1
+        stats.measured_s = max(0.0, stop_at - counting_from) if counting_from is not None else 0.0

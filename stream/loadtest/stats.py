@@ -88,6 +88,7 @@ class PlayerStats:
     replies_total: int = 0  # including warm-up
     errors: Counter[str] = field(default_factory=Counter)
     connected: bool = False
+    measured_s: float = 0.0  # seconds the statistics cover (after the warm-up, until the stop)
 
 
 @dataclass
@@ -163,7 +164,8 @@ def build_report(
     players_without_replies = sum(1 for p in players if p.replies_total == 0)
     spectators_without_states = sum(1 for s in spectators if s.states == 0)
     cores = server.cpu_cores
-    throughput = processed / elapsed_s if elapsed_s > 0 else 0.0
+    # Each player's rate over the seconds it was measured, summed: the server's steady throughput.
+    throughput = sum(p.frames_processed / p.measured_s for p in players if p.measured_s > 0)
     rss_delta = (
         server.rss_peak_bytes - server.rss_start_bytes
         if server.rss_peak_bytes is not None and server.rss_start_bytes is not None

@@ -7,6 +7,7 @@ import json
 import re
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +17,6 @@ from websockets.exceptions import ConnectionClosed
 
 from maze import Direction, Maze, Point, solve
 from stream.settings import Settings
-from tests.support.paths import GESTURES_DIR
 from tests.support.server import LiveServer, live_server
 
 TIMEOUT = 10.0
@@ -28,20 +28,25 @@ def small(settings: Settings) -> Iterator[LiveServer]:
         yield running
 
 
-def create_session(server: LiveServer, **body: Any) -> dict[str, Any]:
-    response = httpx.post(f"{server.http_url}/api/sessions", json=body, timeout=TIMEOUT)
+async def http(method: str, url: str, **kwargs: Any) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+        return await client.request(method, url, **kwargs)
+
+
+async def create_session(server: LiveServer, **body: Any) -> dict[str, Any]:
+    response = await http("POST", f"{server.http_url}/api/sessions", json=body)
     assert response.status_code == 201, response.text
     return response.json()
 
 
-async def recv(ws: ClientConnection, timeout: float = TIMEOUT) -> dict[str, Any]:
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+async def recv(ws: ClientConnection, wait: float = TIMEOUT) -> dict[str, Any]:
+    return json.loads(await asyncio.wait_for(ws.recv(), wait))
 
 
-async def recv_type(ws: ClientConnection, kind: str, timeout: float = TIMEOUT) -> dict[str, Any]:
+async def recv_type(ws: ClientConnection, kind: str, wait: float = TIMEOUT) -> dict[str, Any]:
     """Skip other messages (e.g. presence states) until one of type `kind` arrives."""
     while True:
-        message = await recv(ws, timeout)
+        message = await recv(ws, wait)
         if message["type"] == kind:
             return message
 
@@ -63,7 +68,7 @@ async def expect_refusal(url: str, code: str) -> None:
 
 
 async def test_player_solves_while_three_spectators_see_the_same_states(small: LiveServer) -> None:
-    created = create_session(small, seed=7)
+    created = await create_session(small, seed=7)
     assert created["maze"] == {"width": 5, "height": 5} and created["level"] == 1
     sid = created["session_id"]
     spectators = [await connect(f"{small.ws_url}/ws/watch/{sid}") for _ in range(3)]
@@ -108,16 +113,19 @@ async def test_player_solves_while_three_spectators_see_the_same_states(small: L
                         break
                     if message["type"] == "state" and message["version"] > joined_version:
                         seen[index].append(message)
-            expected = [(s["version"], s["player"], s["moves"], s["last_move"]) for s in [bump, *player_states]]
+            def key(s: dict[str, Any]) -> tuple[Any, ...]:
+                return s["version"], s["player"], s["moves"], s["last_move"]
+
+            expected = [key(s) for s in [bump, *player_states]]
             for states in seen:
-                assert [(s["version"], s["player"], s["moves"], s["last_move"]) for s in states] == expected
+                assert [key(s) for s in states] == expected
     finally:
         for ws in spectators:
             await ws.close()
 
 
 async def test_win_announces_then_starts_a_bigger_level(small: LiveServer) -> None:
-    created = create_session(small, seed=3)
+    created = await create_session(small, seed=3)
     async with connect(f"{small.ws_url}{created['play_url']}") as player:
         state = await recv_type(player, "state")
         for direction in solve(maze_of(state), Point(0, 0)):
@@ -127,18 +135,18 @@ async def test_win_announces_then_starts_a_bigger_level(small: LiveServer) -> No
         # Moves during the pause are refused, not applied.
         await player.send(json.dumps({"type": "move", "direction": "up"}))
         assert (await recv_type(player, "error"))["code"] == "not_playing"
-        nxt = await recv_type(player, "state", timeout=small.settings.session_grace_s)
+        nxt = await recv_type(player, "state", wait=small.settings.session_grace_s)
         while nxt["level"] == 1:
             nxt = await recv_type(player, "state")
         assert nxt["level"] == 2 and nxt["status"] == "playing" and nxt["moves"] == 0
         assert nxt["maze"]["width"] == 5 + small.settings.level_growth
         assert nxt["player"] == {"x": 0, "y": 0}
-    summary = httpx.get(f"{small.http_url}/api/sessions/{created['session_id']}").json()
+    summary = (await http("GET", f"{small.http_url}/api/sessions/{created['session_id']}")).json()
     assert summary["level"] == 2 and summary["width"] == 7
 
 
 async def test_refusals_unknown_session_and_wrong_token(small: LiveServer) -> None:
-    created = create_session(small)
+    created = await create_session(small)
     sid = created["session_id"]
     await expect_refusal(f"{small.ws_url}/ws/play/nope?token=x", "not_found")
     await expect_refusal(f"{small.ws_url}/ws/watch/nope", "not_found")
@@ -147,10 +155,10 @@ async def test_refusals_unknown_session_and_wrong_token(small: LiveServer) -> No
 
 
 async def test_private_session_needs_the_watch_token(small: LiveServer) -> None:
-    created = create_session(small, private=True)
+    created = await create_session(small, private=True)
     sid = created["session_id"]
     assert created["watch_url"] == f"/ws/watch/{sid}?token={created['watch_token']}"
-    listed = httpx.get(f"{small.http_url}/api/sessions").json()["sessions"]
+    listed = (await http("GET", f"{small.http_url}/api/sessions")).json()["sessions"]
     assert sid not in {s["session_id"] for s in listed}
     await expect_refusal(f"{small.ws_url}/ws/watch/{sid}", "forbidden")
     await expect_refusal(f"{small.ws_url}/ws/watch/{sid}?token={created['player_token']}x", "forbidden")
@@ -159,7 +167,7 @@ async def test_private_session_needs_the_watch_token(small: LiveServer) -> None:
 
 
 async def test_spectator_is_read_only_and_stays_open(small: LiveServer) -> None:
-    created = create_session(small, seed=1)
+    created = await create_session(small, seed=1)
     async with connect(f"{small.ws_url}/ws/watch/{created['session_id']}") as ws:
         await recv_type(ws, "state")
         await ws.send(json.dumps({"type": "move", "direction": "right"}))
@@ -180,7 +188,7 @@ async def test_spectator_is_read_only_and_stays_open(small: LiveServer) -> None:
 
 
 async def test_bad_text_messages_get_errors_and_the_session_goes_on(small: LiveServer) -> None:
-    created = create_session(small)
+    created = await create_session(small)
     async with connect(f"{small.ws_url}{created['play_url']}") as player:
         await recv_type(player, "state")
         cases = [
@@ -206,25 +214,22 @@ async def test_bad_text_messages_get_errors_and_the_session_goes_on(small: LiveS
         assert "maze" in restarted and restarted["moves"] == 0
 
 
-async def test_binary_frame_gets_a_frame_reply_or_a_clear_error(small: LiveServer) -> None:
-    created = create_session(small)
-    photo = (GESTURES_DIR / "palm.jpg").read_bytes() if (GESTURES_DIR / "palm.jpg").exists() else None
+async def test_binary_frame_gets_a_frame_reply_or_an_error(small: LiveServer, gestures_dir: Path) -> None:
+    created = await create_session(small)
+    photo = (gestures_dir / "palm.jpg").read_bytes()
     async with connect(f"{small.ws_url}{created['play_url']}") as player:
         await recv_type(player, "state")
         await player.send(b"definitely not a jpeg")
-        error = await recv_type(player, "error", timeout=30)
-        assert error["code"] == "not_jpeg"
+        assert (await recv_type(player, "error", wait=30))["code"] == "not_jpeg"
         await player.send(b"")
-        assert (await recv_type(player, "error", timeout=30))["code"] == "empty_frame"
-        if photo is not None:
-            await player.send(photo)
-            reply = await recv_type(player, "frame", timeout=60)
-            assert reply["seq"] == 3 and isinstance(reply["hand"], bool)
-            assert reply["processing_ms"] > 0 and reply["dropped"] == 0
-            if reply["hand"]:
-                assert len(reply["landmarks"]) == 21
-                assert all(0 <= x <= 1.5 and 0 <= y <= 1.5 for x, y in reply["landmarks"])
-    metrics = httpx.get(f"{small.http_url}/metrics").text
+        assert (await recv_type(player, "error", wait=30))["code"] == "empty_frame"
+        await player.send(photo)
+        reply = await recv_type(player, "frame", wait=60)
+        assert reply["seq"] == 3 and reply["hand"] is True and isinstance(reply["gesture"], str)
+        assert 0 < reply["confidence"] <= 1 and reply["processing_ms"] > 0 and reply["dropped"] == 0
+        assert len(reply["landmarks"]) == 21
+        assert all(0 <= x <= 1 and 0 <= y <= 1 for x, y in reply["landmarks"])
+    metrics = (await http("GET", f"{small.http_url}/metrics")).text
     assert re.search(r'gesture_maze_frames_invalid_total\{reason="not_jpeg"\} 1\.0', metrics)
     assert re.search(r'gesture_maze_errors_total\{code="not_jpeg"\} 1\.0', metrics)
 
@@ -245,25 +250,29 @@ def _raw_websocket(port: int, path: str) -> socket.socket:
 
 
 async def test_a_spectator_that_never_reads_does_not_slow_the_player(settings: Settings) -> None:
-    with live_server(settings, send_queue_size=4, send_timeout_s=1.0, maze_width=40, maze_height=40) as server:
-        created = create_session(server, seed=11)
+    """Outbox overflow -> resync (messages dropped, bounded queue); a blocked send -> cut off (4001)."""
+    tight = settings.replace(send_queue_size=4, send_timeout_s=1.0, maze_width=40, maze_height=40)
+    with live_server(tight) as server:
+        created = await create_session(server, seed=11)
         stuck = _raw_websocket(server.port, f"/ws/watch/{created['session_id']}")
         try:
             async with connect(f"{server.ws_url}{created['play_url']}") as player:
-                state = await recv_type(player, "state")
-                maze = maze_of(state)
-                # Bounce between two open cells: many states, each fanned out to the stuck spectator.
-                there = next(d for d in Direction if maze.can_move(Point(0, 0), d))
-                moves = [there, there.opposite] * 400
-                received: list[int] = []
-                for chunk in range(0, len(moves), 50):
-                    for direction in moves[chunk : chunk + 50]:
-                        await player.send(json.dumps({"type": "move", "direction": direction.value}))
+                first = await recv_type(player, "state")
+                assert first["spectators"] == 1
+                # Each restart fans a full 40x40 state (maze included, ~6 kB) out to everyone: a few MB
+                # are needed to fill the socket buffers between the server and the stuck reader.
+                received: list[dict[str, Any]] = []
+                while len(received) < 5000 and (not received or received[-1]["spectators"] == 1):
                     for _ in range(50):
-                        received.append((await recv_type(player, "state"))["version"])
-                # The player got every state, in order, with no gap.
-                assert received == list(range(received[0], received[0] + len(moves)))
-            metrics = httpx.get(f"{server.http_url}/metrics").text
+                        await player.send('{"type":"restart"}')
+                    received.extend([await recv_type(player, "state") for _ in range(50)])
+                    for session in server.app.state.registry:
+                        assert all(conn.queued <= 4 + 1 for conn in session.connections())  # bounded
+                # The stuck spectator was cut off; the player got every state, in order, with no gap.
+                assert received[-1]["spectators"] == 0
+                versions = [s["version"] for s in received]
+                assert versions == list(range(versions[0], versions[0] + len(versions)))
+            metrics = (await http("GET", f"{server.http_url}/metrics")).text
             dropped = re.search(r'gesture_maze_messages_dropped_total\{role="spectator"\} (\S+)', metrics)
             assert dropped is not None and float(dropped.group(1)) > 0
             assert not re.search(r'gesture_maze_messages_dropped_total\{role="player"\} [1-9]', metrics)

@@ -2,7 +2,8 @@
 
 Chromium reads raw YUV4MPEG2 (Y4M) 4:2:0 files and loops them, so a clip of one photo held still is a
 webcam that shows that gesture forever. The writer is a few lines: a header, then per frame the word
-FRAME, the full-resolution Y plane and the quarter-resolution U and V planes (BT.601, as Chromium expects).
+FRAME, the full-resolution Y plane and the quarter-resolution U and V planes (BT.601 studio range,
+as Chromium decodes it).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ BACKGROUND = (236, 236, 236)  # BGR; close to the photos' pale wall so the paddi
 def letterbox(image: np.ndarray, width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
     """Scale a BGR image to fit width x height and pad the rest (keeps the hand's proportions)."""
     scale = min(width / image.shape[1], height / image.shape[0])
-    resized = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+    resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     canvas = np.full((height, width, 3), BACKGROUND, dtype=np.uint8)
     top = (height - resized.shape[0]) // 2
     left = (width - resized.shape[1]) // 2

@@ -74,7 +74,7 @@ def _player(latencies, sent, processed, dropped, errors=None, replies=None):
         frames_sent=sent, frames_processed=processed, frames_dropped=dropped,
         frame_latency_ms=list(latencies),
         replies_total=processed if replies is None else replies, errors=Counter(errors or {}),
-        ticks=sent + 2, ticks_skipped=2, server_dropped=dropped,
+        ticks=sent + 2, ticks_skipped=2, server_dropped=dropped, measured_s=10.0,
     )
 
 
@@ -184,6 +184,16 @@ def test_move_latency_from_first_frame_of_gesture_to_move_state(frame_source):
     player._on_message({"type": "state", "version": 6,
                         "last_move": {"direction": "up", "ok": False, "source": "gesture"}}, now=13.2)
     assert player.stats.moves_wrong_direction == 1  # four maps to left
+
+
+def test_statistics_start_after_the_first_reply_plus_warmup(frame_source):
+    player = Player(frame_source, fps=15, warmup_s=1.0, counting_map=DEFAULT_COUNTING_MAP)
+    player._session = SessionInfo("s", "ws://x", "ws://y")
+    _send(player, 1, at=0.0)
+    player._outstanding[1].counted = False  # sent before any reply: never counted
+    player._on_message({"type": "frame", "seq": 1, "hand": True, "gesture": "one", "dropped": 0}, now=2.0)
+    assert player._counting_from == pytest.approx(3.0)
+    assert player.stats.frames_processed == 0 and player.stats.replies_total == 1
 
 
 def test_error_reply_releases_the_oldest_frame(frame_source):

@@ -1,0 +1,92 @@
+"""The model families the sweep tries, each as a scikit-learn pipeline over `model.features` vectors.
+
+Every candidate is `StandardScaler -> classifier`. SVMs have no probabilities of their own (scikit-learn
+1.9 deprecates `SVC(probability=True)`), so they are wrapped the way the library now recommends:
+`CalibratedClassifierCV(SVC(...), ensemble=False)` — one SVC fitted on all training rows, plus a
+temperature fitted on cross-validated decision values. Temperature scaling is one parameter for all 18
+classes, so it cannot change which class wins, only how confident the winner is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sklearn.base import ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC, LinearSVC
+
+SEED = 42
+
+
+@dataclass(frozen=True)
+class Candidate:
+    family: str  # svm_linear, svm_rbf, svm_poly, random_forest, extra_trees, knn, mlp
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        args = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        return f"{self.family}({args})"
+
+
+def _base(candidate: Candidate) -> ClassifierMixin:
+    p = dict(candidate.params)
+    family = candidate.family
+    if family == "svm_linear":  # liblinear: libsvm's linear kernel takes minutes on 20k rows
+        return LinearSVC(max_iter=5000, random_state=SEED, **p)
+    if family.startswith("svm_"):
+        return SVC(kernel=family.removeprefix("svm_"), **p)
+    if family == "random_forest":
+        return RandomForestClassifier(random_state=SEED, n_jobs=1, **p)
+    if family == "extra_trees":
+        return ExtraTreesClassifier(random_state=SEED, n_jobs=1, **p)
+    if family == "knn":
+        return KNeighborsClassifier(**p)
+    if family == "mlp":
+        hidden = tuple(int(h) for h in str(p.pop("hidden", "128")).split("x"))
+        return MLPClassifier(
+            hidden_layer_sizes=hidden, early_stopping=True, max_iter=300, random_state=SEED, **p
+        )
+    raise ValueError(f"unknown model family {family!r}")
+
+
+def build(candidate: Candidate, calibration_folds: int = 3) -> Pipeline:
+    """An unfitted pipeline for `candidate`."""
+    clf: ClassifierMixin = _base(candidate)
+    if isinstance(clf, SVC | LinearSVC):
+        clf = CalibratedClassifierCV(clf, method="temperature", ensemble=False, cv=calibration_folds)
+    return Pipeline([("scale", StandardScaler()), ("clf", clf)])
+
+
+def sweep(quick: bool = False) -> list[Candidate]:
+    """The grid: the seed's families (SVM linear/rbf/poly, random forest, KNN) plus extra trees and an MLP."""
+    if quick:
+        return [
+            Candidate("svm_poly", {"C": 100, "degree": 2}),
+            Candidate("svm_rbf", {"C": 100, "gamma": "scale"}),
+            Candidate("knn", {"n_neighbors": 3}),
+        ]
+    grid: list[Candidate] = []
+    grid += [Candidate("svm_linear", {"C": c}) for c in (1, 10)]
+    grid += [Candidate("svm_rbf", {"C": c, "gamma": "scale"}) for c in (10, 100, 1000)]
+    grid += [Candidate("svm_rbf", {"C": 100, "gamma": 0.05})]
+    grid += [Candidate("svm_poly", {"C": c, "degree": 2}) for c in (10, 100, 1000)]
+    grid += [Candidate("svm_poly", {"C": c, "degree": 3}) for c in (10, 100)]
+    # Minority classes (call, rock, three: ~150 rows vs ~2,400 for palm) weigh as much as the others.
+    balanced = {"class_weight": "balanced"}
+    grid += [Candidate("svm_rbf", {"C": c, "gamma": "scale", **balanced}) for c in (100, 1000)]
+    grid += [Candidate("svm_poly", {"C": c, "degree": 2, **balanced}) for c in (100, 1000)]
+    grid += [
+        Candidate("random_forest", {"n_estimators": n, "max_depth": d})
+        for n, d in ((100, 20), (200, 30))
+    ]
+    grid += [Candidate("extra_trees", {"n_estimators": 200, "max_depth": None})]
+    grid += [Candidate("knn", {"n_neighbors": k, "weights": "distance"}) for k in (1, 3, 5, 9)]
+    grid += [Candidate("mlp", {"hidden": h, "alpha": 1e-4}) for h in ("256", "256x128")]
+    return grid

@@ -1,0 +1,80 @@
+"""Train/validation/test splits that do not leak, and the mirroring augmentation.
+
+* Exact-duplicate feature rows are collapsed to one before splitting, so the same vector can never be
+  on both sides; a vector seen with two different labels is dropped entirely (counted).
+* Splits are stratified by label with a fixed seed: the same data always gives the same test split,
+  which is what lets a new model be compared with the current champion.
+* Mirroring (x -> -x: a left hand as a right hand) is applied to training rows only, after the split.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from model.datasets import LandmarkDataset
+from model.features import features_from_xy, mirror_xy
+
+SPLIT_SEED = 20240607
+
+
+@dataclass
+class Prepared:
+    """Feature rows after de-duplication, with their labels and sources."""
+
+    X: np.ndarray  # (N, n_features) float32
+    y: np.ndarray  # (N,) str
+    xy: np.ndarray  # (N, 21, 2) the landmarks, for mirroring
+    sources: np.ndarray
+    duplicates: int  # rows dropped as exact copies of a kept row
+    conflicting: int  # rows dropped because the same vector carried different labels
+
+
+@dataclass
+class Split:
+    train: np.ndarray  # indices into Prepared
+    val: np.ndarray
+    test: np.ndarray
+
+
+def prepare(dataset: LandmarkDataset) -> Prepared:
+    X = features_from_xy(dataset.xy)
+    groups: dict[bytes, list[int]] = defaultdict(list)
+    for i, row in enumerate(X):
+        groups[row.tobytes()].append(i)
+    keep: list[int] = []
+    duplicates = conflicting = 0
+    for rows in groups.values():
+        labels = {dataset.labels[i] for i in rows}
+        if len(labels) > 1:
+            conflicting += len(rows)
+            continue
+        keep.append(rows[0])
+        duplicates += len(rows) - 1
+    idx = np.array(sorted(keep), dtype=np.intp)
+    return Prepared(
+        X[idx], dataset.labels[idx], dataset.xy[idx], dataset.sources[idx], duplicates, conflicting
+    )
+
+
+def split(y: np.ndarray, val_size: float = 0.15, test_size: float = 0.15, seed: int = SPLIT_SEED) -> Split:
+    """Stratified train/val/test indices."""
+    idx = np.arange(len(y))
+    rest, test = train_test_split(idx, test_size=test_size, stratify=y, random_state=seed)
+    train, val = train_test_split(
+        rest, test_size=val_size / (1.0 - test_size), stratify=y[rest], random_state=seed
+    )
+    return Split(np.sort(train), np.sort(val), np.sort(test))
+
+
+def with_mirrored(data: Prepared, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows `index` plus their x-mirrored copies (features recomputed through the one feature function)."""
+    mirrored = features_from_xy(mirror_xy(data.xy[index]))
+    return np.vstack([data.X[index], mirrored]), np.concatenate([data.y[index], data.y[index]])
+
+
+def mirrored_features(data: Prepared, index: np.ndarray) -> np.ndarray:
+    return features_from_xy(mirror_xy(data.xy[index]))

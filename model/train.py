@@ -1,0 +1,449 @@
+"""`gesture-maze train`: read landmark data, sweep models, track everything in MLflow, register the best.
+
+    gesture-maze train --data ../shared/data/landmarks/landmarks_kp42.csv [--data more.csv ...]
+                       [--experiment NAME] [--quick] [--out-default [DIR]]
+
+Steps: read + validate rows -> de-duplicate -> stratified train/val/test split -> mirroring and
+feature ablation -> sweep (each candidate fitted on train + mirrored train, scored on validation, one
+MLflow run each) -> leaderboard -> best candidate (validation macro-F1) refitted on train+val and scored
+ONCE on test -> registered as `gesture-classifier`; alias `champion` moves only when it beats the
+current champion on the same test split -> leave-one-source-out figure -> optional default model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model.classifier import (
+    REGISTERED_MODEL_NAME,
+    GestureClassifier,
+    ModelInfo,
+    ModelLoadError,
+    load_registered,
+)
+from model.datasets import LandmarkDataset, read_datasets
+from model.estimators import Candidate, build, sweep
+from model.evaluation import (
+    Entry,
+    Scores,
+    confusion_png,
+    family_best,
+    leaderboard,
+    score,
+    single_sample_latency,
+)
+from model.features import FEATURE_VERSION, N_FEATURES
+from model.registry import (
+    current_champion,
+    default_tracking_uri,
+    ensure_experiment,
+    library_versions,
+    register,
+    set_champion,
+    untrusted_types,
+    write_model_dir,
+)
+from model.splits import Prepared, Split, mirrored_features, prepare, split, with_mirrored
+
+log = logging.getLogger("gesture_maze.train")
+DEFAULT_OUT = Path(__file__).resolve().parent / "default"
+# Feature-vector column ranges for the ablation (see model.features: xy42 | cos15 | dist15).
+FEATURE_SUBSETS = {
+    "xy42": slice(0, 42),
+    "xy42+cos15": slice(0, 57),
+    "xy42+cos15+dist15": slice(0, N_FEATURES),
+}
+BASELINE = Candidate("svm_poly", {"C": 100, "degree": 2})  # the seed's winner and the issue's floor
+
+
+@dataclass
+class Context:
+    data: Prepared
+    split: Split
+    labels: list[str]
+    fingerprint: dict[str, Any]
+    quick: bool
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="gesture-maze train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", action="append", required=True, metavar="PATH",
+                   help="landmark CSV (HaGRID x1,y1,z1..label or kp42); repeat for several")
+    p.add_argument("--experiment", default="gesture-maze", help="MLflow experiment name")
+    p.add_argument("--quick", action="store_true", help="3 candidates, <=150 training rows per class")
+    p.add_argument("--out-default", nargs="?", const=str(DEFAULT_OUT), default=None, metavar="DIR",
+                   help=f"also write the final model as the default model (default dir: {DEFAULT_OUT})")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, "
+                   "else sqlite:///<data dir>/mlflow.db)")
+    p.add_argument("--data-dir", default=None, help="local state directory (default: $GM_DATA_DIR or data)")
+    p.add_argument("--sweep-rows", type=int, default=None,
+                   help="subsample the training split to this many rows for the sweep (final fit uses all)")
+    p.add_argument("--no-loso", action="store_true", help="skip the leave-one-source-out evaluation")
+    return p.parse_args(list(argv))
+
+
+# ----------------------------------------------------------------------------------------------- data
+def _describe(ds: LandmarkDataset, data: Prepared) -> None:
+    print(f"read {len(ds)} rows from {len(ds.files)} file(s); skipped {sum(ds.skipped.values())}", end="")
+    print(f" {dict(ds.skipped)}" if ds.skipped else "")
+    print(f"de-duplicated: {data.duplicates} exact duplicate rows dropped, "
+          f"{data.conflicting} rows with conflicting labels dropped -> {len(data.y)} rows")
+    counts = Counter(data.y.tolist())
+    print("per-class rows: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+
+
+def _quick_subset(data: Prepared, index: np.ndarray, per_class: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    keep = []
+    for label in np.unique(data.y[index]):
+        rows = index[data.y[index] == label]
+        keep.append(rng.permutation(rows)[:per_class])
+    return np.sort(np.concatenate(keep))
+
+
+def _subsample(data: Prepared, index: np.ndarray, n: int | None, seed: int = 0) -> np.ndarray:
+    """Stratified subsample of `index` to about `n` rows (every class keeps at least 50)."""
+    if n is None or n >= len(index):
+        return index
+    frac = n / len(index)
+    rng = np.random.default_rng(seed)
+    keep = []
+    for label in np.unique(data.y[index]):
+        rows = rng.permutation(index[data.y[index] == label])
+        keep.append(rows[: max(50, round(frac * len(rows)))])
+    return np.sort(np.concatenate(keep))
+
+
+# -------------------------------------------------------------------------------------------- fitting
+def _fit(candidate: Candidate, X: np.ndarray, y: np.ndarray) -> tuple[Any, float]:
+    model = build(candidate)
+    t0 = time.perf_counter()
+    model.fit(X, y)
+    return model, time.perf_counter() - t0
+
+
+def _wrap(model: Any, name: str) -> GestureClassifier:
+    return GestureClassifier(model, ModelInfo(name, "candidate", None, "training", FEATURE_VERSION))
+
+
+def _predict(model: Any, X: np.ndarray) -> np.ndarray:
+    proba = model.predict_proba(X)
+    return np.asarray(model.classes_)[np.argmax(proba, axis=1)]
+
+
+# --------------------------------------------------------------------------------------------- mlflow
+def _log_scores(mlflow: Any, scores: Scores, prefix: str, title: str, tmp: Path) -> None:
+    mlflow.log_metrics(scores.metrics(prefix))
+    png = confusion_png(scores, tmp / f"{prefix}confusion_matrix.png", title)
+    mlflow.log_artifact(str(png))
+    report = tmp / f"{prefix}classification_report.txt"
+    report.write_text(scores.report)
+    mlflow.log_artifact(str(report))
+
+
+def _log_model(mlflow: Any, model: Any, X_example: np.ndarray, ctx: Context) -> None:
+    from mlflow.models import infer_signature
+
+    example = X_example[:2].astype(np.float32)
+    mlflow.sklearn.log_model(
+        model,
+        name="model",
+        serialization_format="skops",
+        skops_trusted_types=untrusted_types(model),
+        signature=infer_signature(example, _predict(model, example)),
+        input_example=example,
+        metadata={"feature_version": FEATURE_VERSION, "classes": [str(c) for c in model.classes_]},
+    )
+
+
+def _fingerprint_tags(ctx: Context) -> dict[str, str]:
+    fp = ctx.fingerprint
+    return {
+        "data_sha256": fp["sha256"],
+        "data_rows": str(fp["rows"]),
+        "data_classes": str(fp["n_classes"]),
+        "feature_version": FEATURE_VERSION,
+    }
+
+
+# ------------------------------------------------------------------------------------------- ablation
+def ablation(ctx: Context, mlflow: Any, train_idx: np.ndarray) -> dict[str, dict[str, float]]:
+    """Mirroring and feature-set choices, measured with the baseline SVC on the validation split.
+
+    `mirrored val` scores the other hand: every validation row x-mirrored. A model for both hands must
+    do well on both; mirroring the training rows is what gets it there.
+    """
+    d, s = ctx.data, ctx.split
+    X_val, X_val_m, y_val = d.X[s.val], mirrored_features(d, s.val), d.y[s.val]
+    X_mir, y_mir = with_mirrored(d, train_idx)
+    results: dict[str, dict[str, float]] = {}
+    for fname, cols in FEATURE_SUBSETS.items():
+        for mirror in (False, True):
+            X_tr, y_tr = (X_mir, y_mir) if mirror else (d.X[train_idx], d.y[train_idx])
+            from sklearn.pipeline import make_pipeline
+            from sklearn.preprocessing import StandardScaler
+            from sklearn.svm import SVC
+
+            model = make_pipeline(StandardScaler(), SVC(kernel="poly", degree=2, C=100))
+            model.fit(X_tr[:, cols], y_tr)
+            a = score(y_val, model.predict(X_val[:, cols]), ctx.labels)
+            b = score(y_val, model.predict(X_val_m[:, cols]), ctx.labels)
+            key = f"{fname}|mirror={'yes' if mirror else 'no'}"
+            results[key] = {"val_f1": a.f1_macro, "val_acc": a.accuracy,
+                            "mirrored_val_f1": b.f1_macro, "mirrored_val_acc": b.accuracy}
+    print("\nAblation (SVC poly deg 2 C=100, validation split; 'mirrored' = the other hand):")
+    print(f"  {'features':<20} {'mirror':>6} {'val acc':>8} {'val F1':>8} {'mir acc':>8} {'mir F1':>8}")
+    for key, r in results.items():
+        fname, mirror = key.split("|")
+        print(f"  {fname:<20} {mirror.split('=')[1]:>6} {r['val_acc']:8.4f} {r['val_f1']:8.4f} "
+              f"{r['mirrored_val_acc']:8.4f} {r['mirrored_val_f1']:8.4f}")
+    with mlflow.start_run(run_name="ablation-mirroring-features", nested=True):
+        mlflow.set_tags(_fingerprint_tags(ctx))
+        for key, r in results.items():
+            safe = key.replace("|", "__").replace("+", "_").replace("=", "_")
+            mlflow.log_metrics({f"{safe}__{m}": v for m, v in r.items()})
+        mlflow.log_dict(results, "ablation.json")
+    return results
+
+
+# ---------------------------------------------------------------------------------------------- sweep
+def run_sweep(ctx: Context, mlflow: Any, candidates: list[Candidate], train_idx: np.ndarray) -> list[Entry]:
+    from tqdm import tqdm
+
+    d, s = ctx.data, ctx.split
+    X_tr, y_tr = with_mirrored(d, train_idx)
+    X_val, y_val = d.X[s.val], d.y[s.val]
+    entries: list[Entry] = []
+    bar = tqdm(candidates, desc="sweep", unit="model", file=sys.stderr)
+    for cand in bar:
+        bar.set_postfix_str(cand.name[:40])
+        with mlflow.start_run(run_name=cand.name, nested=True) as run, tempfile.TemporaryDirectory() as tmp:
+            mlflow.set_tags({**_fingerprint_tags(ctx), "family": cand.family, "stage": "sweep"})
+            mlflow.log_params({"family": cand.family, **cand.params, "train_rows": len(y_tr),
+                               "mirrored_training_rows": True})
+            model, fit_s = _fit(cand, X_tr, y_tr)
+            scores = score(y_val, _predict(model, X_val), ctx.labels)
+            latency = single_sample_latency(_wrap(model, cand.name).predict, X_val)
+            mlflow.log_metrics({"train_time_s": fit_s, "latency_p50_ms": latency.p50_ms,
+                                "latency_p95_ms": latency.p95_ms})
+            _log_scores(mlflow, scores, "val_", f"{cand.name} (validation)", Path(tmp))
+            _log_model(mlflow, model, X_val, ctx)
+            entries.append(Entry(cand.name, cand.family, scores.accuracy, scores.f1_macro,
+                                 min(scores.per_class_f1.values()), fit_s, latency.p50_ms, run.info.run_id,
+                                 {"candidate": cand}))
+    return entries
+
+
+# ------------------------------------------------------------------------------------------------ loso
+def leave_one_source_out(ctx: Context, candidate: Candidate) -> dict[str, Any]:
+    """Train on every source but one, test on that one, over the classes other sources also have.
+
+    A source is one person's (or one project's) recordings, so this is how well the model does for
+    someone it has never seen. Sources with fewer than 100 usable rows are skipped (too noisy).
+    """
+    from sklearn.base import clone
+
+    d = ctx.data
+    per_source: dict[str, dict[str, Any]] = {}
+    y_all, p_all = [], []
+    base = build(candidate)
+    if hasattr(base[-1], "calibrated_classifiers_") or type(base[-1]).__name__ == "CalibratedClassifierCV":
+        base.steps[-1] = ("clf", base[-1].estimator)  # temperature scaling never changes the argmax
+    for source in sorted(set(d.sources.tolist())):
+        held = d.sources == source
+        other_classes = set(d.y[~held].tolist())
+        test = np.flatnonzero(held & np.isin(d.y, sorted(other_classes)))
+        if len(test) < 100:
+            continue
+        train = np.flatnonzero(~held)
+        X_tr, y_tr = with_mirrored(d, train)
+        model = clone(base).fit(X_tr, y_tr)
+        pred = model.predict(d.X[test])
+        labels = sorted(set(d.y[test].tolist()))
+        sc = score(d.y[test], pred, labels)
+        per_source[source] = {"rows": len(test), "classes": labels, "accuracy": sc.accuracy,
+                              "f1_macro": sc.f1_macro}
+        y_all.append(d.y[test])
+        p_all.append(pred)
+    if not per_source:
+        return {"per_source": {}, "pooled_accuracy": float("nan"), "mean_accuracy": float("nan")}
+    y_cat, p_cat = np.concatenate(y_all), np.concatenate(p_all)
+    return {
+        "per_source": per_source,
+        "pooled_accuracy": float(np.mean(y_cat == p_cat)),
+        "mean_accuracy": float(np.mean([v["accuracy"] for v in per_source.values()])),
+        "mean_f1_macro": float(np.mean([v["f1_macro"] for v in per_source.values()])),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- final
+def _champion_f1(client: Any, tracking_uri: str, X_test: np.ndarray, y_test: np.ndarray,
+                 labels: list[str]) -> tuple[str | None, float | None]:
+    champ = current_champion(client)
+    if champ is None:
+        return None, None
+    try:
+        clf = load_registered(REGISTERED_MODEL_NAME, str(champ.version), tracking_uri=tracking_uri)
+    except ModelLoadError as exc:
+        print(f"current champion v{champ.version} cannot be loaded ({exc}); treating it as beaten")
+        return str(champ.version), None
+    proba = clf.predict_proba(X_test)
+    pred = np.asarray(clf.classes)[np.argmax(proba, axis=1)]
+    return str(champ.version), score(y_test, pred, labels).f1_macro
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")  # MLflow probes git; there may be none
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from stream.settings import Settings
+
+    started = time.perf_counter()
+    data_dir = Path(args.data_dir or Settings.from_env().data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tracking_uri = args.tracking_uri or default_tracking_uri(data_dir, os.environ)
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    ds = read_datasets(args.data)
+    data = prepare(ds)
+    _describe(ds, data)
+    sp = split(data.y)
+    labels = sorted(set(data.y.tolist()))
+    fingerprint = {"sha256": ds.fingerprint(), "rows": len(ds), "rows_used": len(data.y),
+                   "n_classes": len(labels), "classes": labels, "files": [Path(f).name for f in ds.files],
+                   "skipped": dict(ds.skipped), "duplicates_dropped": data.duplicates,
+                   "conflicting_dropped": data.conflicting}
+    ctx = Context(data, sp, labels, fingerprint, args.quick)
+    train_idx = _quick_subset(data, sp.train, 150) if args.quick else sp.train
+    sweep_idx = _subsample(data, train_idx, args.sweep_rows)
+    print(f"split: train={len(sp.train)} val={len(sp.val)} test={len(sp.test)} (stratified, seed fixed); "
+          f"sweep trains on {len(sweep_idx)} rows + their mirrored copies")
+    print(f"tracking: {tracking_uri}  experiment: {args.experiment}")
+
+    experiment_id = ensure_experiment(client, args.experiment, data_dir)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    with mlflow.start_run(run_name=f"train-{datetime.now(UTC):%Y%m%d-%H%M%S}") as parent, \
+            tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        mlflow.set_tags({**_fingerprint_tags(ctx), "stage": "parent"})
+        mlflow.log_params({"data_files": ",".join(fingerprint["files"]), "quick": args.quick,
+                           "sweep_rows": len(sweep_idx), "split_train": len(sp.train),
+                           "split_val": len(sp.val), "split_test": len(sp.test)})
+        mlflow.log_dict(fingerprint, "data_fingerprint.json")
+        mlflow.log_dict({k: int(v) for k, v in Counter(data.y.tolist()).items()}, "class_counts.json")
+
+        ablation_results = None if args.quick else ablation(ctx, mlflow, sweep_idx)
+        entries = run_sweep(ctx, mlflow, sweep(args.quick), sweep_idx)
+        table = leaderboard(entries)
+        print("\nLeaderboard (validation split; p50 ms = single-sample predict through GestureClassifier):")
+        print(table)
+        print("\nBest per family:\n" + leaderboard(family_best(entries)))
+        mlflow.log_text(table, "leaderboard.txt")
+        mlflow.log_dict([{"model": e.name, "family": e.family, "val_accuracy": e.accuracy,
+                          "val_f1_macro": e.f1_macro, "val_f1_min": e.f1_min, "train_s": e.train_s,
+                          "latency_p50_ms": e.latency_ms, "run_id": e.run_id} for e in entries],
+                        "leaderboard.json")
+
+        best = max(entries, key=lambda e: e.f1_macro)
+        cand: Candidate = best.extra["candidate"]
+        final_idx = np.sort(np.concatenate([train_idx, sp.val]))
+        X_fin, y_fin = with_mirrored(data, final_idx)
+        X_test, y_test = data.X[sp.test], data.y[sp.test]
+        with mlflow.start_run(run_name=f"final-{cand.name}", nested=True) as final_run:
+            mlflow.set_tags({**_fingerprint_tags(ctx), "family": cand.family, "stage": "final"})
+            mlflow.log_params({"family": cand.family, **cand.params, "train_rows": len(y_fin),
+                               "selected_by": "val_f1_macro", "mirrored_training_rows": True})
+            model, fit_s = _fit(cand, X_fin, y_fin)
+            test = score(y_test, _predict(model, X_test), labels)  # the one look at the test split
+            test_m = score(y_test, _predict(model, mirrored_features(data, sp.test)), labels)
+            latency = single_sample_latency(_wrap(model, cand.name).predict, X_test)
+            mlflow.log_metrics({"train_time_s": fit_s, "latency_p50_ms": latency.p50_ms,
+                                "latency_p95_ms": latency.p95_ms, "mirrored_test_f1_macro": test_m.f1_macro,
+                                "mirrored_test_accuracy": test_m.accuracy})
+            _log_scores(mlflow, test, "test_", f"{cand.name} (test split)", tmp)
+            _log_model(mlflow, model, X_test, ctx)
+            final_run_id = final_run.info.run_id
+
+        print(f"\nFinal: {cand.name} refitted on train+val ({len(y_fin)} rows incl. mirrored), test split "
+              f"({len(y_test)} rows): accuracy {test.accuracy:.4f}  macro-F1 {test.f1_macro:.4f}  "
+              f"min class F1 {min(test.per_class_f1.values()):.4f}  p50 {latency.p50_ms:.3f} ms "
+              f"(p95 {latency.p95_ms:.3f}); mirrored test: acc {test_m.accuracy:.4f} "
+              f"F1 {test_m.f1_macro:.4f}")
+        print("per-class test F1: " + ", ".join(f"{k}={v:.3f}" for k, v in test.per_class_f1.items()))
+        print("largest confusions (true -> predicted: n): "
+              + ", ".join(f"{t}->{p}: {n}" for t, p, n in test.top_confusions(6)))
+
+        champ_version, champ_f1 = _champion_f1(client, tracking_uri, X_test, y_test, labels)
+        version = register(client, final_run_id, "model",
+                           {**_fingerprint_tags(ctx), "test_f1_macro": f"{test.f1_macro:.4f}"})
+        promoted = champ_version is None or champ_f1 is None or test.f1_macro > champ_f1
+        if promoted:
+            set_champion(client, version)
+        verdict = (f"champion -> v{version}" if promoted else f"champion stays v{champ_version}")
+        champ_text = "none" if champ_version is None else f"v{champ_version} test macro-F1 {champ_f1}"
+        print(f"registered {REGISTERED_MODEL_NAME} v{version}; previous champion: {champ_text}; {verdict}")
+        mlflow.log_metrics({"test_accuracy": test.accuracy, "test_f1_macro": test.f1_macro,
+                            "promoted": float(promoted)})
+        mlflow.set_tags({"registered_version": version, "champion_after": version if promoted
+                         else str(champ_version)})
+
+        loso = None
+        if not args.quick and not args.no_loso:
+            loso = leave_one_source_out(ctx, BASELINE if cand.family == "mlp" else cand)
+            print(f"\nLeave-one-source-out ({cand.name if cand.family != 'mlp' else BASELINE.name}; "
+                  "held-out source's rows of classes other sources also have):")
+            for source, r in loso["per_source"].items():
+                print(f"  {source[:58]:<58} rows={r['rows']:>5} acc={r['accuracy']:.4f} "
+                      f"F1={r['f1_macro']:.4f}")
+            print(f"  pooled accuracy {loso['pooled_accuracy']:.4f}, mean per source accuracy "
+                  f"{loso['mean_accuracy']:.4f}, mean macro-F1 {loso['mean_f1_macro']:.4f}")
+            mlflow.log_dict(loso, "leave_one_source_out.json")
+            mlflow.log_metrics({"loso_pooled_accuracy": loso["pooled_accuracy"],
+                                "loso_mean_accuracy": loso["mean_accuracy"]})
+
+        if args.out_default:
+            metadata = {
+                "name": "default",
+                "version": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
+                "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "model": cand.name,
+                "feature_version": FEATURE_VERSION,
+                "classes": [str(c) for c in model.classes_],
+                "data": fingerprint,
+                "split": {"train+val": len(final_idx), "test": len(sp.test), "mirrored_training_rows": True},
+                "metrics": {"test": {k: round(v, 5) for k, v in test.metrics().items()},
+                            "mirrored_test_f1_macro": round(test_m.f1_macro, 5),
+                            "latency_p50_ms": round(latency.p50_ms, 4)},
+                "leave_one_source_out": loso and {k: loso[k] for k in loso if k != "per_source"},
+                "ablation": ablation_results,
+                "mlflow": {"run_id": final_run_id, "registered_version": version},
+                "libraries": library_versions(),
+            }
+            out = write_model_dir(model, Path(args.out_default), metadata)
+            size = (out / "model.skops").stat().st_size / 1e6
+            print(f"default model written to {out} ({size:.2f} MB)")
+        print(f"\nparent run {parent.info.run_id}; total {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

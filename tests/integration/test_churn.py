@@ -1,0 +1,191 @@
+"""Churn: hundreds of sessions and connections come and go; memory, threads and trackers come back.
+
+Every churned session gets a player that sends a real JPEG frame (so a MediaPipe HandTracker is
+created for it), spectators that join and leave, and some players that vanish abruptly right after
+sending a frame (no close handshake: a disconnect mid-frame). Once the reaper has removed the
+abandoned sessions, the server must hold no sessions, no connections, no open trackers, and the
+process's OS threads, file descriptors and RSS must be back at their warmed-up baseline (RSS with a
+tolerance: allocators keep some freed memory). A second round must not grow RSS further.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from websockets.asyncio.client import connect
+
+from model.landmarks import HandTracker
+from stream.settings import Settings
+from tests.support.paths import GESTURES_DIR, require_path
+from tests.support.server import LiveServer, live_server
+
+SESSIONS_PER_ROUND = 120
+SPECTATORS_PER_SESSION = 2
+CONCURRENCY = 8
+MiB = 1024 * 1024
+# A leaked MediaPipe graph costs several MiB, so a leak per session shows up as hundreds of MiB.
+RSS_TOLERANCE_AFTER_WARMUP = 160 * MiB
+RSS_TOLERANCE_BETWEEN_ROUNDS = 64 * MiB
+THREAD_TOLERANCE = 4
+FD_TOLERANCE = 16
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    rss: int
+    os_threads: int
+    py_threads: int
+    fds: int
+    trackers: int  # HandTracker objects still alive
+    open_trackers: int  # ...of which not closed
+    sessions: int
+
+    def __str__(self) -> str:
+        return (
+            f"rss={self.rss / MiB:.0f}MiB os_threads={self.os_threads} py_threads={self.py_threads} "
+            f"fds={self.fds} trackers={self.trackers} open_trackers={self.open_trackers} "
+            f"sessions={self.sessions}"
+        )
+
+
+def snapshot(server: LiveServer) -> Snapshot:
+    # The server runs in this process (a uvicorn thread), so its objects and threads are ours to count.
+    gc.collect()
+    trackers = [obj for obj in gc.get_objects() if isinstance(obj, HandTracker)]
+    process = psutil.Process()
+    return Snapshot(
+        rss=process.memory_info().rss,
+        os_threads=process.num_threads(),
+        py_threads=threading.active_count(),
+        fds=process.num_fds(),
+        trackers=len(trackers),
+        open_trackers=sum(getattr(t, "_hands", None) is not None for t in trackers),
+        sessions=len(server.app.state.registry),
+    )
+
+
+async def gauges(server: LiveServer) -> dict[str, float]:
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
+        text = (await http.get("/metrics")).text
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in ("gesture_maze_ws_connections", "gesture_maze_sessions"):
+                out[sample.name + str(sorted(sample.labels.items()))] = sample.value
+    return out
+
+
+async def one_session(server: LiveServer, frame: bytes, index: int, http: httpx.AsyncClient) -> None:
+    response = await http.post("/api/sessions", json={})
+    assert response.status_code == 201, response.text
+    session = response.json()
+    async with connect(server.ws_url + session["play_url"]) as ws:
+        assert json.loads(await ws.recv())["type"] == "welcome"
+        await ws.send(frame)
+        while True:  # the frame was processed: a tracker exists for this session now
+            message = json.loads(await asyncio.wait_for(ws.recv(), 30))
+            assert message["type"] != "error", message
+            if message["type"] == "frame":
+                break
+        watch_url = server.ws_url + session["watch_url"]
+        watchers = [await connect(watch_url) for _ in range(SPECTATORS_PER_SESSION)]
+        for watcher in watchers:
+            assert json.loads(await asyncio.wait_for(watcher.recv(), 30))["type"] == "welcome"
+        if index % 3 == 0:
+            # Vanish mid-frame: no close handshake, a frame still being processed.
+            await ws.send(frame)
+            ws.transport.abort()
+            for watcher in watchers:
+                watcher.transport.abort()
+            return
+        for watcher in watchers:
+            await watcher.close()
+
+
+async def churn(server: LiveServer, frame: bytes, count: int) -> None:
+    limit = asyncio.Semaphore(CONCURRENCY)
+
+    async def guarded(index: int, http: httpx.AsyncClient) -> None:
+        async with limit:
+            await one_session(server, frame, index, http)
+
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
+        await asyncio.gather(*(guarded(i, http) for i in range(count)))
+
+
+async def settle(server: LiveServer, timeout_s: float = 60.0) -> Snapshot:
+    """Wait until every session is reaped and every tracker closed; then the process snapshot."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        current = snapshot(server)
+        metrics = await gauges(server)
+        if current.sessions == 0 and current.open_trackers == 0 and not any(metrics.values()):
+            await asyncio.sleep(0.5)  # let closed sockets and finished threads go
+            return snapshot(server)
+        if time.monotonic() > deadline:
+            pytest.fail(f"not back to idle after {timeout_s:.0f}s: {current}, gauges {metrics}")
+        await asyncio.sleep(0.25)
+
+
+@pytest.mark.slow
+async def test_churn_returns_to_baseline() -> None:
+    frame = (require_path(GESTURES_DIR) / "palm.jpg").read_bytes()
+    settings: Any = Settings.from_env({}).replace(
+        session_grace_s=0.3,
+        reaper_interval_s=0.2,
+        max_sessions=1000,
+        session_create_per_min=100_000,
+        max_connections_per_ip=10_000,
+    )
+    with live_server(settings) as server:
+        await churn(server, frame, 20)  # warm-up: pool threads, allocator arenas, lazy imports
+        baseline = await settle(server)
+        print(f"\nbaseline     {baseline}")
+
+        started = time.monotonic()
+        await churn(server, frame, SESSIONS_PER_ROUND)
+        print(f"round 1 took {time.monotonic() - started:.1f}s")
+        first = await settle(server)
+        print(f"after round 1 {first}")
+
+        await churn(server, frame, SESSIONS_PER_ROUND)
+        second = await settle(server)
+        print(f"after round 2 {second}")
+
+    for after in (first, second):
+        assert after.sessions == 0 and after.open_trackers == 0
+        assert after.trackers <= baseline.trackers, "HandTracker objects are still referenced"
+        assert after.os_threads <= baseline.os_threads + THREAD_TOLERANCE
+        assert after.py_threads <= baseline.py_threads + THREAD_TOLERANCE
+        assert after.fds <= baseline.fds + FD_TOLERANCE
+        assert after.rss - baseline.rss <= RSS_TOLERANCE_AFTER_WARMUP, f"{after} vs {baseline}"
+    assert second.rss - first.rss <= RSS_TOLERANCE_BETWEEN_ROUNDS, f"{second} vs {first}"
+
+
+def test_snapshot_counts_open_trackers() -> None:
+    """The tracker count above is a real measurement: it sees trackers until they are closed."""
+    gc.collect()
+    before = sum(isinstance(o, HandTracker) and o._hands is not None for o in gc.get_objects())
+    tracker = HandTracker(model_complexity=0)
+    try:
+        gc.collect()
+        during = sum(isinstance(o, HandTracker) and o._hands is not None for o in gc.get_objects())
+        assert during == before + 1
+    finally:
+        tracker.close()
+    with contextlib.suppress(Exception):
+        del tracker
+    gc.collect()
+    after = sum(isinstance(o, HandTracker) and o._hands is not None for o in gc.get_objects())
+    assert after == before

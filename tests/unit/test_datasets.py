@@ -1,0 +1,116 @@
+"""Landmark CSV readers: both formats, invalid rows reported and skipped, leak-free splits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from model.datasets import DatasetError, read_datasets, read_landmark_csv
+from model.splits import prepare, split, with_mirrored
+
+HEADER = ",".join(f"{a}{i}" for i in range(1, 22) for a in "xyz") + ",label"
+
+
+def _row(xy: np.ndarray, label: str, z: str = "0.0") -> str:
+    return ",".join(f"{x!r},{y!r},{z}" for x, y in xy.tolist()) + f",{label}"
+
+
+@pytest.fixture
+def hand() -> np.ndarray:
+    return np.random.default_rng(0).uniform(100, 400, size=(21, 2))
+
+
+def test_invalid_rows_are_counted_and_skipped(tmp_path, hand):
+    good = _row(hand, "palm")
+    cells = good.split(",")
+    missing = ",".join(["", *cells[1:]])
+    text = ",".join(["abc", *cells[1:]])
+    nan = ",".join(["nan", *cells[1:]])
+    inf = ",".join(["inf", *cells[1:]])
+    no_label = ",".join([*cells[:-1], ""])
+    short = ",".join(cells[:30])
+    degenerate = _row(np.ones((21, 2)), "fist")
+    lines = [HEADER, good, missing, text, nan, inf, no_label, short, degenerate, "", _row(hand + 5, "Fist ")]
+    path = tmp_path / "hagrid.csv"
+    path.write_text("\n".join(lines) + "\n")
+
+    ds = read_landmark_csv(path)
+
+    assert len(ds) == 2
+    assert ds.labels.tolist() == ["palm", "fist"]  # lower-cased, stripped
+    np.testing.assert_array_equal(ds.xy[0], hand)
+    assert dict(ds.skipped) == {
+        "missing value": 1,
+        "non-numeric value": 1,
+        "non-finite value": 2,
+        "missing label": 1,
+        "too few columns": 1,
+        "degenerate hand (all landmarks at the wrist)": 1,
+    }
+    assert set(ds.sources.tolist()) == {"hagrid.csv"}
+
+
+def test_a_file_without_landmark_columns_is_rejected(tmp_path):
+    path = tmp_path / "other.csv"
+    path.write_text("a,b,label\n1,2,palm\n")
+    with pytest.raises(DatasetError, match="missing columns"):
+        read_landmark_csv(path)
+
+
+def test_a_file_with_no_usable_rows_is_rejected(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text(HEADER + "\n" + _row(np.ones((21, 2)), "palm") + "\n")
+    with pytest.raises(DatasetError, match="no usable rows"):
+        read_landmark_csv(path)
+
+
+def test_shared_kp42_file(landmarks_csv):
+    ds = read_landmark_csv(landmarks_csv)
+    assert len(ds) == 15254
+    assert len(ds.classes) == 18
+    assert not ds.skipped
+    assert len(set(ds.sources.tolist())) == 13
+    # kp42 rows are wrist-relative and max-abs normalised already.
+    assert np.all(ds.xy[:, 0] == 0.0)
+    np.testing.assert_allclose(np.abs(ds.xy).reshape(len(ds), -1).max(axis=1), 1.0)
+    assert len(ds.fingerprint()) == 64
+
+
+def test_several_files_concatenate(tmp_path, hand):
+    for name, label in (("a.csv", "palm"), ("b.csv", "fist")):
+        (tmp_path / name).write_text(HEADER + "\n" + _row(hand, label) + "\n")
+    ds = read_datasets([tmp_path / "a.csv", tmp_path / "b.csv"])
+    assert ds.labels.tolist() == ["palm", "fist"]
+    assert len(ds.files) == 2
+
+
+def test_duplicates_collapse_and_conflicts_drop(tmp_path, hand):
+    other = hand + np.random.default_rng(5).normal(0, 20, size=hand.shape)
+    rows = [
+        _row(hand, "palm"),
+        _row(hand * 2 + 3, "palm"),  # same features after normalisation: a duplicate
+        _row(other, "palm"),
+        _row(other, "stop"),  # same vector, other label: both dropped
+    ]
+    path = tmp_path / "dups.csv"
+    path.write_text(HEADER + "\n" + "\n".join(rows) + "\n")
+    data = prepare(read_landmark_csv(path))
+    assert (len(data.y), data.duplicates, data.conflicting) == (1, 1, 2)
+
+
+def test_split_is_stratified_disjoint_and_repeatable(landmarks_csv):
+    data = prepare(read_landmark_csv(landmarks_csv))
+    a, b = split(data.y), split(data.y)
+    np.testing.assert_array_equal(a.test, b.test)
+    parts = [set(a.train.tolist()), set(a.val.tolist()), set(a.test.tolist())]
+    assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+    assert sum(map(len, parts)) == len(data.y)
+    # No feature vector appears on two sides.
+    train_rows = {row.tobytes() for row in data.X[a.train]}
+    assert not any(row.tobytes() in train_rows for row in data.X[a.test])
+    for label in np.unique(data.y):  # every class in every split, in proportion
+        share = np.mean(data.y == label)
+        assert np.mean(data.y[a.test] == label) == pytest.approx(share, abs=0.01)
+    X, y = with_mirrored(data, a.train[:10])
+    assert X.shape == (20, data.X.shape[1]) and (y[:10] == y[10:]).all()
+    np.testing.assert_allclose(X[10:, 0:42:2], -X[:10, 0:42:2], atol=1e-6)

@@ -1,0 +1,212 @@
+"""Dockerfile, .dockerignore and docker-compose.yml agree with the code they package.
+
+Docker itself is not needed: the files are parsed and checked against Settings, the app's routes,
+pyproject.toml and requirements.lock.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+
+from stream.cli import COMMANDS
+from stream.settings import Settings, documented_settings
+from tests.support.paths import REPO_ROOT
+
+DOCKERFILE = REPO_ROOT / "Dockerfile"
+COMPOSE = REPO_ROOT / "docker-compose.yml"
+DOCKERIGNORE = REPO_ROOT / ".dockerignore"
+LOCK = REPO_ROOT / "requirements.lock"
+PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+EXTERNAL_ENV = {"MLFLOW_TRACKING_URI"}  # read by the mlflow client, not by Settings
+SETTINGS_ENV = {name for name, _, _ in documented_settings()}
+CV2_DISTRIBUTIONS = {"opencv-python", "opencv-python-headless", "opencv-contrib-python",
+                     "opencv-contrib-python-headless"}
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def instruction(name: str) -> list[str]:
+    return [args for word, args in dockerfile_instructions() if word == name]
+
+
+def exec_form(args: str) -> list[str]:
+    return yaml.safe_load(args) if args.startswith("[") else shlex.split(args)
+
+
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def published(service: dict) -> dict[int, int]:
+    """container port -> host port."""
+    ports = {}
+    for spec in service.get("ports", []):
+        *host, container = str(spec).split(":")
+        ports[int(container)] = int(host[-1]) if host else int(container)
+    return ports
+
+
+def lock_pins() -> dict[str, str]:
+    pins = {}
+    for line in LOCK.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, sep, version = line.partition("==")
+            assert sep, f"requirements.lock line is not pinned: {line!r}"
+            pins[name.lower().replace("_", "-")] = version
+    return pins
+
+
+def test_image_is_python_311_slim_non_root_with_one_process() -> None:
+    assert instruction("FROM") == ["python:3.11-slim"]
+    (user,) = instruction("USER")
+    assert user not in {"root", "0"}
+    cmd = exec_form(instruction("CMD")[-1])
+    assert cmd[:2] == ["gesture-maze", "serve"]
+    assert cmd[0] in PYPROJECT["project"]["scripts"]
+    assert PYPROJECT["project"]["scripts"][cmd[0]] == "stream.cli:main"
+    assert cmd[1] in COMMANDS
+    assert cmd[cmd.index("--host") + 1] == "0.0.0.0"
+    assert int(cmd[cmd.index("--port") + 1]) == Settings().port
+    assert not instruction("ENTRYPOINT")
+
+
+def test_image_ports_env_and_healthcheck_match_settings() -> None:
+    assert instruction("EXPOSE") == [str(Settings().port)]
+    env = {}
+    for args in instruction("ENV"):
+        env.update(dict(pair.split("=", 1) for pair in shlex.split(args)))
+    app_env = {name: value for name, value in env.items() if name.startswith("GM_")}
+    assert app_env.keys() <= SETTINGS_ENV
+    assert app_env["GM_HOST"] == "0.0.0.0" and int(app_env["GM_PORT"]) == Settings().port
+    (health,) = instruction("HEALTHCHECK")
+    assert f"127.0.0.1:{Settings().port}/health" in health
+    assert "curl" not in health and "wget" not in health  # neither exists in python:3.11-slim
+
+
+def test_dependencies_are_installed_from_the_lock_before_the_source_is_copied() -> None:
+    steps = dockerfile_instructions()
+    copies = [i for i, (word, _) in enumerate(steps) if word == "COPY"]
+    lock_copy = next(i for i in copies if "requirements.lock" in steps[i][1])
+    lock_install = next(i for i, (w, a) in enumerate(steps) if w == "RUN" and "-c requirements.lock" in a)
+    source_copies = [i for i in copies if re.search(r"\b(stream|model|maze)/", steps[i][1])]
+    runs = [(i, a) for i, (w, a) in enumerate(steps) if w == "RUN"]
+    package_install = next(i for i, a in runs if "pip install --no-deps ." in a)
+    assert lock_copy < lock_install < min(source_copies) <= max(source_copies) < package_install
+    assert {"stream/", "model/", "maze/"} <= {steps[i][1].split()[0] for i in copies}
+
+
+def test_frontend_lands_where_the_installed_app_looks_for_it() -> None:
+    import stream.app
+
+    # FRONTEND_DIR is relative to the stream package; in the image that package is in site-packages.
+    package_parent = Path(stream.app.__file__).resolve().parent.parent
+    relative = stream.app.FRONTEND_DIR.resolve().relative_to(package_parent)
+    site_packages = "/usr/local/lib/python3.11/site-packages"
+    copies = [args.split() for args in instruction("COPY")]
+    assert ["frontend/", f"{site_packages}/{relative}/"] in copies
+    assert (stream.app.FRONTEND_DIR / "index.html").is_file()
+
+
+def test_lock_pins_every_runtime_dependency_within_its_range() -> None:
+    pins = lock_pins()
+    for spec in PYPROJECT["project"]["dependencies"]:
+        requirement = Requirement(spec)
+        name = requirement.name.lower().replace("_", "-")
+        assert name in pins, f"{name} is not in requirements.lock"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (name, pins[name], spec)
+    assert CV2_DISTRIBUTIONS & pins.keys() == {"opencv-contrib-python"}
+
+
+def test_default_model_ships_as_package_data_and_reaches_the_build_context() -> None:
+    assert "default/*" in PYPROJECT["tool"]["setuptools"]["package-data"]["model"]
+    ignored = [line.strip() for line in DOCKERIGNORE.read_text().splitlines()
+               if line.strip() and not line.startswith("#")]
+    for needed in ("model", "model/default", "stream", "maze", "frontend", "requirements.lock",
+                   "pyproject.toml", "README.md"):
+        assert not any(Path(needed).match(pattern) or needed.startswith(pattern.rstrip("/") + "/")
+                       for pattern in ignored), f".dockerignore excludes {needed}"
+    assert ".venv" in ignored and ".git" in ignored
+
+
+def test_health_route_exists_in_the_app() -> None:
+    from stream.app import create_app
+
+    app = create_app(Settings.from_env({}))
+    paths = {getattr(route, "path", None) for route in app.routes}
+    assert "/health" in paths and "/metrics" in paths
+
+
+def test_compose_services_ports_and_health_checks() -> None:
+    services = compose()["services"]
+    assert set(services) >= {"app", "mlflow", "prometheus", "grafana"}
+    assert published(services["app"]) == {Settings().port: 8000}
+    assert published(services["mlflow"]) == {5000: 5000}
+    assert published(services["prometheus"]) == {9090: 9090}
+    assert published(services["grafana"]) == {3000: 3000}
+    for name, service in services.items():
+        assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+    assert f"127.0.0.1:{Settings().port}/health" in " ".join(services["app"]["healthcheck"]["test"])
+    assert services["app"]["build"] == "."
+
+
+def test_compose_app_environment_names_exist_in_settings() -> None:
+    env = compose()["services"]["app"]["environment"]
+    unknown = set(env) - SETTINGS_ENV - EXTERNAL_ENV
+    assert not unknown, f"compose sets variables nothing reads: {sorted(unknown)}"
+    assert "GESTURE_MODEL_URI" in SETTINGS_ENV and "GESTURE_MODEL_URI" in env
+    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert env["GM_HOST"] == "0.0.0.0" and int(env["GM_PORT"]) == Settings().port
+
+
+def test_compose_mlflow_image_matches_the_locked_client() -> None:
+    mlflow = compose()["services"]["mlflow"]
+    image, _, tag = mlflow["image"].partition(":")
+    assert image == "ghcr.io/mlflow/mlflow"
+    assert tag == f"v{lock_pins()['mlflow']}"
+    assert any(str(v).startswith("mlflow-data:") for v in mlflow["volumes"])
+
+
+def test_compose_monitoring_mounts_exist_and_target_the_app() -> None:
+    services = compose()["services"]
+    for name in ("prometheus", "grafana"):
+        for volume in services[name]["volumes"]:
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (REPO_ROOT / source).exists(), f"{name} mounts missing {source}"
+    prometheus = yaml.safe_load((REPO_ROOT / "monitoring" / "prometheus.yml").read_text())
+    targets = [t for job in prometheus["scrape_configs"] if job["job_name"] == "gesture-maze"
+               for sc in job["static_configs"] for t in sc["targets"]]
+    assert targets == [f"app:{Settings().port}"]
+
+
+def test_grafana_is_anonymous_read_only_and_needs_an_admin_password() -> None:
+    env = compose()["services"]["grafana"]["environment"]
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
+    assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    # `${VAR:?message}`: compose refuses to start without it, so admin/admin never exists.
+    assert re.fullmatch(r"\$\{GRAFANA_ADMIN_PASSWORD:\?[^}]+\}", env["GF_SECURITY_ADMIN_PASSWORD"])
+    assert "admin" not in env["GF_SECURITY_ADMIN_PASSWORD"].lower().replace("grafana_admin_password", "")
+
+
+@pytest.mark.parametrize("service", ["prometheus", "grafana"])
+def test_third_party_images_are_pinned(service: str) -> None:
+    image = compose()["services"][service]["image"]
+    assert re.search(r":v?\d+\.\d+\.\d+$", image), image

@@ -1,0 +1,103 @@
+"""`gesture-maze train --quick` end to end on a small real subset, into a temporary MLflow store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.classifier import CHAMPION_ALIAS, REGISTERED_MODEL_NAME, load_classifier
+from model.datasets import read_landmark_csv
+from model.features import FEATURE_VERSION, features_from_xy
+from tests.support.paths import REPO_ROOT
+
+
+def write_subset(source: Path, target: Path, per_class: int, seed: int = 0) -> Path:
+    """`per_class` random real rows of every class of the kp42 file, in its own format."""
+    lines = source.read_text().splitlines()
+    header, rows = lines[0], lines[1:]
+    label_col = header.split(",").index("label")
+    by_label: dict[str, list[str]] = {}
+    for row in rows:
+        by_label.setdefault(row.split(",")[label_col], []).append(row)
+    rng = np.random.default_rng(seed)
+    keep = [r for group in by_label.values() for r in rng.permutation(group)[:per_class].tolist()]
+    target.write_text("\n".join([header, *keep]) + "\n")
+    return target
+
+
+def run_train(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "stream.cli", "train", *args],
+        cwd=REPO_ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, landmarks_csv):
+    tmp = tmp_path_factory.mktemp("train")
+    subset = write_subset(landmarks_csv, tmp / "subset.csv", per_class=120)
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    env = {"MLFLOW_TRACKING_URI": uri, "GM_DATA_DIR": str(tmp / "data")}
+    args = ("--data", str(subset), "--quick", "--experiment", "unit-test")
+    first = run_train(*args, "--out-default", str(tmp / "default"), env=env)
+    second = run_train(*args, env=env)
+    return tmp, uri, first, second
+
+
+def test_runs_metrics_and_artifacts_are_logged(trained):
+    from mlflow.tracking import MlflowClient
+
+    _, uri, first, _ = trained
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("unit-test")
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    sweep = [r for r in runs if r.data.tags.get("stage") == "sweep"]
+    final = [r for r in runs if r.data.tags.get("stage") == "final"]
+    assert len(sweep) == 6 and len(final) == 2  # 3 candidates x 2 invocations
+    for run in sweep + final:
+        metrics = run.data.metrics
+        prefix = "test_" if run in final else "val_"
+        for name in ("accuracy", "precision_macro", "recall_macro", "f1_macro", "f1_weighted", "f1_palm"):
+            assert 0.0 <= metrics[prefix + name] <= 1.0
+        assert metrics["train_time_s"] > 0 and metrics["latency_p50_ms"] > 0
+        assert run.data.tags["feature_version"] == FEATURE_VERSION
+        assert len(run.data.tags["data_sha256"]) == 64
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {f"{prefix}confusion_matrix.png", f"{prefix}classification_report.txt"} <= artifacts
+    parent = [r for r in runs if r.data.tags.get("stage") == "parent"][0]
+    assert "leaderboard.txt" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert "Leaderboard" in first.stdout and "per-class test F1" in first.stdout
+
+
+def test_champion_moves_only_when_beaten(trained):
+    from mlflow.tracking import MlflowClient
+
+    _, uri, first, second = trained
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    versions = client.search_model_versions(f"name='{REGISTERED_MODEL_NAME}'")
+    assert sorted(int(v.version) for v in versions) == [1, 2]
+    # Same data, same split, same winner: an equal score does not take the title.
+    assert client.get_model_version_by_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS).version == "1"
+    assert "champion -> v1" in first.stdout
+    assert "champion stays v1" in second.stdout
+
+
+def test_registered_and_default_models_load(trained, landmarks_csv):
+    tmp, uri, _, _ = trained
+    champion = load_classifier(f"models:/{REGISTERED_MODEL_NAME}@{CHAMPION_ALIAS}", tracking_uri=uri)
+    assert (champion.info.version, champion.info.alias) == ("1", CHAMPION_ALIAS)
+    default = load_classifier(str(tmp / "default"))
+    meta = json.loads((tmp / "default" / "metadata.json").read_text())
+    assert meta["feature_version"] == FEATURE_VERSION and meta["mlflow"]["registered_version"] == "1"
+    assert meta["data"]["rows"] == 18 * 120
+    ds = read_landmark_csv(landmarks_csv)
+    rows = features_from_xy(ds.xy[:50])
+    assert [champion.predict(r) for r in rows] == [default.predict(r) for r in rows]
