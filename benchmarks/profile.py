@@ -5,7 +5,8 @@ samples every server thread with `py-spy record` (a flame graph SVG and collapse
 collapsed stacks are then summarised: share of samples by leaf function (self time) and by
 category (MediaPipe inference, JPEG decode, frame statistics, classifier, JSON, WebSocket I/O, ...).
 
-    .venv/bin/python -m benchmarks.profile --players 16 --fps 15 --duration 20
+    .venv/bin/python -m benchmarks.profile --players 16 --fps 15 --duration 30
+    .venv/bin/python -m benchmarks.profile --players 16 --fps 15 --duration 30 --gil   # who holds the GIL
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -74,8 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=20.0)
     p.add_argument("--mode", default="ws", choices=("ws", "predict"))
     p.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
+    p.add_argument("--delay", type=float, default=6.0, help="seconds before sampling starts")
+    p.add_argument("--gil", action="store_true", help="sample only the thread holding the GIL (py-spy --gil)")
     args = p.parse_args(argv)
-    tag = f"{stamp()}-{args.mode}-{args.players}"
+    tag = f"{stamp()}-{args.mode}-{args.players}{'-gil' if args.gil else ''}"
     svg, raw = RESULTS / f"profile-{tag}.svg", RESULTS / f"profile-{tag}.txt"
     with server(f"profile-{tag}") as srv:
         result: dict[str, Any] = {}
@@ -86,9 +90,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         load.start()
         # py-spy cannot render a flame graph from collapsed stacks, so the steady part of the run is split:
         # collapsed stacks (for the summary below) first, then the SVG flame graph.
-        record_s = max(3, int((args.duration - 2) / 2))
+        # Start after ramp-up and warm-up: the first session imports mediapipe and every session builds its
+        # graph on its first frame, one-off costs that would dominate a short profile.
+        time.sleep(args.delay)
+        record_s = max(3, int((args.duration + 2 - args.delay - 1) / 2))
         common = [py_spy(), "record", "--pid", str(srv.pid), "--duration", str(record_s), "--rate",
-                  str(args.rate), "--nonblocking", "--native"]
+                  str(args.rate), "--nonblocking", *(["--gil"] if args.gil else [])]
         subprocess.run([*common, "--format", "raw", "-o", str(raw)], check=False, capture_output=True)
         dump = subprocess.run([py_spy(), "dump", "--pid", str(srv.pid), "--nonblocking"], capture_output=True,
                               text=True, check=False)

@@ -128,7 +128,10 @@ class Recognizer:
             gesture, confidence, direction = classify_hand(
                 hand, self._classifier_source, self._scheme, self._counting
             )
-            command = self._smoother.update(gesture, confidence, direction, now)
+            # `pointing` is decided by geometry, so its evidence is MediaPipe's hand score, not the
+            # classifier's confidence in a label it does not use (a sideways finger may be unusual).
+            evidence = hand.score if self._scheme == "pointing" and hand is not None else confidence
+            command = self._smoother.update(gesture, evidence, direction, now)
             t3 = time.perf_counter()
         return RecognitionResult(
             hand=hand is not None,

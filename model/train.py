@@ -166,6 +166,9 @@ def _log_model(mlflow: Any, model: Any, X_example: np.ndarray, ctx: Context) -> 
         skops_trusted_types=untrusted_types(model),
         signature=infer_signature(example, _predict(model, example)),
         input_example=example,
+        # Explicit requirements: MLflow would otherwise infer them by loading the model in a subprocess.
+        pip_requirements=[f"{lib}=={ver}" for lib, ver in library_versions().items()
+                          if lib in ("scikit-learn", "skops", "numpy")],
         metadata={"feature_version": FEATURE_VERSION, "classes": [str(c) for c in model.classes_]},
     )
 

@@ -45,12 +45,16 @@ const HANDS = {
   fist: [false, false, false, false, false],
 };
 
-/** HTML for a gesture's icon (built from constant strings only). */
+/** HTML for a gesture's icon. Labels come from the server's model, so they are escaped. */
 export function gestureIcon(name) {
   if (!name) return '<span aria-hidden="true">·</span>';
   if (name === "like") return thumbSvg(true, "thumb up");
   if (name === "dislike") return thumbSvg(false, "thumb down");
-  return handSvg(HANDS[name] ?? HANDS.palm, name);
+  return handSvg(HANDS[name] ?? HANDS.palm, escapeHtml(name));
+}
+
+function escapeHtml(text) {
+  return String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
 /** An index finger pointing in a direction (pointing scheme). */

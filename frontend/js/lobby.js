@@ -34,7 +34,7 @@ function card(s) {
   const meta = document.createElement("div");
   meta.className = "meta";
   meta.textContent =
-    `Level ${s.level} · ${s.width}×${s.height} · ${s.moves} moves · ${s.scheme}` +
+    `Level ${s.level} · ${s.width}×${s.height} · ${s.moves} move${s.moves === 1 ? "" : "s"} · ${s.scheme}` +
     `${s.status === "won" ? " · solved!" : ""} · ${ago(s.created_at)}`;
   const link = document.createElement("a");
   link.className = "btn btn-small btn-primary";

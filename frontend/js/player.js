@@ -264,6 +264,7 @@ function onMessage(msg) {
       break;
     case "error":
       if (msg.code === "forbidden" || msg.code === "not_found") return; // the close that follows handles it
+      if (msg.code === "not_playing" || msg.code === "not_won") return; // the win card already says so
       banner("server", { kind: "warn", code: msg.code, title: "The server said:", text: msg.message });
       setTimeout(() => banner("server", null), 5000);
       break;
@@ -363,6 +364,7 @@ async function startCamera(deviceId) {
     await camera.start(deviceId);
     banner("camera", null);
     $("camera-intro").hidden = true;
+    $("preview").dataset.camera = "on";
     const pill = $("camera-state");
     pill.dataset.on = "true";
     pill.textContent = "camera on";

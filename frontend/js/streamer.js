@@ -17,6 +17,7 @@ export class FrameStreamer {
     this.timer = null;
     this.busy = false;
     this.sendTimes = [];
+    this.due = 0; // when the next frame may go (performance.now() time)
     this.stats = { fps: 0, processingMs: null, rttMs: null, dropped: 0, lost: 0, replies: 0, sent: 0 };
     this.resetConnection();
   }
@@ -58,8 +59,7 @@ export class FrameStreamer {
     if (!this.running) return;
     const interval = 1000 / Math.max(1, this.settings.fps);
     const now = performance.now();
-    const last = this.sendTimes.at(-1) ?? -Infinity;
-    if (now - last < interval) return this.schedule(interval - (now - last));
+    if (now < this.due - 1) return this.schedule(this.due - now);
     if (!this.socket.open || this.busy) return this.schedule(interval);
     if (this.inFlight >= this.settings.maxInFlight) {
       if (now - this.lastProgress < STALL_MS) return this.schedule(interval); // a reply will wake us sooner
@@ -70,11 +70,15 @@ export class FrameStreamer {
     // Do not pile bytes into the socket's own buffer either.
     if (this.socket.bufferedAmount > 256 * 1024) return this.schedule(interval);
     this.busy = true;
+    let sentOne = false;
     try {
       const blob = await this.grab();
       if (blob && this.socket.open && this.running) {
         const buffer = await blob.arrayBuffer();
         if (this.socket.sendBinary(buffer)) {
+          sentOne = true;
+          // Fixed time slots: a late timer is made up on the next frame, a long stall is not (no burst).
+          this.due = Math.max(this.due + interval, performance.now() - interval / 2);
           this.sent += 1;
           this.stats.sent += 1;
           const t = performance.now();
@@ -88,7 +92,8 @@ export class FrameStreamer {
       this.busy = false;
     }
     this.publish();
-    this.schedule(interval);
+    // No camera picture yet (or the socket just closed): look again in one frame's time, not in a spin.
+    this.schedule(sentOne ? this.due - performance.now() : interval);
   }
 
   /** A `frame` reply: everything up to its seq is settled (older ones were replaced server-side). */

@@ -1,11 +1,19 @@
-"""Keyboard only: start a game, bump a wall, resume after a reload, solve the level, get the next one."""
+"""Keyboard only: start a game, bump a wall, resume after a reload and after a network drop, solve a level."""
 
 from __future__ import annotations
 
 import pytest
 
 from maze import Direction, Point, generate_maze, solve
-from tests.e2e.conftest import VIEWPORT, player_position, seed_where, wait_for_position, watch_errors
+from tests.e2e.conftest import (
+    VIEWPORT,
+    create_session,
+    player_position,
+    seed_where,
+    wait_for_position,
+    watch_errors,
+)
+from tests.e2e.netproxy import DroppingProxy
 
 pytestmark = pytest.mark.e2e
 
@@ -18,7 +26,7 @@ KEYS = {
 }
 
 
-def test_keyboard_only_game(server, launch):
+def test_keyboard_only_game(server, launch, artifacts):
     # Chromium's own fake camera shows a test pattern with no hand: only the keyboard steers.
     seed = seed_where(SIZE, SIZE, lambda m: len(solve(m, m.start)) >= 4)
     maze = generate_maze(SIZE, SIZE, seed)
@@ -66,6 +74,7 @@ def test_keyboard_only_game(server, launch):
 
         # Solved: the win card, then the server's next, bigger level.
         page.wait_for_selector("#win-card:not([hidden])", timeout=10_000)
+        page.screenshot(path=str(artifacts / "win.png"))
         page.wait_for_function("document.getElementById('maze').dataset.level === '2'", timeout=15_000)
         page.wait_for_selector("#win-card[hidden]", state="attached", timeout=10_000)
         assert page.get_attribute("#maze", "data-moves") == "0"
@@ -76,3 +85,38 @@ def test_keyboard_only_game(server, launch):
         page.wait_for_selector('#maze[data-scheme="pointing"]', timeout=10_000)
         assert "point up" in page.text_content("#legend")
         assert errors.uncaught() == []
+
+
+def test_network_drop_reconnects_and_resumes(server, launch):
+    seed = seed_where(SIZE, SIZE, lambda m: len(solve(m, m.start)) >= 3)
+    maze = generate_maze(SIZE, SIZE, seed)
+    path = solve(maze, maze.start)
+    session = create_session(server, width=SIZE, height=SIZE, seed=seed)
+    proxy = DroppingProxy(server.port)
+    try:
+        with launch() as browser:
+            page = browser.new_page(viewport=VIEWPORT)
+            errors = watch_errors(page)
+            page.goto(f"{proxy.http_url}/#session={session['session_id']}&token={session['player_token']}")
+            page.wait_for_selector('#conn[data-state="open"]', timeout=15_000)
+            page.keyboard.press(KEYS[path[0]])
+            first = Point(maze.start.x + path[0].dx, maze.start.y + path[0].dy)
+            wait_for_position(page, first, timeout=10_000)
+
+            proxy.drop()
+            page.wait_for_selector('#conn[data-state="retrying"]', timeout=10_000)
+            page.wait_for_selector('#banner:not([hidden])', timeout=10_000)
+            assert page.get_attribute("#banner", "data-code") in {"reconnecting", "unreachable"}
+            page.wait_for_timeout(2000)  # a few failed attempts while the network is down
+            proxy.restore()
+
+            # Back by itself (backoff is capped, so within ~10 s), same game, same place; play goes on.
+            page.wait_for_selector('#conn[data-state="open"]', timeout=20_000)
+            page.wait_for_selector("#banner[hidden]", state="attached", timeout=5_000)
+            assert player_position(page) == (first.x, first.y)
+            page.keyboard.press(KEYS[path[1]])
+            wait_for_position(page, Point(first.x + path[1].dx, first.y + path[1].dy), timeout=10_000)
+            assert page.get_attribute("#maze", "data-moves") == "2"
+            assert errors.uncaught() == []
+    finally:
+        proxy.close()

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import statistics
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -276,6 +277,15 @@ def open_direction(state: dict[str, Any]) -> str:
 Attack = Callable[[int], Awaitable[None]]
 
 
+def check_running(task: asyncio.Task[None]) -> None:
+    if not task.done():
+        return
+    error = task.exception()
+    if isinstance(error, TimeoutError):
+        raise AssertionError(f"the honest player got no reply within {REPLY_TIMEOUT_S:.0f} s: starved")
+    raise AssertionError(f"the honest player stopped: {error!r}")
+
+
 async def under_attack(server: LiveServer, frames: list[bytes], attack: Attack) -> HonestPlayer:
     """Run `attack(iteration)` repeatedly while an honest player plays; return it, checked."""
     honest = HonestPlayer(server, frames)
@@ -283,13 +293,13 @@ async def under_attack(server: LiveServer, frames: list[bytes], attack: Attack) 
     try:
         deadline = time.monotonic() + ATTACK_TIMEOUT_S
         while honest.count("baseline") < SAMPLES:
-            assert not task.done(), task.exception() if task.done() else ""
+            check_running(task)
             assert time.monotonic() < deadline, "the honest player could not even get a baseline"
             await asyncio.sleep(0.02)
         honest.phase = "attack"
         iteration = 0
         while iteration == 0 or honest.count("attack") < SAMPLES:
-            assert not task.done(), task.exception() if task.done() else ""
+            check_running(task)
             assert time.monotonic() < deadline, f"honest player starved: {honest.latencies}"
             await attack(iteration)
             iteration += 1
@@ -593,6 +603,49 @@ async def test_predict_flood_does_not_starve_players(
 
     await under_attack(server, honest_frames, attack)
     assert 200 in statuses
+
+
+async def test_stuck_spectator_is_cut_off_without_slowing_anyone(honest_frames: list[bytes]) -> None:
+    # A spectator that never reads: once the kernel buffers are full, its outbox overflows (states are
+    # replaced by one resync state, counted) and a send blocked for GM_SEND_TIMEOUT_S closes it (4001).
+    with production_server(_settings(send_timeout_s=2.0, send_queue_size=16)) as slow_server:
+        session = await create_session(slow_server)
+        raw = socket.create_connection(("127.0.0.1", slow_server.port))
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stuck = await connect(slow_server.ws_url + session["watch_url"], sock=raw, max_queue=1)
+        before = await scrape(slow_server)
+        async with player(slow_server, session) as owner:
+            start = await recv_until(owner, lambda m: m["type"] == "state")
+            there = open_direction(start)
+            back = {"up": "down", "down": "up", "left": "right", "right": "left"}[there]
+            moves = [json.dumps({"type": "move", "direction": d}) for d in (there, back)] * 200
+
+            async def drain_owner() -> None:
+                with contextlib.suppress(TimeoutError, ConnectionClosed):
+                    while True:
+                        await recv_json(owner, wait_s=5)
+
+            drainer = asyncio.create_task(drain_owner())
+
+            async def attack(iteration: int) -> None:
+                for text in moves:  # each move is one state (~350 bytes) for the stuck spectator
+                    await owner.send(text)
+
+            try:
+                await under_attack(slow_server, honest_frames, attack)
+                deadline = time.monotonic() + 30
+                while stuck.state.name != "CLOSED" and time.monotonic() < deadline:
+                    for text in moves:
+                        await owner.send(text)
+                    await asyncio.sleep(0.2)
+            finally:
+                drainer.cancel()
+                await asyncio.gather(drainer, return_exceptions=True)
+        after = await scrape(slow_server)
+        dropped = "gesture_maze_messages_dropped_total"
+        assert metric(after, dropped, role="spectator") > metric(before, dropped, role="spectator")
+        assert stuck.close_code == 4001 or stuck.state.name == "CLOSED", stuck.state
+        await stuck.close()
 
 
 # --- caps that need their own server ------------------------------------------------------------

@@ -52,7 +52,8 @@ def jittered_frames(
     max_shift: int = 6,
     max_brightness: float = 18.0,
 ) -> list[bytes]:
-    """`count` JPEG frames of `photo` (optionally resized to `size` = (width, height) first)."""
+    """`count` JPEG frames of `photo` (optionally resized to `size` = (width, height) first; use
+    `webcam_view` instead to keep the hand's proportions)."""
     return list(
         iter_jittered_frames(
             photo,
@@ -85,6 +86,23 @@ def iter_jittered_frames(
     while count is None or produced < count:
         yield encode_jpeg(jitter(rgb, rng, max_shift, max_brightness), quality)
         produced += 1
+
+
+def webcam_view(rgb: np.ndarray, width: int = 640, height: int = 480) -> np.ndarray:
+    """The photo scaled to fit width x height (aspect kept) and padded with its own edges, like a
+    webcam picture with the hand in the middle."""
+    scale = min(width / rgb.shape[1], height / rgb.shape[0])
+    resized = cv2.resize(rgb, (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)))
+    top = (height - resized.shape[0]) // 2
+    left = (width - resized.shape[1]) // 2
+    return cv2.copyMakeBorder(
+        resized,
+        top,
+        height - resized.shape[0] - top,
+        left,
+        width - resized.shape[1] - left,
+        cv2.BORDER_REPLICATE,
+    )
 
 
 def blank_jpeg(width: int = 320, height: int = 240, value: int = 128) -> bytes:

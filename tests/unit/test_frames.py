@@ -137,3 +137,18 @@ def test_stats_of_a_real_photo(photo_jpeg):
     assert 50 < stats.brightness < 250
     assert stats.contrast > 10
     assert stats.sharpness > 1
+
+
+def test_video_like_frames_helper(gestures_dir):
+    from tests.support.frames import jittered_frames, webcam_view
+
+    photo = gestures_dir / "like.jpg"
+    frames = jittered_frames(photo, 4, seed=3)
+    assert frames == jittered_frames(photo, 4, seed=3)  # deterministic from the seed
+    assert len(set(frames)) == 4  # every frame differs (shift, brightness, re-encoding)
+    decoded = [_decode(f) for f in frames]
+    assert all(d.shape == (303, 303, 3) for d in decoded)
+    assert len({round(float(d.mean())) for d in decoded}) > 1
+    view = webcam_view(load_rgb(photo))
+    assert view.shape == (480, 640, 3)
+    assert _decode(encode_jpeg(view)).shape == (480, 640, 3)

@@ -19,6 +19,7 @@ from tests.support.frames import (
     jittered_frames,
     load_rgb,
     truncated_jpeg,
+    webcam_view,
 )
 
 GESTURES = ("dislike", "fist", "four", "like", "one", "palm", "peace", "stop", "three")
@@ -197,3 +198,20 @@ def test_config_from_settings(settings):
         RecognizerConfig(scheme="nope")
     with pytest.raises(ValueError):
         RecognizerConfig(counting_map=(("one", "sideways"),))
+
+
+@pytest.fixture(scope="module")
+def static_recognizer(classifier):
+    recognizer = Recognizer(lambda: classifier, RecognizerConfig(static_image_mode=True))
+    yield recognizer
+    recognizer.close()
+
+
+@pytest.mark.parametrize("size", [(640, 480), (480, 640), (1280, 720)])
+@pytest.mark.parametrize("gesture", GESTURES)
+def test_webcam_shaped_frames_keep_the_gesture(static_recognizer, gestures_dir, gesture, size):
+    # Non-square frames: landmarks are scaled to pixel proportions before the features.
+    frame = encode_jpeg(webcam_view(load_rgb(gestures_dir / f"{gesture}.jpg"), *size))
+    result = static_recognizer.process(frame, now=0.0)
+    assert result.gesture == gesture
+    assert (result.stats.width, result.stats.height) == size
