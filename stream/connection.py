@@ -160,7 +160,10 @@ class Connection:
                     await self._close_socket(item.close_code, item.close_reason)
                     return
                 try:
-                    await asyncio.wait_for(self.socket.send_text(item.text), self._send_timeout_s)
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+                    # races with completion, which would leave this task impossible to stop.
+                    async with asyncio.timeout(self._send_timeout_s):
+                        await self.socket.send_text(item.text)
                 except TimeoutError:
                     log.info(
                         "closing a %s connection: a send blocked for %.1fs", self.role, self._send_timeout_s
@@ -176,7 +179,8 @@ class Connection:
     async def _close_socket(self, code: int, reason: str) -> None:
         self.close_code = code
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.socket.close(code, reason), _CLOSE_TIMEOUT_S)
+            async with asyncio.timeout(_CLOSE_TIMEOUT_S):
+                await self.socket.close(code, reason)
 
     def _mark_closed(self) -> None:
         self.state = ConnectionState.CLOSED
@@ -195,7 +199,8 @@ class Connection:
             if reader in done and sender not in done and self.state is ConnectionState.CLOSING:
                 # The reader stopped because we are closing: let the close (and what precedes it) go out.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(sender), _CLOSE_TIMEOUT_S)
+                    async with asyncio.timeout(_CLOSE_TIMEOUT_S):
+                        await asyncio.shield(sender)
         finally:
             for task in (sender, reader):
                 task.cancel()

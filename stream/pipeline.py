@@ -11,7 +11,6 @@ nothing queues without bound. All methods are called from the event loop thread.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -168,6 +167,10 @@ class FrameLane:
                 await current.on_done(outcome)
             except Exception:
                 log.exception("frame on_done callback failed")
+            if following is None:  # a job offered while on_done ran (the lane looked busy) runs now
+                following, self._pending = self._pending, None
+                if following is not None:
+                    future = self._pipeline._submit(following.run)
             current = following
 
     async def close(self) -> None:
@@ -176,8 +179,7 @@ class FrameLane:
         self._pending = None
         driver = self._driver
         if driver is not None and not driver.done():
-            with contextlib.suppress(Exception):
-                await asyncio.shield(driver)
+            await asyncio.wait([driver])  # never raises the driver's outcome; cancelling close() still works
         self._pipeline._forget(self)
 
 

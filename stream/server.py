@@ -77,5 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    GracefulServer(build_config(settings)).run()
+    try:
+        GracefulServer(build_config(settings)).run()
+    except KeyboardInterrupt:  # uvicorn re-raises the signal after its (graceful) shutdown
+        return 130
     return 0

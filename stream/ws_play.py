@@ -96,7 +96,8 @@ class PlayerHandler:
         idle_s = self.settings.idle_timeout_s
         while True:
             try:
-                message = await asyncio.wait_for(self.websocket.receive(), idle_s if idle_s > 0 else None)
+                async with asyncio.timeout(idle_s if idle_s > 0 else None):
+                    message = await self.websocket.receive()
             except TimeoutError:
                 self.error(IDLE_TIMEOUT, f"nothing received for {idle_s:g} s")
                 self.conn.close(CLOSE_IDLE, "idle")

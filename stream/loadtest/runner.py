@@ -123,8 +123,10 @@ async def _ws_player(
     stop_watching = asyncio.Event()
     play = asyncio.create_task(player.run(session, stop_at))
     watchers = []
-    await player.welcomed.wait()
-    for _ in range(config.spectators):
+    welcomed = asyncio.create_task(player.welcomed.wait())
+    await asyncio.wait({play, welcomed}, return_when=asyncio.FIRST_COMPLETED)
+    welcomed.cancel()
+    for _ in range(config.spectators if player.stats.connected and not play.done() else 0):
         spectator = Spectator()
         spectator_stats.append(spectator.stats)
         watchers.append(asyncio.create_task(spectator.run(session, stop_watching)))

@@ -15,6 +15,8 @@ from stream.settings import Settings
 from tests.support.server import LiveServer
 from tests.unit.test_train import run_train, write_subset
 
+pytestmark = pytest.mark.slow  # trains a model first (~30 s)
+
 GESTURES = ("dislike", "fist", "four", "like", "one", "palm", "peace", "stop", "three")
 CHAMPION_URI = f"models:/{REGISTERED_MODEL_NAME}@{CHAMPION_ALIAS}"
 

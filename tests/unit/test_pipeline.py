@@ -257,3 +257,21 @@ def test_observe_recognition_records_every_metric():
     assert sample(metrics, "gesture_maze_frame_width_pixels_sum") == 1280
     assert sample(metrics, "gesture_maze_frame_brightness_count") == 2
     assert sample(metrics, "gesture_maze_frames_invalid_total", reason="not_jpeg") == 1
+
+
+async def test_a_job_offered_while_the_last_callback_runs_is_not_lost(pipeline):
+    lane, done = pipeline.lane(), Collector()
+    in_callback, leave_callback = asyncio.Event(), asyncio.Event()
+
+    async def slow_callback(outcome: object) -> None:
+        in_callback.set()
+        await leave_callback.wait()
+        done.results.append(outcome)
+
+    lane.offer(lambda: "first", slow_callback)
+    await asyncio.wait_for(in_callback.wait(), WAIT)
+    assert lane.busy
+    assert lane.offer(lambda: "second", done) is True  # becomes pending while the callback runs
+    leave_callback.set()
+    await until(lambda: len(done.results) == 2)
+    assert done.results == ["first", "second"]

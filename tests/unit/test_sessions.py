@@ -63,7 +63,8 @@ def connect(
 
 
 async def settle() -> None:
-    for _ in range(5):
+    """Let the sender tasks (and a zero-length win pause) run to completion."""
+    for _ in range(50):
         await asyncio.sleep(0)
 
 

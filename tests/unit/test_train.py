@@ -16,6 +16,8 @@ from model.datasets import read_landmark_csv
 from model.features import FEATURE_VERSION, features_from_xy
 from tests.support.paths import REPO_ROOT
 
+pytestmark = pytest.mark.slow  # two real (quick) training runs
+
 
 def write_subset(source: Path, target: Path, per_class: int, seed: int = 0) -> Path:
     """`per_class` random real rows of every class of the kp42 file, in its own format."""
@@ -72,7 +74,7 @@ def test_runs_metrics_and_artifacts_are_logged(trained):
         assert len(run.data.tags["data_sha256"]) == 64
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {f"{prefix}confusion_matrix.png", f"{prefix}classification_report.txt"} <= artifacts
-    parent = [r for r in runs if r.data.tags.get("stage") == "parent"][0]
+    parent = next(r for r in runs if r.data.tags.get("stage") == "parent")
     assert "leaderboard.txt" in {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert "Leaderboard" in first.stdout and "per-class test F1" in first.stdout
 
