@@ -74,7 +74,7 @@ def sweep(quick: bool = False) -> list[Candidate]:
         ]
     grid: list[Candidate] = []
     grid += [Candidate("svm_linear", {"C": c}) for c in (1, 10)]
-    grid += [Candidate("svm_rbf", {"C": c, "gamma": "scale"}) for c in (10, 100, 1000)]
+    grid += [Candidate("svm_rbf", {"C": c, "gamma": "scale"}) for c in (10, 100, 300, 1000)]
     grid += [Candidate("svm_rbf", {"C": 100, "gamma": 0.05})]
     grid += [Candidate("svm_poly", {"C": c, "degree": 2}) for c in (10, 100, 1000)]
     grid += [Candidate("svm_poly", {"C": c, "degree": 3}) for c in (10, 100)]

@@ -63,6 +63,37 @@ class StaticTrackerPool:
                 return
 
 
+class PredictGate:
+    """Admission for /predict jobs: at most `limit` in the shared pool (queued or running) at once.
+
+    /predict is unauthenticated CPU work in the pool the players' frames use; the executor's own
+    queue is unbounded, so without this a flood of uploads would queue ahead of every game. With it,
+    a player's frame waits behind at most `limit` predictions. Used from the event loop only.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self.active = 0
+
+    def try_enter(self) -> bool:
+        if self.active >= self.limit:
+            return False
+        self.active += 1
+        return True
+
+    def leave(self) -> None:
+        self.active -= 1
+
+
+def _predict_gate(app: Any) -> PredictGate:
+    gate = getattr(app.state, "predict_gate", None)
+    if gate is None:
+        # Leave at least one worker to the players when there are several.
+        gate = PredictGate(app.state.settings.worker_count - 1)
+        app.state.predict_gate = gate
+    return gate
+
+
 def _tracker_pool(app: Any) -> StaticTrackerPool:
     pool = getattr(app.state, "predict_trackers", None)
     if pool is None:
@@ -105,9 +136,16 @@ async def predict_endpoint(request: Request) -> JSONResponse:
         pipeline = app.state.pipeline
         if pipeline.closed:
             raise PredictError(503, "shutting_down", "the server is shutting down")
-        result = await pipeline.run(work)
+        gate = _predict_gate(app)
+        if not gate.try_enter():
+            raise PredictError(503, "server_busy", "too many predictions in progress; retry shortly")
+        try:
+            result = await pipeline.run(work)
+        finally:
+            gate.leave()
     except PredictError as exc:
-        return _error(exc.status, exc.code, exc.message)
+        headers = {"Retry-After": "1"} if exc.code == "server_busy" else None
+        return _error(exc.status, exc.code, exc.message, headers)
     except FrameError as exc:
         if metrics is not None:
             observe_frame_error(metrics, exc.code)
@@ -208,5 +246,5 @@ def _multipart_file(body: bytes, content_type: str) -> bytes:
     raise FrameError("empty_frame", "no image: send multipart field `file` or a raw image/jpeg body")
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)

@@ -6,12 +6,13 @@ learns why. (A foreign Origin is refused earlier, before accept, by stream.secur
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketState
 
 from stream.connection import Connection
 from stream.limits import address_key
@@ -35,8 +36,9 @@ async def refuse(websocket: WebSocket, code: str, message: str) -> None:
     """Tell the client why, then close with 1008 (policy violation)."""
     metrics = websocket.app.state.metrics
     metrics.errors.labels(code=code).inc()
-    with contextlib.suppress(Exception):
-        await websocket.accept()
+    with contextlib.suppress(Exception):  # the client may already be gone: nothing to tell then
+        if websocket.application_state is WebSocketState.CONNECTING:
+            await websocket.accept()
         await websocket.send_text(encode(ErrorMessage(code, message)))
         await websocket.close(CLOSE_POLICY, message[:120])
 
@@ -134,3 +136,4 @@ async def _spectator_reader(websocket: WebSocket, conn: Connection, metrics: Any
         if message["type"] == "websocket.disconnect":
             return
         send_error(conn, metrics, READ_ONLY, "spectators cannot send messages")
+        await asyncio.sleep(0)  # a flooding spectator must not monopolise the loop

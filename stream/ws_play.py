@@ -112,6 +112,9 @@ class PlayerHandler:
                 self.on_frame(data)
             else:
                 self.on_text(message.get("text") or "")
+            # receive() does not suspend while messages are buffered: yield once per message so the
+            # replies go out between a burst's messages and other sessions are not starved by it.
+            await asyncio.sleep(0)
 
     # --- text commands ------------------------------------------------------------------------
     def on_text(self, text: str) -> None:

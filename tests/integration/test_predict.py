@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import numpy as np
 import pytest
@@ -132,3 +134,22 @@ def test_predictions_are_measured(live, gestures_dir):
     )
     assert metric(client, 'gesture_maze_gestures_total{gesture="peace"}') == before + 1
     assert metric(client, 'gesture_maze_stage_seconds_count{stage="landmarks"}') == stage_before + 1
+
+
+async def test_a_flood_is_shed_not_queued(gestures_dir):
+    # Two workers: at most one prediction at a time may be in the pool; the rest get 503 at once.
+    photo = (gestures_dir / "palm.jpg").read_bytes()
+    with live_server(Settings.from_env({}), workers=2) as running:
+        async with httpx.AsyncClient(base_url=running.http_url, timeout=60) as http:
+
+            async def one() -> httpx.Response:
+                return await http.post("/predict", content=photo, headers={"content-type": "image/jpeg"})
+
+            responses = await asyncio.gather(*(one() for _ in range(16)))
+            busy = [r for r in responses if r.status_code == 503]
+            assert any(r.status_code == 200 and r.json()["gesture"] == "palm" for r in responses)
+            assert busy and all(r.json()["error"]["code"] == "server_busy" for r in busy)
+            assert all(r.headers["retry-after"] == "1" for r in busy)
+            assert {r.status_code for r in responses} <= {200, 503}
+            # Once the flood is over the endpoint serves again.
+            assert (await one()).status_code == 200

@@ -87,7 +87,7 @@ def test_champion_moves_only_when_beaten(trained):
     versions = client.search_model_versions(f"name='{REGISTERED_MODEL_NAME}'")
     assert sorted(int(v.version) for v in versions) == [1, 2]
     # Same data, same split, same winner: an equal score does not take the title.
-    assert client.get_model_version_by_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS).version == "1"
+    assert str(client.get_model_version_by_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS).version) == "1"
     assert "champion -> v1" in first.stdout
     assert "champion stays v1" in second.stdout
 
