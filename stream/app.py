@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 
 from maze import GameConfig
 from model.classifier import ModelHandle
+from model.registry import default_tracking_uri
 from stream import api
 from stream.http_metrics import HTTPMetricsMiddleware, sample_event_loop_lag
 from stream.limits import ConnectionLimiter, KeyedRateLimiter
@@ -31,7 +33,7 @@ from stream.pipeline import FramePipeline
 from stream.predict import close_predict_state, predict_endpoint
 from stream.protocol import CLOSE_GOING_AWAY
 from stream.security import install_log_redaction, security_middleware
-from stream.sessions import DEFAULT_WIN_PAUSE_S, SessionOptions, SessionRegistry, run_reaper
+from stream.sessions import SessionOptions, SessionRegistry, run_reaper
 from stream.settings import Settings
 from stream.ws import watch_endpoint
 from stream.ws_play import play_endpoint
@@ -51,7 +53,7 @@ def create_app(
     """The app. `win_pause_s`: pause between `won` and the next level (default: the setting, 1.5 s)."""
     settings = settings or Settings.from_env()
     if win_pause_s is None:
-        win_pause_s = float(getattr(settings, "win_pause_s", DEFAULT_WIN_PAUSE_S))
+        win_pause_s = settings.win_pause_s
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -174,7 +176,11 @@ async def _load_models(settings: Settings, metrics: Metrics) -> ModelHandle | No
     """The model handle, or None: without a model the server still serves keyboard play (degraded,
     see /health) and frames get `model_unavailable`, instead of the whole game refusing to start."""
     try:
-        models = await run_in_threadpool(ModelHandle, settings.model_uri)  # loads the model: blocking
+        # Training writes to the same default store, so `models:/...` resolves without extra config.
+        tracking_uri = settings.mlflow_tracking_uri or default_tracking_uri(settings.data_dir)
+        models = await run_in_threadpool(  # loads the model: blocking
+            partial(ModelHandle, settings.model_uri, tracking_uri=tracking_uri)
+        )
     except Exception as exc:
         metrics.model_reloads.labels(result="error").inc()
         log.error("no gesture model could be loaded (%s); gestures are off until one loads", exc)

@@ -76,12 +76,13 @@ class Settings:
     idle_timeout_s: float = _env(
         "GM_IDLE_TIMEOUT_S", 300.0, "A player socket that sends nothing for this long is closed."
     )
+    win_pause_s: float = _env("GM_WIN_PAUSE_S", 1.5, "Pause between a win and the next, larger level.")
     max_spectators: int = _env("GM_MAX_SPECTATORS", 50, "Spectators per session.")
     send_queue_size: int = _env(
         "GM_SEND_QUEUE_SIZE", 64, "Messages buffered per connection before the overflow policy applies."
     )
     send_timeout_s: float = _env(
-        "GM_SEND_TIMEOUT_S", 10.0, "A connection whose single send blocks this long is closed (1013)."
+        "GM_SEND_TIMEOUT_S", 10.0, "A send blocked this long closes the socket (4001 too slow)."
     )
     reaper_interval_s: float = _env(
         "GM_REAPER_INTERVAL_S", 5.0, "How often abandoned sessions are looked for."
@@ -127,6 +128,9 @@ class Settings:
     # --- model -------------------------------------------------------------------------------
     model_uri: str | None = _env(
         "GESTURE_MODEL_URI", None, "MLflow model URI to serve (e.g. models:/gesture-classifier@champion)."
+    )
+    mlflow_tracking_uri: str | None = _env(
+        "MLFLOW_TRACKING_URI", None, "MLflow store for models:/ URIs (default: sqlite under GM_DATA_DIR)."
     )
     model_poll_s: float = _env(
         "GM_MODEL_POLL_S", 30.0, "How often the registry alias is checked for a new champion (0 = never)."

@@ -146,8 +146,8 @@ async def settle(server: LiveServer, timeout_s: float = 60.0) -> Snapshot:
 async def test_churn_returns_to_baseline() -> None:
     frame = (require_path(GESTURES_DIR) / "palm.jpg").read_bytes()
     settings: Any = Settings.from_env({}).replace(
-        session_grace_s=0.3,
-        reaper_interval_s=0.2,
+        session_grace_s=3.0,  # also covers create -> connect under load (reaped if never joined)
+        reaper_interval_s=0.5,
         max_sessions=1000,
         session_create_per_min=100_000,
         max_connections_per_ip=10_000,

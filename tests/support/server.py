@@ -9,9 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-import uvicorn
-
-from stream.app import create_app
+from stream.server import GracefulServer, build_config
 from stream.settings import Settings
 
 
@@ -20,13 +18,15 @@ class LiveServer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.app = create_app(settings)
+        # Exactly what `gesture-maze serve` runs: its uvicorn options (ws_max_size, ws implementation)
+        # and GracefulServer (drain with 1001 on stop).
+        config = build_config(settings, log_level="warning")
+        self.app = config.app
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
         self.port: int = self._sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level="warning", ws_max_size=16 * 1024 * 1024, lifespan="on")
-        self._server = uvicorn.Server(config)
+        self._server = GracefulServer(config)
         self._thread = threading.Thread(target=self._run, name=f"uvicorn-{self.port}", daemon=True)
 
     @property
