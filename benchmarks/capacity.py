@@ -28,7 +28,12 @@ def search(mode: str, args: argparse.Namespace, tag: str) -> dict[str, Any]:
     failures = 0
     n = args.start
     while n <= args.max:
-        with server(f"{tag}-{mode}-{n}", env=args.server_env) as srv:
+        env = dict(args.server_env)
+        if mode == "predict":
+            # /predict admits only GM_WORKERS - 1 requests at once (503 server_busy beyond, to keep a worker
+            # for players). The seed had no such gate and processed every request: give each client a slot.
+            env.setdefault("GM_WORKERS", str(n + 1))
+        with server(f"{tag}-{mode}-{n}", env=env) as srv:
             report = run_loadtest(srv.url, RESULTS / f"capacity-{tag}-{mode}-{n}.json", [
                 "--mode", mode, "--players", str(n), "--fps", str(args.fps), "--duration", str(args.duration),
                 "--ramp-up", str(args.ramp_up), "--spectators", str(args.spectators),
@@ -81,6 +86,7 @@ def _line(r: dict[str, Any]) -> str:
         f"server {r['server_cores']} cores, {r['frames_per_cpu_second']} frames/cpu-s, "
         f"rss {r['rss_peak_mb']} MB"
         f"  | client {m['client_cores']} other {m['other_cores']} cores, load {m['loadavg_1m_before']}"
+        + (f"  errors {r['errors']}" if r["errors"] else "")
     )
 
 

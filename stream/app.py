@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from threadpoolctl import threadpool_limits
 
 from maze import GameConfig
 from model.classifier import ModelHandle
@@ -96,6 +97,9 @@ def create_app(
 
 async def _start(app: Starlette, settings: Settings, win_pause_s: float) -> None:
     install_log_redaction()  # uvicorn logs request paths, and the play URL carries the token
+    # Parallelism comes from the frame pool; BLAS threads inside each worker only oversubscribe the
+    # cores (a one-row prediction measured several times slower with multi-threaded OpenBLAS).
+    threadpool_limits(1)
     state = app.state
     metrics = Metrics()
     state.settings = settings

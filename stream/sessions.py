@@ -9,6 +9,8 @@ every spectator. Connections only queue (see stream.connection), so a mutation n
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import logging
 import secrets
 import time
@@ -268,12 +270,24 @@ class Session:
         self._cancel_advance()
         for conn in self.connections():
             conn.close(code, reason)
+        await self.release_recognition()
+
+    async def release_recognition(self) -> None:
+        """Finish the in-flight frame and close the hand tracker (~80 MiB each); the next frame of a
+        returning player makes a new one, so an absent player holds no MediaPipe graph."""
         lane, self.lane = self.lane, None
         if lane is not None:
             await lane.close()
         recognizer, self.recognizer = self.recognizer, None
         if recognizer is not None:
-            await asyncio.to_thread(recognizer.close)
+            await asyncio.to_thread(_close_and_trim, recognizer)
+
+
+def _close_and_trim(recognizer: Recognizer) -> None:
+    recognizer.close()
+    # A closed MediaPipe graph's memory stays in glibc's arenas unless handed back explicitly.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 class SessionRegistry:
@@ -335,11 +349,13 @@ class SessionRegistry:
 
     async def reap(self, grace_s: float) -> int:
         """Remove sessions whose player has been gone longer than `grace_s`; returns how many."""
-        now = self._clock()
-        stale = [s for s in self._sessions.values() if s.abandoned(now, grace_s)]
-        for session in stale:
-            await self.remove(session, CLOSE_GOING_AWAY, "session expired")
-        return len(stale)
+        reaped = 0
+        for session in list(self._sessions.values()):
+            # Checked again right before each removal: a player may rejoin while earlier ones close.
+            if session.abandoned(self._clock(), grace_s):
+                await self.remove(session, CLOSE_GOING_AWAY, "session expired")
+                reaped += 1
+        return reaped
 
     async def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> None:
         sessions = list(self._sessions.values())

@@ -142,6 +142,9 @@ class Settings:
     max_frame_height: int = _env("GM_MAX_FRAME_HEIGHT", 1920, "Largest decoded frame height.")
     max_text_bytes: int = _env("GM_MAX_TEXT_BYTES", 4096, "Largest text (JSON) message accepted.")
     max_fps: float = _env("GM_MAX_FPS", 30.0, "Frame-rate cap per session (token bucket); excess is dropped.")
+    max_text_per_s: float = _env(
+        "GM_MAX_TEXT_PER_S", 50.0, "Text messages per second per player; excess is ignored (0 = no cap)."
+    )
     max_connections_per_ip: int = _env("GM_MAX_CONNECTIONS_PER_IP", 64, "Open WebSockets per client address.")
     session_create_per_min: int = _env(
         "GM_SESSION_CREATE_PER_MIN", 60, "Sessions one client address may create per minute."

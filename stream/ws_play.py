@@ -71,6 +71,8 @@ async def play_endpoint(websocket: WebSocket) -> None:
             await conn.serve(player.read_loop())
         finally:
             session.detach_player(conn)
+            if session.player is None:
+                await session.release_recognition()
 
 
 class PlayerHandler:
@@ -85,6 +87,8 @@ class PlayerHandler:
         self.settings = state.settings
         self.metrics = state.metrics
         self.gate = FrameGate(self.settings.max_fps)
+        # Text too: a burst of restarts on a 40x40 maze would otherwise flood every outbox.
+        self.text_gate = FrameGate(self.settings.max_text_per_s)
         self.seq = 0
         self.dropped = 0  # frames of this connection never processed (rate limited or superseded)
         self._gesture_interval_s = self.settings.spectator_gesture_interval_ms / 1000.0
@@ -118,6 +122,14 @@ class PlayerHandler:
 
     # --- text commands ------------------------------------------------------------------------
     def on_text(self, text: str) -> None:
+        admission = self.text_gate.admit()
+        if not admission.accepted:
+            if admission.notify:
+                self.error(
+                    RATE_LIMITED,
+                    f"more than {self.settings.max_text_per_s:g} messages/s: extra messages are ignored",
+                )
+            return
         try:
             command = parse_client_message(text, self.settings.max_text_bytes)
         except ProtocolError as exc:

@@ -31,10 +31,11 @@ def registry(tmp_path_factory, landmarks_csv) -> str:
     return uri
 
 
-def test_server_serves_the_registered_champion(registry, gestures_dir, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry)  # the server's registry, as an operator sets it
+def test_server_serves_the_registered_champion(registry, gestures_dir):
+    # What an operator sets: GESTURE_MODEL_URI and MLFLOW_TRACKING_URI (read into Settings).
+    settings = Settings.from_env({"GESTURE_MODEL_URI": CHAMPION_URI, "MLFLOW_TRACKING_URI": registry})
     # Started by hand for a longer start-up allowance: the lifespan downloads the model from the registry.
-    server = LiveServer(Settings.from_env({}, model_uri=CHAMPION_URI)).start(timeout=120)
+    server = LiveServer(settings).start(timeout=120)
     try:
         _check_photos(server, gestures_dir)
     finally:
