@@ -153,6 +153,7 @@ class PlayerHandler:
     # --- frames -------------------------------------------------------------------------------
     def on_frame(self, data: bytes) -> None:
         self.metrics.frames_received.inc()
+        self.seq += 1  # every binary frame gets a number, even one that is dropped right here
         admission = self.gate.admit()
         if not admission.accepted:
             self.dropped += 1
@@ -170,7 +171,6 @@ class PlayerHandler:
             self.error(SHUTTING_DOWN, "the server is shutting down")
             return
         lane, recognizer = lane_and_recognizer
-        self.seq += 1
         received = time.monotonic()
         # The recognizer validates size, magic and dimensions itself (FrameError) in the pool thread.
         accepted = lane.offer(

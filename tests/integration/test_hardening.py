@@ -446,7 +446,8 @@ async def test_frame_flood_is_dropped_counted_and_told_once(
             assert replies, "admitted frames are still processed"
             admitted_at_most = settings.max_fps / 2 + settings.max_fps * elapsed + 1
             assert len(replies) <= admitted_at_most
-            assert replies[-1]["dropped"] >= flood - admitted_at_most
+            # Frames rate-limited after the last reply went out are not in its count, so only bound it.
+            assert 0 < replies[-1]["dropped"] <= flood - len(replies)
             await expect_alive(ws)
 
     await under_attack(server, honest_frames, attack)
