@@ -72,6 +72,36 @@ class RecognitionResult:
     direction: Direction | None = None  # this frame's direction under the scheme, before smoothing
     hand_detail: Hand | None = None  # the full landmarks (z, pixel coordinates) for callers that want them
 
+    @classmethod
+    def timed(
+        cls,
+        hand: Hand | None,
+        classified: tuple[str | None, float, Direction | None],
+        command: Direction | None,
+        stats: FrameStats,
+        marks: tuple[float, float, float, float],
+    ) -> RecognitionResult:
+        """Assemble a result from `perf_counter` marks taken before decode, landmarks, classify and after."""
+        gesture, confidence, direction = classified
+        t0, t1, t2, t3 = marks
+        return cls(
+            hand=hand is not None,
+            gesture=gesture,
+            confidence=confidence,
+            command=command,
+            landmarks=hand.xy_list() if hand is not None else None,
+            handedness=hand.handedness if hand is not None else None,
+            stages_ms={
+                "decode": (t1 - t0) * 1000.0,
+                "landmarks": (t2 - t1) * 1000.0,
+                "classify": (t3 - t2) * 1000.0,
+                "total": (t3 - t0) * 1000.0,
+            },
+            stats=stats,
+            direction=direction,
+            hand_detail=hand,
+        )
+
 
 class Recognizer:
     def __init__(
@@ -133,23 +163,8 @@ class Recognizer:
             evidence = hand.score if self._scheme == "pointing" and hand is not None else confidence
             command = self._smoother.update(gesture, evidence, direction, now)
             t3 = time.perf_counter()
-        return RecognitionResult(
-            hand=hand is not None,
-            gesture=gesture,
-            confidence=confidence,
-            command=command,
-            landmarks=hand.xy_list() if hand is not None else None,
-            handedness=hand.handedness if hand is not None else None,
-            stages_ms={
-                "decode": (t1 - t0) * 1000.0,
-                "landmarks": (t2 - t1) * 1000.0,
-                "classify": (t3 - t2) * 1000.0,
-                "total": (t3 - t0) * 1000.0,
-            },
-            stats=stats,
-            direction=direction,
-            hand_detail=hand,
-        )
+        marks = (t0, t1, t2, t3)
+        return RecognitionResult.timed(hand, (gesture, confidence, direction), command, stats, marks)
 
     def close(self) -> None:
         """Release the tracker. Safe from any thread; waits for a frame being processed to finish."""

@@ -190,23 +190,8 @@ def _recognise(
     t2 = time.perf_counter()
     gesture, confidence, direction = classify_hand(hand, classifier_source, scheme, counting)
     t3 = time.perf_counter()
-    return RecognitionResult(
-        hand=hand is not None,
-        gesture=gesture,
-        confidence=confidence,
-        command=None,  # a single image has no history to smooth
-        landmarks=hand.xy_list() if hand is not None else None,
-        handedness=hand.handedness if hand is not None else None,
-        stages_ms={
-            "decode": (t1 - t0) * 1000.0,
-            "landmarks": (t2 - t1) * 1000.0,
-            "classify": (t3 - t2) * 1000.0,
-            "total": (t3 - t0) * 1000.0,
-        },
-        stats=stats,
-        direction=direction,
-        hand_detail=hand,
-    )
+    # A single image has no history to smooth: no command.
+    return RecognitionResult.timed(hand, (gesture, confidence, direction), None, stats, (t0, t1, t2, t3))
 
 
 async def _read_image(request: Request, max_bytes: int) -> bytes:

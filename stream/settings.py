@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from model.schemes import DEFAULT_COUNTING_MAP
+
 
 class SettingsError(ValueError):
     """An environment variable holds a value that cannot be used."""
@@ -106,14 +108,7 @@ class Settings:
     default_scheme: str = _env("GM_DEFAULT_SCHEME", "counting", "Control scheme of a new session.")
     counting_map: tuple[tuple[str, str], ...] = _env(
         "GM_COUNTING_MAP",
-        (
-            ("one", "up"),
-            ("peace", "right"),
-            ("three", "down"),
-            ("four", "left"),
-            ("like", "up"),
-            ("dislike", "down"),
-        ),
+        DEFAULT_COUNTING_MAP,
         "gesture=direction pairs for the `counting` scheme (comma separated).",
     )
 

@@ -99,14 +99,26 @@ def send_error(conn: Connection, metrics: Any, code: str, message: str) -> None:
     conn.send(ErrorMessage(code, message))
 
 
-async def watch_endpoint(websocket: WebSocket) -> None:
-    state = websocket.app.state
-    session = state.registry.get(websocket.path_params["session_id"])
+async def find_session(websocket: WebSocket, role: str) -> Session | None:
+    """The session named in the path if this client may join it as `role`; otherwise refused (1008)."""
+    session = websocket.app.state.registry.get(websocket.path_params["session_id"])
     if session is None:
         await refuse(websocket, "not_found", "no such session")
-        return
-    if not session.watch_token_ok(websocket.query_params.get("token")):
+        return None
+    token = websocket.query_params.get("token")
+    if role == "player" and not session.player_token_ok(token):
+        await refuse(websocket, "forbidden", "a valid player token is needed to play this session")
+        return None
+    if role == "spectator" and not session.watch_token_ok(token):
         await refuse(websocket, "forbidden", "this session is private: a valid watch token is needed")
+        return None
+    return session
+
+
+async def watch_endpoint(websocket: WebSocket) -> None:
+    state = websocket.app.state
+    session = await find_session(websocket, "spectator")
+    if session is None:
         return
     async with admitted(websocket, "spectator") as ok:
         if not ok:

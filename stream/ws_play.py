@@ -42,19 +42,14 @@ from stream.protocol import (
     parse_client_message,
 )
 from stream.sessions import Session
-from stream.ws import admitted, new_connection, refuse, send_error, welcome
+from stream.ws import admitted, find_session, new_connection, refuse, send_error, welcome
 
 log = logging.getLogger(__name__)
 
 
 async def play_endpoint(websocket: WebSocket) -> None:
-    state = websocket.app.state
-    session = state.registry.get(websocket.path_params["session_id"])
+    session = await find_session(websocket, "player")
     if session is None:
-        await refuse(websocket, "not_found", "no such session")
-        return
-    if not session.player_token_ok(websocket.query_params.get("token")):
-        await refuse(websocket, "forbidden", "a valid player token is needed to play this session")
         return
     async with admitted(websocket, "player") as ok:
         if not ok:

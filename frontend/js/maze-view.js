@@ -241,3 +241,16 @@ export function describePosition(state, maze) {
     `Open: ${open.join(", ") || "none"}.`
   );
 }
+
+/** Mirror the server's state onto the canvas: data attributes (tests, tools) and a spoken summary. */
+export function publishState(canvas, state, maze) {
+  const d = canvas.dataset;
+  d.playerX = state.player.x;
+  d.playerY = state.player.y;
+  d.level = state.level;
+  d.moves = state.moves;
+  d.status = state.status;
+  d.version = state.version;
+  d.scheme = state.scheme;
+  canvas.setAttribute("aria-label", describePosition(state, maze));
+}

@@ -4,7 +4,7 @@ import { Camera, describeCameraError } from "./camera.js";
 import { LiveSocket, wsUrl } from "./connection.js";
 import { ARROWS, gestureIcon, highlightLegend, renderLegend } from "./gestures.js";
 import { HandOverlay } from "./hand-overlay.js";
-import { MazeView, describePosition } from "./maze-view.js";
+import { MazeView, publishState } from "./maze-view.js";
 import { FrameStreamer } from "./streamer.js";
 
 const $ = (id) => document.getElementById(id);
@@ -282,15 +282,7 @@ function onState(msg) {
   state = msg;
   stateAt = performance.now();
   mazeView.setState(msg);
-  const d = mazeCanvas.dataset;
-  d.playerX = msg.player.x;
-  d.playerY = msg.player.y;
-  d.level = msg.level;
-  d.moves = msg.moves;
-  d.status = msg.status;
-  d.version = msg.version;
-  d.scheme = msg.scheme;
-  mazeCanvas.setAttribute("aria-label", describePosition(msg, maze));
+  publishState(mazeCanvas, msg, maze);
   $("hud-level").textContent = msg.level;
   $("hud-moves").textContent = msg.moves;
   $("hud-watchers").textContent = msg.spectators ?? 0;

@@ -2,7 +2,7 @@
 import { announcer, formatTime, showBanner } from "./api.js";
 import { LiveSocket, wsUrl } from "./connection.js";
 import { gestureIcon } from "./gestures.js";
-import { MazeView, describePosition } from "./maze-view.js";
+import { MazeView, publishState } from "./maze-view.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -30,15 +30,7 @@ function onState(msg) {
   state = msg;
   stateAt = performance.now();
   mazeView.setState(msg);
-  const d = mazeCanvas.dataset;
-  d.playerX = msg.player.x;
-  d.playerY = msg.player.y;
-  d.level = msg.level;
-  d.moves = msg.moves;
-  d.status = msg.status;
-  d.version = msg.version;
-  d.scheme = msg.scheme;
-  mazeCanvas.setAttribute("aria-label", describePosition(msg, maze));
+  publishState(mazeCanvas, msg, maze);
   $("f-level").textContent = msg.level;
   $("f-moves").textContent = msg.moves;
   $("f-watchers").textContent = msg.spectators;

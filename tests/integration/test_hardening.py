@@ -39,7 +39,7 @@ LATENCY_FACTOR = 15.0  # attack-phase median may be at most this multiple of the
 LATENCY_FLOOR_S = 0.005  # ...of a baseline no smaller than this (sub-ms loopback medians are all noise)
 REPLY_TIMEOUT_S = 15.0
 ATTACK_TIMEOUT_S = 90.0
-PREDICT_UPLOADERS = 256  # concurrent POST /predict clients (one script, one address)
+PREDICT_UPLOADERS = 64  # concurrent POST /predict clients, in the test process beside the honest player
 NON_MOVE_GESTURES = ("palm", "fist", "stop")  # real hands that map to no move in either default scheme
 
 
