@@ -63,6 +63,9 @@ def test_keyboard_only_game(server, launch, artifacts):
                 # A reload (or a dropped network) resumes the same game from sessionStorage.
                 page.reload()
                 wait_for_position(page, point, timeout=15_000)
+                # The camera, remembered from before the reload, comes back on and announces it: let
+                # that happen first so it cannot overwrite the move announcements checked below.
+                page.wait_for_selector('#camera-state[data-on="true"]', timeout=15_000)
                 assert page.get_attribute("#maze", "data-moves") == "2"
                 assert page.is_hidden("#start-card")
             page.keyboard.press(KEYS[direction])
