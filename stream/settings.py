@@ -94,7 +94,9 @@ class Settings:
     workers: int | None = _env(
         "GM_WORKERS", None, "Threads in the shared frame pool (default: CPU count)."
     )
-    model_complexity: int = _env("GM_MODEL_COMPLEXITY", 1, "MediaPipe Hands model: 0 = lite, 1 = full.")
+    model_complexity: int = _env(
+        "GM_MODEL_COMPLEXITY", 0, "MediaPipe Hands model: 0 = lite (~1.5x players per core), 1 = full."
+    )
     min_detection_confidence: float = _env(
         "GM_MIN_DETECTION_CONFIDENCE", 0.5, "MediaPipe palm detection threshold."
     )

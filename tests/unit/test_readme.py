@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 
 from stream.metrics import PREFIX, Metrics
@@ -21,6 +22,14 @@ def test_every_metric_is_documented() -> None:
     assert names, "Metrics exported nothing"
     missing = sorted(name for name in names if name.startswith(PREFIX) and name not in README)
     assert not missing, f"metrics missing from README: {missing}"
+
+
+def test_readme_is_generated_from_docs() -> None:
+    spec = importlib.util.spec_from_file_location("build_readme", REPO_ROOT / "docs" / "build_readme.py")
+    assert spec is not None and spec.loader is not None
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+    assert builder.build() == README, "README.md is stale: run `python docs/build_readme.py`"
 
 
 def test_setup_commands_come_first() -> None:
