@@ -1,3 +1,5 @@
+import { fitToDisplay } from "./canvas.js";
+
 // Draws the server's 21 hand landmarks over the mirrored selfie preview.
 // Landmarks arrive in unmirrored, normalised image coordinates; the preview is mirrored, so x -> 1 - x.
 
@@ -22,14 +24,7 @@ export class HandOverlay {
   }
 
   draw(landmarks, active) {
-    const rect = this.canvas.getBoundingClientRect();
-    const dpr = window.devicePixelRatio || 1;
-    const w = Math.max(1, Math.round(rect.width * dpr));
-    const h = Math.max(1, Math.round(rect.height * dpr));
-    if (this.canvas.width !== w || this.canvas.height !== h) {
-      this.canvas.width = w;
-      this.canvas.height = h;
-    }
+    const [w, h] = fitToDisplay(this.canvas);
     this.clear();
     if (!this.enabled || !Array.isArray(landmarks) || landmarks.length !== 21) return;
     const ctx = this.ctx;

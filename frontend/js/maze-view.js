@@ -1,3 +1,5 @@
+import { fitToDisplay } from "./canvas.js";
+
 // Draws the server's maze state on a canvas: walls from the cells bitmask, goal, player, a short trail.
 // The canvas only renders; the authoritative position is whatever the last `state` said.
 
@@ -43,14 +45,7 @@ export class MazeView {
   }
 
   resize() {
-    const rect = this.canvas.getBoundingClientRect();
-    const dpr = window.devicePixelRatio || 1;
-    const w = Math.max(1, Math.round(rect.width * dpr));
-    const h = Math.max(1, Math.round(rect.height * dpr));
-    if (this.canvas.width !== w || this.canvas.height !== h) {
-      this.canvas.width = w;
-      this.canvas.height = h;
-    }
+    fitToDisplay(this.canvas);
     this.requestDraw();
   }
 

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,10 +158,7 @@ class Player:
         shown: str | None = None
         stats = self.stats
         while not self._closed.is_set():
-            now = clock()
-            if next_tick > now:
-                await asyncio.sleep(next_tick - now)
-                now = clock()
+            now = await _wait_until(next_tick, clock)
             if now >= stop_at:
                 break
             counted = self._counting_from is not None and now >= self._counting_from
@@ -361,10 +358,7 @@ class PredictPlayer:
         counting_from: float | None = None  # `warmup_s` after the first response, as for Player
         stats.connected = True
         while True:
-            now = clock()
-            if next_tick > now:
-                await asyncio.sleep(next_tick - now)
-                now = clock()
+            now = await _wait_until(next_tick, clock)
             if now >= stop_at:
                 break
             counted = counting_from is not None and now >= counting_from
@@ -404,3 +398,12 @@ class PredictPlayer:
                     stats.ticks += 1
                     stats.ticks_skipped += 1
         stats.measured_s = max(0.0, stop_at - counting_from) if counting_from is not None else 0.0
+
+
+async def _wait_until(tick: float, clock: Callable[[], float]) -> float:
+    """Sleep until the next frame tick (if it is still ahead) and return the clock's time."""
+    now = clock()
+    if tick > now:
+        await asyncio.sleep(tick - now)
+        now = clock()
+    return now
