@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,16 +21,15 @@ from typing import Any
 
 import httpx
 import matplotlib
-import yaml
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.ticker import EngFormatter, PercentFormatter
 
-from benchmarks.common import REPO, RESULTS, free_port, run_loadtest, server
+from benchmarks.common import REPO, RESULTS, run_loadtest, server
+from tests.support.prometheus import PrometheusProcess
 
 DASHBOARD = REPO / "monitoring" / "grafana" / "dashboards" / "gesture-maze.json"
-RULES = REPO / "monitoring" / "rules" / "alerts.yml"
 OUTPUT = REPO / "docs" / "screenshots" / "dashboard.png"
 SCRAPE = "2s"
 STEP = 2.0
@@ -44,47 +42,6 @@ VARIABLES = {"$__rate_interval": RATE_INTERVAL, "${__rate_interval}": RATE_INTER
              "${__interval}": "15s", "$__range": "5m", "$job": "gesture-maze", "${job}": "gesture-maze"}
 COLORS = ["#73bf69", "#f2cc0c", "#5794f2", "#ff780a", "#f2495c", "#b877d9", "#8ab8ff", "#ff9830"]
 BG, PANEL_BG, TEXT, GRID = "#111217", "#181b1f", "#ccccdc", "#2c3235"
-
-
-def start_prometheus(target: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
-    """A real prometheus on a loopback port scraping `target`, with temp storage and the repo's rules."""
-    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
-    port = free_port()
-    config = {
-        "global": {"scrape_interval": SCRAPE, "evaluation_interval": SCRAPE},
-        "rule_files": [str(RULES)],
-        "scrape_configs": [{
-            "job_name": "gesture-maze",
-            "metrics_path": "/metrics",
-            "scrape_timeout": "1s",
-            "static_configs": [{"targets": [target]}],
-        }],
-    }
-    config_path = workdir / "prometheus.yml"
-    config_path.write_text(yaml.safe_dump(config))
-    log = workdir / "prometheus.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [binary, f"--config.file={config_path}", f"--storage.tsdb.path={workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=out, stderr=subprocess.STDOUT,
-        )
-    return process, f"http://127.0.0.1:{port}", log
-
-
-def wait_target_up(process: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"prometheus exited ({process.returncode}):\n{log.read_text()[-3000:]}")
-        try:
-            targets = httpx.get(f"{url}/api/v1/targets", timeout=2).json()["data"]["activeTargets"]
-        except (httpx.HTTPError, KeyError, ValueError):
-            targets = []
-        if any(t["labels"].get("job") == "gesture-maze" and t["health"] == "up" for t in targets):
-            return
-        time.sleep(0.5)
-    raise RuntimeError(f"gesture-maze target not up after {timeout} s:\n{log.read_text()[-3000:]}")
 
 
 def substitute(expr: str) -> str:
@@ -221,11 +178,13 @@ def draw_text_panel(card: Any, kind: str, series: list[Any], unit: str | None) -
 def main() -> int:
     dashboard = json.loads(DASHBOARD.read_text())
     workdir = Path(tempfile.mkdtemp(prefix="render-dashboard-"))
-    prom: subprocess.Popen[bytes] | None = None
+    prom: PrometheusProcess | None = None
     try:
         with server("dashboard") as srv:
-            prom, prom_url, prom_log = start_prometheus(f"127.0.0.1:{srv.port}", workdir)
-            wait_target_up(prom, prom_url, prom_log)
+            binary = shutil.which("prometheus") or "/usr/bin/prometheus"
+            prom = PrometheusProcess(binary, f"127.0.0.1:{srv.port}", workdir, scrape_interval=SCRAPE)
+            prom.wait_target_up()
+            prom_url = prom.url
             print(f"server {srv.url}, prometheus {prom_url}; baseline scrapes for 10 s", flush=True)
             start = time.time() - 2
             time.sleep(10)
@@ -239,12 +198,7 @@ def main() -> int:
             rules = httpx.get(f"{prom_url}/api/v1/rules", timeout=10).json()["data"]["groups"]
     finally:
         if prom is not None:
-            prom.terminate()
-            try:
-                prom.wait(15)
-            except subprocess.TimeoutExpired:
-                prom.kill()
-                prom.wait(5)
+            prom.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
     firing = [r["name"] for g in rules for r in g["rules"] if r.get("state") not in (None, "inactive")]

@@ -48,17 +48,14 @@ _DRAIN_TIMEOUT_S = 3.0  # how long shutdown waits for queued messages + close fr
 def create_app(
     settings: Settings | None = None,
     *,
-    win_pause_s: float | None = None,
     frontend_dir: Path | None = FRONTEND_DIR,
 ) -> Starlette:
-    """The app. `win_pause_s`: pause between `won` and the next level (default: the setting, 1.5 s)."""
+    """The app; everything it needs comes from `settings` (the environment by default)."""
     settings = settings or Settings.from_env()
-    if win_pause_s is None:
-        win_pause_s = settings.win_pause_s
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await _start(app, settings, win_pause_s)
+        await _start(app, settings)
         try:
             yield
         finally:
@@ -95,7 +92,7 @@ def create_app(
     return app
 
 
-async def _start(app: Starlette, settings: Settings, win_pause_s: float) -> None:
+async def _start(app: Starlette, settings: Settings) -> None:
     install_log_redaction()  # uvicorn logs request paths, and the play URL carries the token
     # Parallelism comes from the frame pool; BLAS threads inside each worker only oversubscribe the
     # cores (a one-row prediction measured several times slower with multi-threaded OpenBLAS).
@@ -116,7 +113,10 @@ async def _start(app: Starlette, settings: Settings, win_pause_s: float) -> None
         )
 
     state.registry = SessionRegistry(
-        max_sessions=settings.max_sessions, config_for=config_for, metrics=metrics, win_pause_s=win_pause_s
+        max_sessions=settings.max_sessions,
+        config_for=config_for,
+        metrics=metrics,
+        win_pause_s=settings.win_pause_s,
     )
     state.pipeline = FramePipeline(settings.worker_count, metrics)
     state.models = await _load_models(settings, metrics)

@@ -91,7 +91,11 @@ class Connection:
     def send(self, message: Any) -> None:
         """Queue a non-state server message (dataclass with to_dict, or dict)."""
         payload = message if isinstance(message, dict) else message.to_dict()
-        self._put(_Item(payload["type"], encode(payload)))
+        self.send_encoded(payload["type"], encode(payload))
+
+    def send_encoded(self, kind: str, text: str) -> None:
+        """Queue a message already encoded once for many connections (a broadcast)."""
+        self._put(_Item(kind, text))
 
     def send_error(self, code: str, message: str) -> None:
         self.send(ErrorMessage(code, message))

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from maze import Direction, Game, GameConfig, GameStatus, MoveOutcome
 from stream.connection import Connection
 from stream.metrics import Metrics
-from stream.protocol import CLOSE_GOING_AWAY, CLOSE_REPLACED, LastMove, StateSnapshot, Won
+from stream.protocol import CLOSE_GOING_AWAY, CLOSE_REPLACED, LastMove, StateSnapshot, Won, encode
 from stream.security import new_token, tokens_equal
 
 if TYPE_CHECKING:
@@ -143,8 +143,10 @@ class Session:
 
     def broadcast(self, message: Any, *, spectators_only: bool = False) -> None:
         targets = self.spectators if spectators_only else self.connections()
+        payload = message if isinstance(message, dict) else message.to_dict()
+        text = encode(payload)  # once for everyone, like states
         for conn in targets:
-            conn.send(message)
+            conn.send_encoded(payload["type"], text)
 
     # --- game actions ---------------------------------------------------------------------------
     @property

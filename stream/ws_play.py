@@ -205,7 +205,7 @@ class PlayerHandler:
                 command=result.command.value if result.command is not None else None,
                 processing_ms=round(result.stages_ms.get("total", 0.0), 2),
                 dropped=self.dropped,
-                landmarks=_round_landmarks(result.landmarks) if self.settings.send_landmarks else None,
+                landmarks=result.landmarks if self.settings.send_landmarks else None,  # already rounded
             )
         )
         session = self.session
@@ -216,9 +216,3 @@ class PlayerHandler:
             session.broadcast(
                 GestureNotice(result.gesture, round(result.confidence, 4), result.hand), spectators_only=True
             )
-
-
-def _round_landmarks(points: list[list[float]] | None) -> list[list[float]] | None:
-    if points is None:
-        return None
-    return [[round(float(p[0]), 4), round(float(p[1]), 4)] for p in points]

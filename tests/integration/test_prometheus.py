@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,68 +15,15 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 from websockets.asyncio.client import ClientConnection, connect
 
 from stream.settings import Settings
-from tests.support.paths import GESTURES_DIR, REPO_ROOT, require_binary, require_path
+from tests.support.paths import GESTURES_DIR, require_binary, require_path
+from tests.support.prometheus import PrometheusProcess
 from tests.support.server import LiveServer, live_server
 
 TIMEOUT = 30.0
 FRAMES = 5
-RULES = REPO_ROOT / "monitoring" / "rules" / "alerts.yml"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Prometheus:
-    """A prometheus process on a loopback port scraping `target` every second, with temp storage."""
-
-    def __init__(self, binary: str, target: str, workdir: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(RULES)],
-            "scrape_configs": [
-                {
-                    "job_name": "gesture-maze",
-                    "metrics_path": "/metrics",
-                    "scrape_timeout": "1s",
-                    "static_configs": [{"targets": [target]}],
-                }
-            ],
-        }
-        config_path = workdir / "prometheus.yml"
-        config_path.write_text(yaml.safe_dump(config))
-        self.log_path = workdir / "prometheus.log"
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config_path}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
-        self._log.close()
-
-    def log_tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:]
 
 
 @pytest.fixture
@@ -93,15 +38,15 @@ def app_server(settings: Settings) -> Iterator[LiveServer]:
 
 
 @pytest.fixture
-def prometheus(prometheus_binary: str, app_server: LiveServer, tmp_path: Path) -> Iterator[Prometheus]:
-    running = Prometheus(prometheus_binary, f"127.0.0.1:{app_server.port}", tmp_path)
+def prometheus(prometheus_binary: str, app_server: LiveServer, tmp_path: Path) -> Iterator[PrometheusProcess]:
+    running = PrometheusProcess(prometheus_binary, f"127.0.0.1:{app_server.port}", tmp_path)
     try:
         yield running
     finally:
         running.stop()
 
 
-async def poll(check, what: str, prom: Prometheus) -> Any:
+async def poll(check, what: str, prom: PrometheusProcess) -> Any:
     """Call async `check()` until it returns something truthy (for at most TIMEOUT seconds)."""
     deadline = time.monotonic() + TIMEOUT
     last: Any = None
@@ -119,7 +64,7 @@ async def poll(check, what: str, prom: Prometheus) -> Any:
     pytest.fail(f"timed out waiting for {what} (last: {last!r})\n{prom.log_tail()}")
 
 
-async def query(client: httpx.AsyncClient, prom: Prometheus, expr: str) -> float | None:
+async def query(client: httpx.AsyncClient, prom: PrometheusProcess, expr: str) -> float | None:
     response = await client.get(f"{prom.url}/api/v1/query", params={"query": expr})
     response.raise_for_status()
     result = response.json()["data"]["result"]
@@ -135,7 +80,7 @@ async def recv_type(ws: ClientConnection, kind: str) -> dict[str, Any]:
 
 
 async def test_prometheus_scrapes_frames_sent_over_a_websocket(
-    app_server: LiveServer, prometheus: Prometheus
+    app_server: LiveServer, prometheus: PrometheusProcess
 ) -> None:
     frame = (require_path(GESTURES_DIR) / "like.jpg").read_bytes()
     async with httpx.AsyncClient(timeout=10.0) as client:
