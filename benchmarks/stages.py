@@ -107,13 +107,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--quality", type=int, default=70)
     args = p.parse_args(argv)
     images = default_images_dir()
-    if images is None:
-        raise SystemExit("no ../shared/data/images beside the repository")
     source = FrameSource.from_photos(images, width=args.width, height=args.height, quality=args.quality)
     frames = stream_frames(source, args.frames, args.fps)
     classifier_source = _classifier_source()
     cores = os.cpu_count() or 1
-    results: dict[str, Any] = {"cores": cores, "loadavg_1m": round(os.getloadavg()[0], 2), "configs": {}}
+    results: dict[str, Any] = {"cores": cores, "loadavg_1m": round(os.getloadavg()[0], 2), "configs": {},
+                               "images": str(images), "frames": args.frames, "threads": args.threads}
     for name, config in CONFIGS.items():
         single = measure(frames, config, classifier_source, args.fps)
         multi = parallel(frames, config, classifier_source, args.threads, args.fps)

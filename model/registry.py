@@ -30,12 +30,12 @@ def default_tracking_uri(data_dir: str | Path, environ: Mapping[str, str] | None
     """`MLFLOW_TRACKING_URI` when set, else a sqlite store in the data directory."""
     if environ is not None and environ.get("MLFLOW_TRACKING_URI"):
         return environ["MLFLOW_TRACKING_URI"]
-    return f"sqlite:///{Path(data_dir).resolve() / 'mlflow.db'}"
+    return f"sqlite:///{Path(data_dir).expanduser().resolve() / 'mlflow.db'}"
 
 
 def artifact_location(data_dir: str | Path) -> str:
-    """Artifacts of new experiments (with the default sqlite store) live beside it under data/."""
-    return (Path(data_dir).resolve() / "mlartifacts").as_uri()
+    """Artifacts of new experiments (with the default sqlite store) live beside it in the data directory."""
+    return (Path(data_dir).expanduser().resolve() / "mlartifacts").as_uri()
 
 
 def library_versions() -> dict[str, str]:

@@ -90,7 +90,8 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--tracking-uri", default=None,
                    help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, "
                    "else sqlite:///<data dir>/mlflow.db)")
-    p.add_argument("--data-dir", default=None, help="local state directory (default: $GM_DATA_DIR or data)")
+    p.add_argument("--data-dir", default=None, help="local state directory (default: $GM_DATA_DIR or "
+                   "~/.local/share/gesture-maze)")
     p.add_argument("--sweep-rows", type=int, default=None,
                    help="subsample the training split to this many rows for the sweep (final fit uses all)")
     p.add_argument("--no-loso", action="store_true", help="skip the leave-one-source-out evaluation")
@@ -322,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from stream.settings import Settings
 
     started = time.perf_counter()
-    data_dir = Path(args.data_dir or Settings.from_env().data_dir)
+    data_dir = Path(args.data_dir or Settings.from_env().data_dir).expanduser()
     data_dir.mkdir(parents=True, exist_ok=True)
     tracking_uri = args.tracking_uri or default_tracking_uri(data_dir, os.environ)
     mlflow.set_tracking_uri(tracking_uri)

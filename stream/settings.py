@@ -64,7 +64,10 @@ class Settings:
     host: str = _env("GM_HOST", "127.0.0.1", "Address uvicorn binds to.")
     port: int = _env("GM_PORT", 8000, "TCP port uvicorn listens on.")
     log_level: str = _env("GM_LOG_LEVEL", "info", "Python log level (debug, info, warning, error).")
-    data_dir: str = _env("GM_DATA_DIR", "data", "Directory for local state (MLflow sqlite store, artifacts).")
+    data_dir: str = _env(
+        "GM_DATA_DIR", "~/.local/share/gesture-maze",
+        "Directory for local state (MLflow sqlite store, artifacts); never inside the checkout by default.",
+    )
 
     # --- maze and sessions -------------------------------------------------------------------
     maze_width: int = _env("GM_MAZE_WIDTH", 7, "Width of level 1 when a session does not ask for one.")

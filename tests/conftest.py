@@ -5,6 +5,7 @@ from collections.abc import Iterator
 import pytest
 
 from stream.settings import Settings
+from tests.support.clean_tree import pytest_sessionfinish, pytest_sessionstart  # noqa: F401  (hooks)
 from tests.support.paths import GESTURES_DIR, IMAGES_DIR, LANDMARKS_CSV, require_path
 from tests.support.server import LiveServer, live_server
 

@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, default=240)
     p.add_argument("--quality", type=int, default=70, help="JPEG quality 1-100 (default 70)")
     p.add_argument("--images", type=Path, default=None, help="folder with <gesture>.jpg photos (or a "
-                   "gestures/ subfolder); default ../shared/data/images")
+                   "gestures/ subfolder); default ../shared/data/images when present, else the photos "
+                   "bundled with the package")
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the report as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--check", action="store_true", help="exit 1 if the run saw errors, a player got no "
@@ -90,14 +91,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     _validate(args, parser)
     images = args.images or default_images_dir()
-    if images is None:
-        parser.error("no images folder found beside the repository; pass --images DIR")
     try:
         source = FrameSource.from_photos(images, width=args.width, height=args.height, quality=args.quality,
                                          variants=max(15, int(args.fps)))
     except FrameSourceError as exc:
         print(f"loadtest: {exc}", file=sys.stderr)
         return 2
+    shown = ", ".join(step.gesture for step in source.schedule)
+    print(f"loadtest: frames from {images} ({shown})", file=sys.stderr)
     if not is_loopback(args.url):
         print(f"loadtest: targeting {args.url} (given explicitly)", file=sys.stderr)
     config = RunConfig(

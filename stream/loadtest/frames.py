@@ -1,4 +1,4 @@
-"""Video-like JPEG frames from the shared gesture photos, encoded before the run.
+"""Video-like JPEG frames from labelled gesture photos, encoded before the run.
 
 Each gesture photo is re-encoded many times with a slow drift in position, zoom and brightness so that
 consecutive frames differ like webcam video. Everything is encoded up front: encoding during the run
@@ -20,6 +20,10 @@ import numpy as np
 # and the neutral gesture shown between two of them (so every move starts from a fresh gesture change).
 MOVE_GESTURES: tuple[str, ...] = ("one", "peace", "three", "four", "like", "dislike")
 NEUTRAL_GESTURE = "palm"
+# What is shown between two move gestures: a neutral hand, or else a frame with no hand in view.
+NEUTRAL_CHOICES: tuple[str, ...] = (NEUTRAL_GESTURE, "none")
+# Photos shipped with the package (Apache-2.0, see ATTRIBUTION.md there): like, dislike and none.
+BUNDLED_IMAGES_DIR = Path(__file__).with_name("images")
 DEFAULT_COUNTING_MAP: Mapping[str, str] = {
     "one": "up",
     "peace": "right",
@@ -34,8 +38,12 @@ class FrameSourceError(RuntimeError):
     """The photos needed to build frames are missing or unreadable."""
 
 
-def default_images_dir() -> Path | None:
-    """`../shared/data/images` beside the repository (or the cwd), or $GM_SHARED_DIR/data/images."""
+def default_images_dir() -> Path:
+    """The shared photos (all six move gestures) when they are there, else the bundled set.
+
+    Looked for: $GM_SHARED_DIR/data/images, then `../shared/data/images` beside the repository or the
+    working directory; a fresh clone or an installed package falls back to `BUNDLED_IMAGES_DIR`.
+    """
     candidates = []
     if os.environ.get("GM_SHARED_DIR"):
         candidates.append(Path(os.environ["GM_SHARED_DIR"]) / "data" / "images")
@@ -45,7 +53,7 @@ def default_images_dir() -> Path | None:
     for candidate in candidates:
         if candidate.is_dir():
             return candidate
-    return None
+    return BUNDLED_IMAGES_DIR
 
 
 def find_gesture_photos(images_dir: Path, gestures: Sequence[str]) -> dict[str, Path]:
@@ -92,12 +100,18 @@ class GestureStep:
     seconds: float
 
 
-def gesture_schedule(hold_s: float = 1.0, neutral_s: float = 0.6) -> tuple[GestureStep, ...]:
-    """one, palm, peace, palm, ...: each move gesture held `hold_s`, then the neutral palm."""
+def gesture_schedule(
+    hold_s: float = 1.0,
+    neutral_s: float = 0.6,
+    *,
+    moves: Sequence[str] = MOVE_GESTURES,
+    neutral: str = NEUTRAL_GESTURE,
+) -> tuple[GestureStep, ...]:
+    """one, palm, peace, palm, ...: each move gesture held `hold_s`, then the neutral one."""
     steps: list[GestureStep] = []
-    for gesture in MOVE_GESTURES:
+    for gesture in moves:
         steps.append(GestureStep(gesture, hold_s))
-        steps.append(GestureStep(NEUTRAL_GESTURE, neutral_s))
+        steps.append(GestureStep(neutral, neutral_s))
     return tuple(steps)
 
 
@@ -130,12 +144,17 @@ class FrameSource:
         hold_s: float = 1.0,
         neutral_s: float = 0.6,
     ) -> FrameSource:
-        schedule = gesture_schedule(hold_s, neutral_s)
-        wanted = sorted({step.gesture for step in schedule})
-        photos = find_gesture_photos(images_dir, wanted)
-        missing = [g for g in wanted if g not in photos]
-        if missing:
-            raise FrameSourceError(f"{images_dir}: missing photos for {missing} (expected <gesture>.jpg)")
+        # Every move gesture that has a photo, in MOVE_GESTURES order; the first neutral choice found.
+        found = find_gesture_photos(images_dir, (*MOVE_GESTURES, *NEUTRAL_CHOICES))
+        moves = [g for g in MOVE_GESTURES if g in found]
+        neutral = next((g for g in NEUTRAL_CHOICES if g in found), None)
+        if not moves or neutral is None:
+            raise FrameSourceError(
+                f"{images_dir}: missing photos (expected <gesture>.jpg for at least one of "
+                f"{', '.join(MOVE_GESTURES)} and one of {', '.join(NEUTRAL_CHOICES)})"
+            )
+        schedule = gesture_schedule(hold_s, neutral_s, moves=moves, neutral=neutral)
+        photos = {g: found[g] for g in (*moves, neutral)}
         frames: dict[str, list[bytes]] = {}
         for gesture, path in photos.items():
             photo = cv2.imread(str(path), cv2.IMREAD_COLOR)

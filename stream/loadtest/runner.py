@@ -88,7 +88,9 @@ async def run(config: RunConfig, source: FrameSource) -> dict[str, Any]:
         server=server,
         client_cpu_seconds=time.process_time() - cpu_start,
         mean_frame_bytes=source.mean_bytes,
-    ) | {"ramp_up_s": config.ramp_up_s, "warmup_s": config.warmup_s, "max_in_flight": config.max_in_flight}
+    ) | {"ramp_up_s": config.ramp_up_s, "warmup_s": config.warmup_s, "max_in_flight": config.max_in_flight,
+         "images": {"dir": str(config.images_dir) if config.images_dir else None,
+                    "gestures": [step.gesture for step in source.schedule]}}
 
 
 async def _sleep_until(at: float) -> None:

@@ -7,6 +7,7 @@ whole path is real: getUserMedia -> canvas -> JPEG -> WebSocket -> MediaPipe + c
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,11 +15,10 @@ import httpx
 import pytest
 
 from maze import Direction, Maze, Point, generate_maze
-from tests.support.paths import REPO_ROOT, require_binary
+from tests.support.paths import require_binary
 from tests.support.server import LiveServer
 from tests.support.video import gesture_video
 
-ARTIFACTS = REPO_ROOT / "tests" / ".artifacts"
 VIEWPORT = {"width": 1440, "height": 960}
 BASE_ARGS = [
     "--no-sandbox",
@@ -42,9 +42,14 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="session")
-def artifacts() -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    return ARTIFACTS
+def artifacts(tmp_path_factory) -> Path:
+    """Screenshots go to $GM_ARTIFACTS_DIR when set (e.g. to refresh docs/screenshots), else a temp dir."""
+    chosen = os.environ.get("GM_ARTIFACTS_DIR")
+    if not chosen:
+        return tmp_path_factory.mktemp("artifacts")
+    folder = Path(chosen)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @pytest.fixture(scope="session")
