@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -45,7 +44,8 @@ def publish(sources: dict[str, Path], target: Path = DOCS_RESULTS) -> list[Path]
         if not isinstance(data, dict) or KINDS[kind] not in data:
             raise SystemExit(f"{source} is not a {kind} result (no {KINDS[kind]!r})")
         out = target / f"{kind}.json"
-        shutil.copyfile(source, out)
+        # Paths of the machine that ran it say nothing about the result: keep them repository-relative.
+        out.write_text(source.read_text().replace(str(REPO) + "/", "").replace(str(REPO), "."))
         written.append(out)
     return written
 

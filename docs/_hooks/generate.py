@@ -210,7 +210,7 @@ def stages_markdown(data: dict[str, Any]) -> str:
 def _capacity_command(args: dict[str, Any]) -> str:
     parts = [".venv/bin/python -m benchmarks.capacity", f"--modes {args['modes']}"]
     for key in ("duration", "start", "step", "max", "patience", "spectators"):
-        if key in args:
+        if args.get(key):
             parts.append(f"--{key} {args[key]:g}" if isinstance(args[key], float) else f"--{key} {args[key]}")
     parts += [f"--env {e}" for e in args.get("env", [])]
     return " ".join(parts)

@@ -88,5 +88,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             + ", ".join(written[:20]) + (" ..." if len(written) > 20 else "")
         )
         if reporter is not None:
+            reporter.ensure_newline()
             reporter.write_line(message, red=True, bold=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
