@@ -1,7 +1,8 @@
 """One settings object for the whole server, read from environment variables.
 
-Every knob lives here so README's configuration table and the code cannot drift: each field names
-its environment variable in its metadata, and `Settings.from_env()` is the only reader of `os.environ`.
+Every knob lives here so the docs' configuration table (generated from this file, one table per
+`# --- block ---`) and the code cannot drift: each field names its environment variable and its
+description in its metadata, and `Settings.from_env()` is the only reader of `os.environ`.
 """
 
 from __future__ import annotations
@@ -179,5 +180,5 @@ class Settings:
 
 
 def documented_settings() -> list[tuple[str, Any, str]]:
-    """(env name, default, description) for README's configuration table and its test."""
+    """(env name, default, description) of every setting, for the docs and their tests."""
     return [(f.metadata["env"], f.default, f.metadata["doc"]) for f in dataclasses.fields(Settings)]

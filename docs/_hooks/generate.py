@@ -132,9 +132,11 @@ def options_markdown(parser: argparse.ArgumentParser) -> str:
         names = ", ".join(f"`{o}`" for o in action.option_strings)
         if action.metavar or action.nargs != 0:
             names += f" `{action.metavar or action.dest.upper()}`" if not action.choices else (
-                " `" + "|".join(map(str, action.choices)) + "`")
+                " " + " or ".join(f"`{c}`" for c in action.choices))
         default = "" if action.default is None or action.default is False else f"`{action.default}`"
-        help_text = (action.help or "").replace("<", "&lt;").replace(">", "&gt;")
+        help_text = re.sub(r"\(default [^;)]*; ", "(", action.help or "")  # the Default column says it
+        help_text = re.sub(r"\s*\(default [^)]*\)|; default [^)]*(?=\))", "", help_text)
+        help_text = help_text.replace("<", "&lt;").replace(">", "&gt;")
         rows.append([names, default, help_text])
     return _table(["Option", "Default", "Meaning"], rows)
 

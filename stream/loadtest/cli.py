@@ -45,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "counts as lost (default 2)")
     p.add_argument("--mode", choices=MODES, default="ws", help="ws: the real protocol (default); predict: "
                    "the seed's one POST /predict per frame, sequential (benchmark baseline)")
-    p.add_argument("--width", type=int, default=320)
-    p.add_argument("--height", type=int, default=240)
+    p.add_argument("--width", type=int, default=320, help="frame width in pixels (default 320)")
+    p.add_argument("--height", type=int, default=240, help="frame height in pixels (default 240)")
     p.add_argument("--quality", type=int, default=70, help="JPEG quality 1-100 (default 70)")
     p.add_argument("--images", type=Path, default=None, help="folder with <gesture>.jpg photos (or a "
                    "gestures/ subfolder); default ../shared/data/images when present, else the photos "
