@@ -74,14 +74,16 @@ def _grouped(rows: list[tuple[str, list[Any]]], header: list[str]) -> str:
         by_block[block].append(row)
     parts = []
     for block in order:
-        parts += [f"### {block[:1].upper()}{block[1:]}", "", _table(header, by_block[block]), ""]
+        parts += [f"## {block[:1].upper()}{block[1:]}", "", _table(header, by_block[block]), ""]
     return "\n".join(parts)
 
 
 # --- settings -----------------------------------------------------------------------------------------
 def _default(value: Any) -> str:
     if isinstance(value, tuple):
-        value = ",".join("=".join(p) if isinstance(p, tuple) else str(p) for p in value) or "(empty)"
+        value = ",".join("=".join(p) if isinstance(p, tuple) else str(p) for p in value)
+        if not value:
+            return "(empty)"
     if value is None:
         return "(unset)"
     return f"`{value}`"

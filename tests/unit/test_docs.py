@@ -151,10 +151,10 @@ def test_settings_and_metrics_tables_follow_the_blocks_of_their_source() -> None
     hooks = _hooks()
     settings = hooks.settings_markdown()
     port = settings.index("`GM_PORT`")
-    assert settings.index("### Server") < port < settings.index("### Maze and sessions")
+    assert settings.index("## Server") < port < settings.index("## Maze and sessions")
     metrics = hooks.metrics_markdown()
     gestures = metrics.index("`gesture_maze_gestures_total`")
-    assert metrics.index("### Model") < gestures < metrics.index("### Data")
+    assert metrics.index("## Model") < gestures < metrics.index("## Data")
     assert "`gesture_maze_stage_seconds_bucket, _sum, _count` | histogram | `stage`" in metrics
 
 
