@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import importlib.util
 import inspect
+import json
 import os
 import re
 import subprocess
@@ -192,3 +193,16 @@ def test_setup_commands_come_first_and_ci_runs_the_test_command() -> None:
     test_command = next(c for c in commands if "pytest" in c)
     ci = (REPO_ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert test_command in ci.splitlines(), "CI must run README's test command unchanged"
+
+
+def test_readme_performance_headline_matches_the_published_results() -> None:
+    """Republishing benchmark results without updating README's headline fails here."""
+    results = REPO_ROOT / "docs" / "performance" / "results"
+    capacity = json.loads((results / "capacity.json").read_text())
+    stages = json.loads((results / "stages.json").read_text())
+    ratio = re.search(r"\*\*([\d.]+)x the frames per CPU-second\*\*", README)
+    cpu = re.search(r"\*\*([\d.]+) ms of CPU\*\* with the default lite hand model", README)
+    assert ratio and cpu, "README lost its performance headline"
+    assert float(ratio.group(1)) == round(capacity["summary"]["ratio_frames_per_core"], 1)
+    lite = next(c for name, c in stages["configs"].items() if "lite" in name)
+    assert float(cpu.group(1)) == round(lite["cpu_ms_per_frame"], 1)
