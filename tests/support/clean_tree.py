@@ -2,7 +2,8 @@
 
 At the start of the session the checkout's `git status` (untracked, modified and ignored entries) is
 recorded with each entry's size and modification time; at the end it is compared again. Anything new
-or changed, other than the caches every Python tool keeps, fails the run with the list of paths:
+or changed, other than the caches every Python tool keeps (and screenshots asked for with
+$GM_ARTIFACTS_DIR), fails the run with the list of paths:
 tests write to pytest's temporary directories, commands to `GM_DATA_DIR`. Outside a git checkout (an
 unpacked sdist) or without git, the check is skipped.
 """
@@ -60,6 +61,15 @@ def snapshot(root: Path = REPO_ROOT) -> Snapshot | None:
     return entries
 
 
+def _requested_output(path: str) -> bool:
+    """Under $GM_ARTIFACTS_DIR, where the browser tests were asked to save their screenshots."""
+    chosen = os.environ.get("GM_ARTIFACTS_DIR")
+    if not chosen:
+        return False
+    folder = (REPO_ROOT / chosen).resolve()
+    return (REPO_ROOT / path).resolve().is_relative_to(folder)
+
+
 def changes(before: Snapshot, after: Snapshot) -> list[str]:
     return sorted(path for path, state in after.items() if path not in before or before[path] != state)
 
@@ -79,7 +89,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     after = snapshot()
     if after is None:
         return
-    written = changes(before, after)
+    written = [path for path in changes(before, after) if not _requested_output(path)]
     if written:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         message = (
