@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 
 from tests.support.clean_tree import changes, snapshot
-from tests.support.paths import require_binary
+from tests.support.paths import REPO_ROOT, require_binary
 
 
 def test_new_and_changed_files_are_reported_and_caches_are_not(tmp_path) -> None:
@@ -34,3 +34,13 @@ def test_new_and_changed_files_are_reported_and_caches_are_not(tmp_path) -> None
 
 def test_outside_a_git_checkout_there_is_nothing_to_compare(tmp_path) -> None:
     assert snapshot(tmp_path) is None
+
+
+def test_no_database_or_run_store_is_tracked() -> None:
+    git = require_binary("git")
+    patterns = ["*.db", "*.sqlite", "*.sqlite3", "*mlruns/*", "*mlartifacts/*"]
+    tracked = subprocess.run(
+        [git, "-C", str(REPO_ROOT), "ls-files", *patterns],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()
+    assert tracked == [], f"local state is committed: {tracked}"
