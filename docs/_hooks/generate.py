@@ -208,6 +208,9 @@ def stages_markdown(data: dict[str, Any]) -> str:
     table = _table(["Configuration", "decode ms", "landmarks ms", "classify ms", "total ms (p95)",
                     "CPU ms / frame", "frames/s, all threads", "players at 15 fps (machine limit)"], rows)
     machine = f"{data.get('cores', '?')} cores, 1-minute load average {data.get('loadavg_1m', '?')} at start"
+    if data.get("images"):
+        photos = "/".join(Path(data["images"]).parts[-3:])
+        machine += f"; {data.get('frames', '?')} frames built from the photos in `…/{photos}`"
     return f"{table}\n\nMachine: {machine}."
 
 
