@@ -157,6 +157,8 @@ def test_settings_and_metrics_tables_follow_the_blocks_of_their_source() -> None
     gestures = metrics.index("`gesture_maze_gestures_total`")
     assert metrics.index("## Model") < gestures < metrics.index("## Data")
     assert "`gesture_maze_stage_seconds_bucket, _sum, _count` | histogram | `stage`" in metrics
+    source = "    # --- Feedback and drift (issue 15; docs/x.md) ---\n    a: int = _env(\n"
+    assert hooks._blocks(source, re.compile(r"^\s+(\w+)\s*:[^=]+=\s*_env\(")) == {"a": "Feedback and drift"}
 
 
 def test_decision_records_are_listed_in_issue_order(tmp_path: Path) -> None:
