@@ -6,6 +6,9 @@
   `--forwarded-allow-ips` (otherwise anyone could spoof X-Forwarded-For and dodge per-address limits).
 - On SIGINT/SIGTERM, `GracefulServer` drains the app first (in-flight frames finish, every socket is
   closed with 1001 "going away") before uvicorn's own shutdown, which would close sockets with 1012.
+- The HTTP and WebSocket protocols are stream.transport's guarded subclasses (request head size and
+  time, sockets per address, fragments per message, unread pongs, invalid UTF-8); permessage-deflate
+  is off (frames are JPEG: compression buys nothing and would let a small message inflate in memory).
 """
 
 from __future__ import annotations
@@ -20,6 +23,13 @@ import uvicorn
 
 from stream.app import create_app, drain
 from stream.settings import Settings, SettingsError
+from stream.transport import (
+    GuardedConfig,
+    GuardedHttpProtocol,
+    GuardedWebSocketProtocol,
+    TransportLimits,
+    default_limit_concurrency,
+)
 
 GRACEFUL_SHUTDOWN_S = 10
 
@@ -48,15 +58,20 @@ def build_config(settings: Settings, **overrides: Any) -> uvicorn.Config:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
-        ws="websockets-sansio",  # the maintained implementation, with write flow control
+        http=GuardedHttpProtocol,  # httptools, with head limits
+        ws=GuardedWebSocketProtocol,  # websockets sans-I/O (write flow control), with frame limits
         ws_max_size=ws_max_size(settings),
+        ws_per_message_deflate=False,
+        limit_concurrency=settings.limit_concurrency or default_limit_concurrency(),
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         lifespan="on",
     )
     options.update(overrides)
-    return uvicorn.Config(create_app(settings), **options)
+    return GuardedConfig(
+        create_app(settings), transport_limits=TransportLimits.from_settings(settings), **options
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
