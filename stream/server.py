@@ -2,8 +2,8 @@
 
 - WebSocket messages up to `ws_max_size` are read, so a frame somewhat above GM_MAX_FRAME_BYTES gets
   a clear `frame_too_large` error; only a frame above ws_max_size is cut off by the transport (1009).
-- Proxy headers are off: behind a reverse proxy, enable them explicitly in uvicorn with
-  `--forwarded-allow-ips` (otherwise anyone could spoof X-Forwarded-For and dodge per-address limits).
+- Proxy headers are off unless GM_FORWARDED_ALLOW_IPS names the proxy (otherwise anyone could spoof
+  X-Forwarded-For and dodge per-address limits); deploy/nginx/gesture-maze.conf is the tested proxy.
 - On SIGINT/SIGTERM, `GracefulServer` drains the app first (in-flight frames finish, every socket is
   closed with 1001 "going away") before uvicorn's own shutdown, which would close sockets with 1012.
 - The HTTP and WebSocket protocols are stream.transport's guarded subclasses (request head size and
@@ -68,6 +68,8 @@ def build_config(settings: Settings, **overrides: Any) -> uvicorn.Config:
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         lifespan="on",
     )
+    if settings.forwarded_allow_ips:
+        options.update(proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips)
     options.update(overrides)
     return GuardedConfig(
         create_app(settings), transport_limits=TransportLimits.from_settings(settings), **options

@@ -186,6 +186,12 @@ class Settings:
     ws_max_pings_per_s: float = _env(
         "GM_WS_MAX_PINGS_PER_S", 5.0, "WebSocket pings per second per socket (burst 20); more: close 1008."
     )
+    forwarded_allow_ips: str | None = _env(
+        "GM_FORWARDED_ALLOW_IPS",
+        None,
+        "Reverse-proxy addresses trusted for X-Forwarded-For (comma separated); they are exempt from "
+        "GM_MAX_SOCKETS_PER_IP. Unset: proxy headers are ignored.",
+    )
     max_sessions_per_ip: int = _env(
         "GM_MAX_SESSIONS_PER_IP", 10, "Live sessions one client address may hold (0 = no cap); more: 429."
     )

@@ -11,6 +11,7 @@ attack got its documented answer, and that the server logged each abusive connec
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -62,7 +63,10 @@ def server(tmp_path_factory: pytest.TempPathFactory, honest_frames: list[bytes])
 
 @pytest.fixture(scope="module")
 def attack_pool() -> Iterator[ProcessPoolExecutor]:
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    # A real attacker's CPU is not the server's: here the attack process runs at the lowest CPU
+    # priority, so that its own work (building and writing floods) does not count against the server.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context, initializer=os.nice, initargs=(19,)) as pool:
         # Start the process and import the attacks now, not while an honest baseline is measured.
         pool.submit(attacks.warm_up).result()
         yield pool
@@ -79,7 +83,8 @@ def deflate_refused(report: AbuseReport) -> None:
 
 def fragments_cut_off(report: AbuseReport) -> None:
     outcome = report.outcome
-    assert set(outcome["codes"]) == {1009}, (Counter(outcome["codes"]), outcome["frames_sent"])
+    # 1009, or a reset when the (lowest-priority) attacker read the close frame too late.
+    assert set(outcome["codes"]) <= {1009, None} and 1009 in outcome["codes"], Counter(outcome["codes"])
     assert report.log_lines("frames in one message") == len(outcome["codes"])  # once per connection
 
 
@@ -132,8 +137,8 @@ def thin_jpegs_answered(report: AbuseReport) -> None:
 def slots_not_hoarded(report: AbuseReport) -> None:
     outcome = report.outcome
     statuses = outcome["statuses"]
-    assert statuses.get("201 ", 0) == 4 * 5, statuses  # GM_MAX_SESSIONS_PER_IP each
-    assert set(statuses) == {"201 ", "429 too_many_sessions"}, statuses
+    assert outcome["created"] == dict.fromkeys(outcome["created"], 5) and len(outcome["created"]) == 4, outcome
+    assert set(statuses) == {"201", "429 too_many_sessions"}, statuses
     assert outcome["newcomer"] == 201, outcome
     assert outcome["left"] <= 2, outcome  # never joined: expired (the honest player's + newcomer's own)
 

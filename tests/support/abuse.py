@@ -5,7 +5,7 @@ an RSS sampler, and an attack run in a separate process.
   settings from `env`; `.rss()` is its resident memory, `.log_text()` what it logged.
 - `HonestPlayer(port, address, frames)`: plays from its own loopback address (127.0.0.0/8 is all
   loopback) the way the issue's battery does: real hand photos at 15 fps and a keyboard move every
-  200 ms, each timed from send to its answer (`frame` with its seq; the `state` of the move).
+  100 ms, each timed from send to its answer (`frame` with its seq; the `state` of the move).
 - `run_under_attack(server, attack, ...) -> AbuseReport`: warm-up, a same-run baseline, then the
   attack (a module-level `async def attack(target) -> dict` run in its own process, so its CPU
   never slows the measuring client), then a settling phase; `/health` is probed and RSS sampled
@@ -45,7 +45,7 @@ PROBER = "127.0.0.4"
 NEWCOMER = "127.0.0.5"
 
 FRAME_INTERVAL_S = 1 / 15
-MOVE_INTERVAL_S = 0.2
+MOVE_INTERVAL_S = 0.1  # 30 samples in a 3 s attack: a p95 that is not just the maximum
 WARMUP_S = 1.0  # the first frame builds the player's MediaPipe graph: not part of any baseline
 BASELINE_S = 2.0  # measured before AND after the attack, pooled: a drift in the machine's load
 SETTLE_S = 1.0  # (other processes) then weighs on both sides of the comparison alike

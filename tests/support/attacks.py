@@ -147,12 +147,13 @@ def error_code(body: bytes) -> str:
     return json.loads(body)["error"]["code"]
 
 
-async def repeat(target: Target, once: Any) -> list[Any]:
+async def repeat(target: Target, once: Any, pause_s: float = 0.05) -> list[Any]:
     """Run `once()` again and again for the attack's duration; its results."""
     results = []
     deadline = time.monotonic() + target.duration_s
     while time.monotonic() < deadline:
         results.append(await once())
+        await asyncio.sleep(pause_s)
     return results
 
 
@@ -461,13 +462,16 @@ async def session_hoarding(target: Target) -> dict[str, Any]:
     """4 addresses create sessions as fast as they are allowed and never join; a newcomer arrives."""
     addresses = [target.address, "127.0.0.6", "127.0.0.7", "127.0.0.8"]
     statuses: Counter[str] = Counter()
+    created: Counter[str] = Counter()
 
     async def hoard(address: str) -> None:
         async with http_client(address, base_url=target.http_url) as http:
             deadline = time.monotonic() + 1.0  # shorter than the unjoined expiry of the test server
             while time.monotonic() < deadline:
                 response = await http.post("/api/sessions", json={})
-                statuses[f"{response.status_code} {response.json().get('error', {}).get('code', '')}"] += 1
+                code = response.json().get("error", {}).get("code", "")
+                statuses[f"{response.status_code} {code}".strip()] += 1
+                created[address] += response.status_code == 201
 
     await asyncio.gather(*(hoard(a) for a in addresses))
     async with http_client(NEWCOMER, base_url=target.http_url) as http:
@@ -475,7 +479,13 @@ async def session_hoarding(target: Target) -> dict[str, Any]:
         held = (await http.get("/health")).json()["sessions"]
         await asyncio.sleep(target.duration_s - 1.0)
         left = (await http.get("/health")).json()["sessions"]
-    return {"statuses": dict(statuses), "newcomer": newcomer.status_code, "held": held, "left": left}
+    return {
+        "statuses": dict(statuses),
+        "created": dict(created),
+        "newcomer": newcomer.status_code,
+        "held": held,
+        "left": left,
+    }
 
 
 async def rebinding_host(target: Target) -> dict[str, Any]:
