@@ -357,7 +357,8 @@ async def run_under_attack(
         await asyncio.gather(playing, probing, return_exceptions=True)
     if playing.done() and not playing.cancelled() and playing.exception() is not None:
         raise AssertionError(f"the honest player failed: {playing.exception()!r}")
-    report = AbuseReport(name, player, probes, rss_baseline, rss_after, outcome, server.log_text()[log_start:])
+    log = server.log_text()[log_start:]
+    report = AbuseReport(name, player, probes, rss_baseline, rss_after, outcome, log)
     print(f"\n{report.summary()}")
     return report
 

@@ -35,7 +35,10 @@ def warm_up() -> None:
 
 
 # --- raw HTTP / WebSocket ----------------------------------------------------------------------
-async def open_raw(target: Target, address: str | None = None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def open_raw(target: Target, address: str | None = None) -> Stream:
     return await asyncio.open_connection("127.0.0.1", target.port, local_addr=(address or target.address, 0))
 
 
@@ -63,15 +66,15 @@ def handshake(path: str, port: int, *, host: str | None = None, extra: str = "")
     ).encode()
 
 
-async def read_head(reader: asyncio.StreamReader, timeout: float = 5.0) -> tuple[int, str, bytes]:
+async def read_head(reader: asyncio.StreamReader, wait_s: float = 5.0) -> tuple[int, str, bytes]:
     """(status, head text, body) of an HTTP response; the body is read when Content-Length says so."""
-    raw = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+    raw = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), wait_s)
     head = raw.decode("latin-1")
     status = int(head.split(" ", 2)[1])
     body = b""
     for line in head.split("\r\n"):
         if line.lower().startswith("content-length:"):
-            body = await asyncio.wait_for(reader.readexactly(int(line.split(":", 1)[1])), timeout)
+            body = await asyncio.wait_for(reader.readexactly(int(line.split(":", 1)[1])), wait_s)
     return status, head, body
 
 
@@ -85,10 +88,10 @@ async def ws_open(target: Target, path: str, *, extra: str = "", address: str | 
     return reader, writer, head
 
 
-async def read_close_code(reader: asyncio.StreamReader, timeout: float = 10.0) -> int | None:
+async def read_close_code(reader: asyncio.StreamReader, wait_s: float = 10.0) -> int | None:
     """Read server frames until a close frame (its code) or EOF (None)."""
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(wait_s):
             while True:
                 first, second = await reader.readexactly(2)
                 size = second & 0x7F
@@ -200,7 +203,8 @@ async def _fragments(target: Target, session: dict[str, Any], fragment: bytes, t
         writer.write(ws_frame(OP_BINARY, fragment, fin=False))
         burst = ws_frame(OP_CONT, fragment, fin=False) * 20_000
         deadline = time.monotonic() + min(2.0, target.duration_s)
-        sent.append(await send_until_closed(writer, burst, deadline, closing) // len(ws_frame(OP_CONT, fragment)))
+        frame_size = len(ws_frame(OP_CONT, fragment))
+        sent.append(await send_until_closed(writer, burst, deadline, closing) // frame_size)
         codes.append(await closing)
         close(writer)
         await asyncio.sleep(0.1)
@@ -253,7 +257,7 @@ async def _unread_pings(target: Target, session: dict[str, Any]) -> dict[str, An
 async def _oversize_head(target: Target, start: bytes, filler: bytes) -> tuple[int, str]:
     reader, writer = await open_raw(target)
     writer.write(start)
-    response = asyncio.create_task(read_head(reader, timeout=10.0))
+    response = asyncio.create_task(read_head(reader, wait_s=10.0))
     deadline = time.monotonic() + 2.0
     with contextlib.suppress(ConnectionError, OSError):
         while time.monotonic() < deadline and not response.done():
@@ -306,7 +310,7 @@ async def slowloris(target: Target) -> dict[str, Any]:
 
     async def answer(reader: asyncio.StreamReader) -> int | None:
         try:
-            status, _, _ = await read_head(reader, timeout=target.duration_s + 5)
+            status, _, _ = await read_head(reader, wait_s=target.duration_s + 5)
         except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
             return None
         return status
@@ -370,7 +374,9 @@ async def oversize_bodies(target: Target) -> dict[str, Any]:
 
     async def once() -> list[tuple[int, str]]:
         return list(
-            await asyncio.gather(declared("/api/sessions"), declared("/api/sessions"), declared("/predict"), chunked())
+            await asyncio.gather(
+                declared("/api/sessions"), declared("/api/sessions"), declared("/predict"), chunked()
+            )
         )
 
     return {"answers": [a for answers in await repeat(target, once) for a in answers]}
@@ -439,10 +445,10 @@ async def costly_jpegs(target: Target) -> dict[str, Any]:
     frames = [progressive_jpeg(), many_scan_jpeg()]
     codes = await _stream_frames(target, frames)
     async with http_client(target.address, base_url=target.http_url, timeout=10.0) as http:
-        predict = [
-            (r.status_code, r.json()["error"]["code"])
-            for r in [await http.post("/predict", content=f, headers={"content-type": "image/jpeg"}) for f in frames]
-        ]
+        predict = []
+        for frame in frames:
+            response = await http.post("/predict", content=frame, headers={"content-type": "image/jpeg"})
+            predict.append((response.status_code, response.json()["error"]["code"]))
     return {"codes": dict(codes), "predict": predict}
 
 
@@ -543,10 +549,10 @@ async def plain_text_errors(target: Target) -> dict[str, Any]:
                 await http.delete("/api/sessions"),
                 await http.put("/health"),
             ]
-        out = [(r.status_code, r.headers.get("content-type", "") + " " + r.json()["error"]["code"]) for r in answers]
+        out = [(r.status_code, f"{r.headers['content-type']} {r.json()['error']['code']}") for r in answers]
         reader, writer = await open_raw(target)
         writer.write(b"\x16\x03\x01 this is not HTTP\r\n\r\n")
-        status, head, body = await read_head(reader)
+        status, _, body = await read_head(reader)
         close(writer)
         out.append((status, error_code(body)))
         await asyncio.sleep(0.05)

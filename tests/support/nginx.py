@@ -67,7 +67,8 @@ def render_site(backends: Sequence[str], port: int) -> str:
     upstream = "\n".join(f"    server {backend};" for backend in backends)
     site, found = re.subn(r"^ *server [^;]+; *# gm:upstream$", upstream, site, flags=re.MULTILINE)
     assert found == 1, "the site config lost its `# gm:upstream` line"
-    site, found = re.subn(r"^ *listen [^;]+; *# gm:listen$", f"    listen 127.0.0.1:{port};", site, flags=re.M)
+    listen = f"    listen 127.0.0.1:{port};"
+    site, found = re.subn(r"^ *listen [^;]+; *# gm:listen$", listen, site, flags=re.MULTILINE)
     assert found == 1, "the site config lost its `# gm:listen` line"
     return site
 
@@ -98,7 +99,8 @@ def running_nginx(backends: Sequence[str], tmp_path: Path, timeout_s: float = 10
         deadline = time.monotonic() + timeout_s
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"nginx exited: {process.stderr.read().decode() if process.stderr else ''}")
+                stderr = process.stderr.read().decode() if process.stderr else ""
+                raise RuntimeError(f"nginx exited: {stderr}")
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 break
             if time.monotonic() > deadline:
