@@ -255,9 +255,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self.meter.done:  # a new request on a kept-alive connection: measure and time its head
-            self.meter.reset()
-            self._arm_head_timer()
+        self._arm_head_timer()  # from the request's first byte (on a kept-alive connection too)
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.meter.reset()  # whatever follows is the next request's head
 
     def on_headers_complete(self) -> None:
         self.meter.done = True

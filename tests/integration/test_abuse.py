@@ -33,7 +33,6 @@ SERVER_ENV = {
     "GM_MAX_SOCKETS_PER_IP": "64",
     "GM_MAX_SESSIONS": "50",
     "GM_MAX_SESSIONS_PER_IP": "5",
-    "GM_SESSION_CREATE_PER_MIN": "600",
     "GM_UNJOINED_SESSION_TTL_S": "2",
     "GM_SESSION_GRACE_S": "3",
     "GM_REAPER_INTERVAL_S": "0.5",
@@ -67,7 +66,7 @@ def attack_pool() -> Iterator[ProcessPoolExecutor]:
     # A real attacker's CPU is not the server's: here the attack process runs at the lowest CPU
     # priority, so that its own work (building and writing floods) does not count against the server.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=context, initializer=os.nice, initargs=(19,)) as pool:
+    with ProcessPoolExecutor(1, mp_context=context, initializer=os.nice, initargs=(10,)) as pool:
         # Start the process and import the attacks now, not while an honest baseline is measured.
         pool.submit(attacks.warm_up).result()
         yield pool
@@ -108,7 +107,7 @@ def slowloris_bounded(report: AbuseReport) -> None:
     statuses = outcome["statuses"]
     # Beyond the per-address socket cap: 503 at once; the rest: 408 after the header timeout.
     assert set(statuses) <= {"503", "408", "None"} and "408" in statuses and "503" in statuses, statuses
-    assert outcome["held_s"] < 2 + 3.0 + 3.0, outcome
+    assert outcome["held_s"] < 5.0, outcome  # GM_HEADER_TIMEOUT_S=2 from the first byte, + linger
 
 
 def bodies_refused(report: AbuseReport) -> None:
@@ -167,12 +166,7 @@ def errors_are_json(report: AbuseReport) -> None:
     }, outcome
 
 
-def nothing_to_check(report: AbuseReport) -> None:
-    assert report.outcome == {}
-
-
 CASES: dict[str, tuple[Callable[..., Any], Callable[[AbuseReport], None], float]] = {
-    "control": (attacks.nothing, nothing_to_check, 3.0),
     "deflate_bomb": (attacks.deflate_bomb, deflate_refused, 3.0),
     "empty_continuation_flood": (attacks.empty_continuation_flood, fragments_cut_off, 3.0),
     "one_byte_fragments": (attacks.one_byte_fragments, fragments_cut_off, 3.0),

@@ -296,13 +296,15 @@ async def slowloris(target: Target) -> dict[str, Any]:
     """Hundreds of sockets per address that never finish their request head; a newcomer arrives."""
     opened: list[asyncio.StreamWriter] = []
     readers: list[asyncio.StreamReader] = []
-    for address in (target.address, "127.0.0.6"):
-        for _ in range(300):
+    for batch in range(24):  # 600 sockets in ~2.4 s, half from each address
+        address = (target.address, "127.0.0.6")[batch % 2]
+        for _ in range(25):
             with contextlib.suppress(OSError):
                 reader, writer = await open_raw(target, address)
                 writer.write(f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{target.port}\r\nX-Slow: ".encode())
                 opened.append(writer)
                 readers.append(reader)
+        await asyncio.sleep(0.1)
     started = time.monotonic()
     async with http_client(NEWCOMER, base_url=target.http_url, timeout=5.0) as http:
         newcomer = await http.post("/api/sessions", json={})
@@ -478,6 +480,7 @@ async def session_hoarding(target: Target) -> dict[str, Any]:
                 code = response.json().get("error", {}).get("code", "")
                 statuses[f"{response.status_code} {code}".strip()] += 1
                 created[address] += response.status_code == 201
+                await asyncio.sleep(0.05)  # 20 requests/s per address, ignoring every Retry-After
 
     await asyncio.gather(*(hoard(a) for a in addresses))
     async with http_client(NEWCOMER, base_url=target.http_url) as http:
@@ -559,8 +562,3 @@ async def plain_text_errors(target: Target) -> dict[str, Any]:
         return out
 
     return {"answers": [a for answers in await repeat(target, once) for a in answers]}
-
-
-async def nothing(target: Target) -> dict[str, Any]:
-    await asyncio.sleep(target.duration_s)
-    return {}
