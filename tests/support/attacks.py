@@ -135,8 +135,17 @@ async def joined_session(target: Target) -> AsyncIterator[dict[str, Any]]:
     from websockets.asyncio.client import connect
 
     async with connect(target.ws_url + session["play_url"], local_addr=(target.address, 0)) as ws:
-        await ws.recv()
-        yield session
+
+        async def drain() -> None:  # every spectator coming and going is a `state`: read them all
+            with contextlib.suppress(ConnectionClosed):
+                async for _ in ws:
+                    pass
+
+        draining = asyncio.create_task(drain())
+        try:
+            yield session
+        finally:
+            draining.cancel()
 
 
 async def new_session(target: Target, address: str | None = None) -> dict[str, Any]:
@@ -474,7 +483,7 @@ async def session_hoarding(target: Target) -> dict[str, Any]:
 
     async def hoard(address: str) -> None:
         async with http_client(address, base_url=target.http_url) as http:
-            deadline = time.monotonic() + 1.0  # shorter than the unjoined expiry of the test server
+            deadline = time.monotonic() + 1.5  # shorter than the unjoined expiry of the test server
             while time.monotonic() < deadline:
                 response = await http.post("/api/sessions", json={})
                 code = response.json().get("error", {}).get("code", "")
@@ -486,7 +495,7 @@ async def session_hoarding(target: Target) -> dict[str, Any]:
     async with http_client(NEWCOMER, base_url=target.http_url) as http:
         newcomer = await http.post("/api/sessions", json={})
         held = (await http.get("/health")).json()["sessions"]
-        await asyncio.sleep(target.duration_s - 1.0)
+        await asyncio.sleep(target.duration_s - 1.5)
         left = (await http.get("/health")).json()["sessions"]
     return {
         "statuses": dict(statuses),
