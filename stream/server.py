@@ -29,6 +29,7 @@ from stream.transport import (
     GuardedWebSocketProtocol,
     TransportLimits,
     default_limit_concurrency,
+    raise_fd_limit,
 )
 
 GRACEFUL_SHUTDOWN_S = 10
@@ -94,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    raise_fd_limit()  # before build_config: limit_concurrency is derived from it
     try:
         GracefulServer(build_config(settings)).run()
     except KeyboardInterrupt:  # uvicorn re-raises the signal after its (graceful) shutdown

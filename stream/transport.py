@@ -116,6 +116,18 @@ def _guard(config: Any) -> TransportGuard:
     return guard
 
 
+def raise_fd_limit(wanted: int = 65536) -> int:
+    """Raise the soft open-file limit towards the hard one (a 1024 default is easily exhausted by
+    idle sockets); returns the soft limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    return soft
+
+
 def default_limit_concurrency() -> int:
     """Connections uvicorn serves before answering 503: what the descriptor limit allows."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -98,6 +98,7 @@ def heads_refused(report: AbuseReport) -> None:
     outcome = report.outcome
     kinds = set(outcome["answers"])
     assert kinds == {(414, "request_line_too_long"), (431, "header_too_large")}, kinds
+    assert report.log_lines(": HTTP 4") == len(outcome["answers"])  # once per connection
 
 
 def slowloris_bounded(report: AbuseReport) -> None:
