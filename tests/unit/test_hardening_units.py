@@ -142,3 +142,29 @@ def test_thin_frames_are_refused_and_statistics_never_resize_to_zero() -> None:
         rgb = decode_jpeg(jpeg(width, height), 10**7, 1920, 1920)
         stats = frame_stats(rgb, 1)
         assert (stats.width, stats.height) == (width, height) and stats.sharpness >= 0
+
+
+def test_message_size_limit_counts_inflated_bytes_if_compression_were_on() -> None:
+    # Compression is off in `gesture-maze serve`; should it ever be turned on, websockets applies
+    # max_size to the inflated message: a 1.5 KB bomb inflating to 1.5 MiB is closed with 1009.
+    import zlib
+
+    from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+    from websockets.frames import Close
+    from websockets.server import ServerProtocol
+
+    server = ServerProtocol(extensions=[ServerPerMessageDeflateFactory()], max_size=64 * 1024)
+    server.receive_data(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+    )
+    server.send_response(server.accept(server.events_received()[0]))
+    assert server.extensions, "the test needs permessage-deflate negotiated"
+    packer = zlib.compressobj(wbits=-15)
+    bomb = packer.compress(b"\0" * (3 * 2**19)) + packer.flush(zlib.Z_SYNC_FLUSH)[:-4]
+    assert len(bomb) < 2000
+    mask = b"\x01\x02\x03\x04"
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(bomb))
+    server.receive_data(bytes([0xC2, 0x80 | 126]) + len(bomb).to_bytes(2, "big") + mask + masked)
+    assert isinstance(server.close_sent, Close) and server.close_sent.code == 1009
