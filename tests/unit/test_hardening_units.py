@@ -168,3 +168,18 @@ def test_message_size_limit_counts_inflated_bytes_if_compression_were_on() -> No
     masked = bytes(b ^ mask[i % 4] for i, b in enumerate(bomb))
     server.receive_data(bytes([0xC2, 0x80 | 126]) + len(bomb).to_bytes(2, "big") + mask + masked)
     assert isinstance(server.close_sent, Close) and server.close_sent.code == 1009
+
+
+def test_compose_allows_the_host_name_prometheus_scrapes() -> None:
+    import yaml
+
+    from tests.support.paths import REPO_ROOT
+
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    env = compose["services"]["app"]["environment"]
+    scrape = yaml.safe_load((REPO_ROOT / "monitoring" / "prometheus.yml").read_text())
+    jobs = scrape["scrape_configs"]
+    targets = [t for job in jobs for static in job.get("static_configs", []) for t in static["targets"]]
+    app_target = next(t for t in targets if t.endswith(":8000"))
+    names = allowed_host_names(env["GM_HOST"], tuple(env.get("GM_ALLOWED_HOSTS", "").split(",")))
+    assert host_allowed(app_target, names), f"Prometheus scrapes {app_target}, which the app would refuse"
