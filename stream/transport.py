@@ -240,7 +240,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self.guard.report_address(
                 self.address, f"more than {self.guard.limits.max_sockets_per_ip} open sockets; refusing more"
             )
-            self._refuse(503, "too_many_connections", "too many open sockets from this address", log_it=False)
+            # No lingering here: under a socket flood the descriptor is worth more than the answer.
+            message = "too many open sockets from this address"
+            self._refuse(503, "too_many_connections", message, log_it=False, linger=False)
             return
         self._holds_socket = True
         self._arm_head_timer()
@@ -308,7 +310,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:  # a request httptools cannot parse
         self._refuse(400, "bad_request", "invalid HTTP request")
 
-    def _refuse(self, status: int, code: str, message: str, *, log_it: bool = True) -> None:
+    def _refuse(
+        self, status: int, code: str, message: str, *, log_it: bool = True, linger: bool = True
+    ) -> None:
         if self._refused:
             return
         self._refused = True
@@ -317,7 +321,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             log.warning("%s: HTTP %d %s (%s); connection closed", self.address, status, code, message)
         if not self.transport.is_closing():
             self.transport.write(json_error_response(status, _REASONS[status], code, message))
-            linger_close(self.transport, self.loop)
+            if linger:
+                linger_close(self.transport, self.loop)
+            else:
+                self.transport.close()
 
 
 class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):

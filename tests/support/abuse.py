@@ -22,6 +22,7 @@ import contextlib
 import json
 import math
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -64,8 +65,9 @@ def free_port() -> int:
 
 # --- the server under test ---------------------------------------------------------------------
 class ServerProcess:
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, fd_limit: int | None = None) -> None:
         self.port = free_port()
+        self.fd_limit = fd_limit
         self.log_path = log_path
         self.env = {**os.environ, **env, "GM_HOST": "127.0.0.1", "GM_PORT": str(self.port)}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -86,6 +88,7 @@ class ServerProcess:
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=self._limit_fds if self.fd_limit else None,
             )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -97,6 +100,10 @@ class ServerProcess:
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"the server did not start:\n{self.log_text()}")
+
+    def _limit_fds(self) -> None:  # in the child, before exec: soft AND hard, so serve cannot raise it
+        assert self.fd_limit is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.fd_limit, self.fd_limit))
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -111,6 +118,11 @@ class ServerProcess:
     def predict(self, jpeg: bytes) -> int:
         headers = {"content-type": "image/jpeg"}
         return httpx.post(f"{self.http_url}/predict", content=jpeg, headers=headers, timeout=30).status_code
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
 
     def rss(self) -> int:
         assert self.proc is not None

@@ -302,12 +302,24 @@ async def oversize_heads(target: Target) -> dict[str, Any]:
 
 
 async def slowloris(target: Target) -> dict[str, Any]:
-    """Hundreds of sockets per address that never finish their request head; a newcomer arrives."""
+    """1,100 sockets (server at a 1,024 descriptor limit) that never finish their request head, from
+    4 addresses; a newcomer arrives meanwhile."""
     opened: list[asyncio.StreamWriter] = []
     readers: list[asyncio.StreamReader] = []
-    for batch in range(24):  # 600 sockets in ~2.4 s, half from each address
-        address = (target.address, "127.0.0.6")[batch % 2]
-        for _ in range(25):
+    addresses = (target.address, "127.0.0.6", "127.0.0.7", "127.0.0.8")
+
+    async def newcomer_arrives() -> tuple[int, float]:
+        arrived = time.monotonic()
+        async with http_client(NEWCOMER, base_url=target.http_url, timeout=5.0) as http:
+            response = await http.post("/api/sessions", json={})
+        return response.status_code, time.monotonic() - arrived
+
+    newcomer: asyncio.Task[tuple[int, float]] | None = None
+    for batch in range(22):  # 1,100 sockets in ~2.2 s from 4 addresses
+        if batch == 16:  # ~800 sockets open or being refused
+            newcomer = asyncio.create_task(newcomer_arrives())
+        address = addresses[batch % len(addresses)]
+        for _ in range(50):
             with contextlib.suppress(OSError):
                 reader, writer = await open_raw(target, address)
                 writer.write(f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{target.port}\r\nX-Slow: ".encode())
@@ -315,9 +327,8 @@ async def slowloris(target: Target) -> dict[str, Any]:
                 readers.append(reader)
         await asyncio.sleep(0.1)
     started = time.monotonic()
-    async with http_client(NEWCOMER, base_url=target.http_url, timeout=5.0) as http:
-        newcomer = await http.post("/api/sessions", json={})
-    newcomer_s = time.monotonic() - started
+    assert newcomer is not None
+    newcomer_status, newcomer_s = await newcomer
 
     async def answer(reader: asyncio.StreamReader) -> int | None:
         try:
@@ -340,7 +351,7 @@ async def slowloris(target: Target) -> dict[str, Any]:
         close(writer)
     return {
         "statuses": dict(Counter(str(s) for s in statuses)),
-        "newcomer": newcomer.status_code,
+        "newcomer": newcomer_status,
         "newcomer_s": newcomer_s,
         "held_s": time.monotonic() - started,
     }
