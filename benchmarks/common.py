@@ -29,6 +29,8 @@ RESULTS = REPO / "benchmarks" / "results"
 BENCH_ENV = {
     "GM_SESSION_CREATE_PER_MIN": "100000",
     "GM_MAX_CONNECTIONS_PER_IP": "100000",
+    "GM_MAX_SOCKETS_PER_IP": "0",
+    "GM_MAX_SESSIONS_PER_IP": "0",
     "GM_MAX_SESSIONS": "10000",
     "GM_LOG_LEVEL": "warning",
     "GM_MODEL_POLL_S": "0",

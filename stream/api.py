@@ -1,7 +1,8 @@
 """REST routes: create/list/inspect sessions, health and Prometheus metrics.
 
-Errors are always `{"error": {"code", "message"}}` with a fitting status: 400 bad body, 404 unknown
-session, 429 session-creation rate per client address (with Retry-After), 503 sessions cap.
+Errors are always `{"error": {"code", "message"}}` with a fitting status: 400 bad body, 413 body over
+GM_MAX_TEXT_BYTES (checked on Content-Length before reading), 404 unknown session, 429 session-creation
+rate or live sessions per client address (with Retry-After), 503 sessions cap.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from maze import MIN_SIZE
+from stream.bodies import BodyTooLarge, read_capped
 from stream.limits import address_key
 from stream.metrics import CONTENT_TYPE
 from stream.protocol import SCHEMES
 from stream.sessions import SessionLimitError, SessionOptions
+from stream.slots import OwnerLimitError
 
 _CREATE_FIELDS = frozenset({"width", "height", "seed", "scheme", "private"})
 _MAX_SEED = 2**63
@@ -80,7 +83,9 @@ async def create_session(request: Request) -> Response:
     limiter = state.create_limiter
     key = address_key(request.client.host if request.client else None)
     try:
-        options = parse_create_body(await request.body(), state.settings)
+        options = parse_create_body(await read_capped(request, state.settings.max_text_bytes), state.settings)
+    except BodyTooLarge as exc:
+        return error_response(413, "body_too_large", str(exc))
     except BadRequest as exc:
         return error_response(400, "bad_request", str(exc))
     if not limiter.allow(key):
@@ -88,7 +93,9 @@ async def create_session(request: Request) -> Response:
         headers = {"Retry-After": str(max(1, math.ceil(retry)))} if math.isfinite(retry) else None
         return error_response(429, "rate_limited", "too many sessions created from this address", headers)
     try:
-        session = state.registry.create(options)
+        session = state.registry.create(options, owner=key)
+    except OwnerLimitError as exc:
+        return error_response(429, "too_many_sessions", str(exc), {"Retry-After": "30"})
     except SessionLimitError as exc:
         return error_response(503, "server_full", str(exc), {"Retry-After": "30"})
     watch_url = f"/ws/watch/{session.id}"

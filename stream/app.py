@@ -27,6 +27,8 @@ from maze import GameConfig
 from model.classifier import ModelHandle
 from model.registry import default_tracking_uri
 from stream import api
+from stream.errors import exception_handlers
+from stream.hosts import HOST_NOT_ALLOWED, HostGuardMiddleware, allowed_host_names
 from stream.http_metrics import HTTPMetricsMiddleware, sample_event_loop_lag
 from stream.limits import ConnectionLimiter, KeyedRateLimiter
 from stream.metrics import Metrics
@@ -36,6 +38,7 @@ from stream.protocol import CLOSE_GOING_AWAY
 from stream.security import install_log_redaction, security_middleware
 from stream.sessions import SessionOptions, SessionRegistry, run_reaper
 from stream.settings import Settings
+from stream.slots import SlotPolicy
 from stream.ws import watch_endpoint
 from stream.ws_play import play_endpoint
 
@@ -83,11 +86,25 @@ def create_app(
         if metrics is not None:
             metrics.errors.labels(code="origin_not_allowed").inc()
 
+    def on_host_reject(kind: str) -> None:
+        app = app_ref.get("app")
+        metrics = getattr(app.state, "metrics", None) if app is not None else None
+        if metrics is not None:
+            metrics.errors.labels(code=HOST_NOT_ALLOWED).inc()
+
+    host_names = allowed_host_names(settings.host, settings.allowed_hosts)
     middleware = [
         Middleware(HTTPMetricsMiddleware),  # outermost: counts refusals by the guards below too
+        # Host before Origin: the same-origin check compares Origin with Host, so Host must be ours.
+        Middleware(HostGuardMiddleware, names=host_names, on_reject=on_host_reject),
         *security_middleware(settings.allowed_origins, on_reject=on_origin_reject),
     ]
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers=exception_handlers(),  # type: ignore[arg-type]
+    )
     app_ref["app"] = app
     return app
 
@@ -117,6 +134,7 @@ async def _start(app: Starlette, settings: Settings) -> None:
         config_for=config_for,
         metrics=metrics,
         win_pause_s=settings.win_pause_s,
+        slots=SlotPolicy(settings.max_sessions_per_ip, settings.unjoined_session_ttl_s),
     )
     state.pipeline = FramePipeline(settings.worker_count, metrics)
     state.models = await _load_models(settings, metrics)

@@ -21,6 +21,7 @@ from model.frames import FrameError, decode_jpeg, frame_stats
 from model.landmarks import HandTracker
 from model.recognizer import RecognitionResult, classify_hand
 from model.schemes import SCHEMES, counting_table
+from stream.bodies import BodyTooLarge, read_capped
 from stream.pipeline import observe_frame_error, observe_recognition
 
 _MULTIPART_OVERHEAD = 16 * 1024  # boundaries and part headers on top of the image itself
@@ -198,17 +199,13 @@ async def _read_image(request: Request, max_bytes: int) -> bytes:
     content_type = request.headers.get("content-type", "")
     multipart = content_type.lower().startswith("multipart/form-data")
     cap = max_bytes + (_MULTIPART_OVERHEAD if multipart else 0)
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > cap:
-        raise FrameError("frame_too_large", f"request body is {declared} bytes; the limit is {max_bytes}")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > cap:
-            raise FrameError("frame_too_large", f"request body exceeds the limit of {max_bytes} bytes")
+    try:
+        body = await read_capped(request, cap)
+    except BodyTooLarge as exc:
+        raise FrameError("frame_too_large", f"{exc} (frame limit {max_bytes} bytes)") from None
     if multipart:
-        return _multipart_file(bytes(body), content_type)
-    return bytes(body)
+        return _multipart_file(body, content_type)
+    return body
 
 
 def _multipart_file(body: bytes, content_type: str) -> bytes:

@@ -2,10 +2,13 @@
 
 - WebSocket messages up to `ws_max_size` are read, so a frame somewhat above GM_MAX_FRAME_BYTES gets
   a clear `frame_too_large` error; only a frame above ws_max_size is cut off by the transport (1009).
-- Proxy headers are off: behind a reverse proxy, enable them explicitly in uvicorn with
-  `--forwarded-allow-ips` (otherwise anyone could spoof X-Forwarded-For and dodge per-address limits).
+- Proxy headers are off unless GM_FORWARDED_ALLOW_IPS names the proxy (otherwise anyone could spoof
+  X-Forwarded-For and dodge per-address limits); deploy/nginx/gesture-maze.conf is the tested proxy.
 - On SIGINT/SIGTERM, `GracefulServer` drains the app first (in-flight frames finish, every socket is
   closed with 1001 "going away") before uvicorn's own shutdown, which would close sockets with 1012.
+- The HTTP and WebSocket protocols are stream.transport's guarded subclasses (request head size and
+  time, sockets per address, fragments per message, unread pongs, invalid UTF-8); permessage-deflate
+  is off (frames are JPEG: compression buys nothing and would let a small message inflate in memory).
 """
 
 from __future__ import annotations
@@ -20,6 +23,14 @@ import uvicorn
 
 from stream.app import create_app, drain
 from stream.settings import Settings, SettingsError
+from stream.transport import (
+    GuardedConfig,
+    GuardedHttpProtocol,
+    GuardedWebSocketProtocol,
+    TransportLimits,
+    default_limit_concurrency,
+    raise_fd_limit,
+)
 
 GRACEFUL_SHUTDOWN_S = 10
 
@@ -48,15 +59,22 @@ def build_config(settings: Settings, **overrides: Any) -> uvicorn.Config:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
-        ws="websockets-sansio",  # the maintained implementation, with write flow control
+        http=GuardedHttpProtocol,  # httptools, with head limits
+        ws=GuardedWebSocketProtocol,  # websockets sans-I/O (write flow control), with frame limits
         ws_max_size=ws_max_size(settings),
+        ws_per_message_deflate=False,
+        limit_concurrency=settings.limit_concurrency or default_limit_concurrency(),
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         lifespan="on",
     )
+    if settings.forwarded_allow_ips:
+        options.update(proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips)
     options.update(overrides)
-    return uvicorn.Config(create_app(settings), **options)
+    return GuardedConfig(
+        create_app(settings), transport_limits=TransportLimits.from_settings(settings), **options
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    raise_fd_limit()  # before build_config: limit_concurrency is derived from it
     try:
         GracefulServer(build_config(settings)).run()
     except KeyboardInterrupt:  # uvicorn re-raises the signal after its (graceful) shutdown

@@ -14,6 +14,7 @@ import ctypes
 import logging
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from stream.connection import Connection
 from stream.metrics import Metrics
 from stream.protocol import CLOSE_GOING_AWAY, CLOSE_REPLACED, LastMove, StateSnapshot, Won, encode
 from stream.security import new_token, tokens_equal
+from stream.slots import OwnerLimitError, SlotPolicy
 
 if TYPE_CHECKING:
     from model.recognizer import Recognizer
@@ -84,6 +86,9 @@ class Session:
         self.spectators: set[Connection] = set()
         self.joining_spectators = 0  # handshakes between the cap check and add_spectator()
         self.player_left_at: float | None = now  # never connected counts as gone since creation
+        self.started_at = now
+        self.joined = False  # a player has connected at least once (stream.slots: unjoined expiry)
+        self.owner: str | None = None  # client address that created it (stream.slots: per-address cap)
         self.last_activity = now
         self.closed = False
         self._latest: StateSnapshot | None = None
@@ -224,6 +229,7 @@ class Session:
         if old is not None and old is not conn:
             old.close(CLOSE_REPLACED, "replaced")
         self.player_left_at = None
+        self.joined = True
         self.last_activity = self._clock()
         self.broadcast_state()
 
@@ -303,8 +309,11 @@ class SessionRegistry:
         metrics: Metrics | None = None,
         win_pause_s: float = DEFAULT_WIN_PAUSE_S,
         clock: Callable[[], float] = time.monotonic,
+        slots: SlotPolicy | None = None,
     ) -> None:
         self.max_sessions = max_sessions
+        self.slots = slots or SlotPolicy()
+        self._owned: Counter[str] = Counter()  # live sessions per creating address
         self._config_for = config_for
         self.metrics = metrics
         self.win_pause_s = win_pause_s
@@ -320,7 +329,9 @@ class SessionRegistry:
     def get(self, session_id: str) -> Session | None:
         return self._sessions.get(session_id)
 
-    def create(self, options: SessionOptions) -> Session:
+    def create(self, options: SessionOptions, owner: str | None = None) -> Session:
+        if owner is not None and not self.slots.admits(self._owned[owner]):
+            raise OwnerLimitError(f"this address holds {self.slots.max_per_owner} live sessions already")
         if len(self._sessions) >= self.max_sessions:
             raise SessionLimitError(f"the server is full ({self.max_sessions} sessions)")
         session_id = secrets.token_urlsafe(9)  # 72 bits: ids are listed publicly, tokens guard access
@@ -335,6 +346,9 @@ class SessionRegistry:
             clock=self._clock,
         )
         self._sessions[session_id] = session
+        if owner is not None:
+            session.owner = owner
+            self._owned[owner] += 1
         self._update_gauge()
         return session
 
@@ -346,6 +360,7 @@ class SessionRegistry:
     ) -> None:
         if self._sessions.get(session.id) is session:
             del self._sessions[session.id]
+            self._disown(session)
             self._update_gauge()
         await session.close(code, reason)
 
@@ -354,7 +369,9 @@ class SessionRegistry:
         reaped = 0
         for session in list(self._sessions.values()):
             # Checked again right before each removal: a player may rejoin while earlier ones close.
-            if session.abandoned(self._clock(), grace_s):
+            now = self._clock()
+            unjoined = self.slots.unjoined_expired(session.joined, now - session.started_at)
+            if session.abandoned(now, grace_s) or unjoined:
                 await self.remove(session, CLOSE_GOING_AWAY, "session expired")
                 reaped += 1
         return reaped
@@ -362,8 +379,15 @@ class SessionRegistry:
     async def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> None:
         sessions = list(self._sessions.values())
         self._sessions.clear()
+        self._owned.clear()
         self._update_gauge()
         await asyncio.gather(*(s.close(code, reason) for s in sessions), return_exceptions=True)
+
+    def _disown(self, session: Session) -> None:
+        if session.owner is not None:
+            self._owned[session.owner] -= 1
+            if self._owned[session.owner] <= 0:
+                del self._owned[session.owner]  # memory bounded by live sessions
 
     def _update_gauge(self) -> None:
         if self.metrics is not None:

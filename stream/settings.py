@@ -154,6 +154,55 @@ class Settings:
         "GM_ALLOWED_ORIGINS", (), "Extra browser origins allowed for WebSockets and CORS (comma separated)."
     )
 
+    # --- hardening II: transport, hosts and session slots (docs/security.md) --------------------
+    allowed_hosts: tuple[str, ...] = _env(
+        "GM_ALLOWED_HOSTS",
+        (),
+        "Host names the server answers to besides localhost, IP literals and GM_HOST (comma "
+        "separated; `*` = any). Other Host headers get 400 (DNS rebinding).",
+    )
+    max_header_bytes: int = _env(
+        "GM_MAX_HEADER_BYTES", 16 * 1024, "Largest request head (request line + headers); larger: 431."
+    )
+    max_header_line_bytes: int = _env(
+        "GM_MAX_HEADER_LINE_BYTES", 8190, "Longest request line or header line; longer: 414 / 431."
+    )
+    max_header_count: int = _env("GM_MAX_HEADER_COUNT", 100, "Most header lines in one request; more: 431.")
+    header_timeout_s: float = _env(
+        "GM_HEADER_TIMEOUT_S", 10.0, "A request head not complete this long after it began: 408, closed."
+    )
+    max_sockets_per_ip: int = _env(
+        "GM_MAX_SOCKETS_PER_IP", 128, "Open TCP connections per client address (0 = no cap: behind a proxy)."
+    )
+    limit_concurrency: int | None = _env(
+        "GM_LIMIT_CONCURRENCY",
+        None,
+        "Connections served before new requests get 503 (default: the open-file limit minus a reserve).",
+    )
+    ws_max_fragments: int = _env(
+        "GM_WS_MAX_FRAGMENTS", 64, "WebSocket frames one message may be split into; more: close 1009."
+    )
+    ws_max_buffered_bytes: int = _env(
+        "GM_WS_MAX_BUFFERED_BYTES",
+        1024 * 1024,
+        "Unsent bytes to a client at which its further pings close the socket (1008: it does not read).",
+    )
+    ws_max_pings_per_s: float = _env(
+        "GM_WS_MAX_PINGS_PER_S", 5.0, "WebSocket pings per second per socket (burst 20); more: close 1008."
+    )
+    forwarded_allow_ips: str | None = _env(
+        "GM_FORWARDED_ALLOW_IPS",
+        None,
+        "Reverse-proxy addresses trusted for X-Forwarded-For (comma separated); they are exempt from "
+        "GM_MAX_SOCKETS_PER_IP. Unset: proxy headers are ignored.",
+    )
+    max_sessions_per_ip: int = _env(
+        "GM_MAX_SESSIONS_PER_IP", 10, "Live sessions one client address may hold (0 = no cap); more: 429."
+    )
+    unjoined_session_ttl_s: float = _env(
+        "GM_UNJOINED_SESSION_TTL_S", 30.0, "A session no player has ever joined is removed after this long."
+    )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read every field from `environ` (default: os.environ); keyword overrides win."""

@@ -338,7 +338,9 @@ def production_server(settings: Settings) -> Iterator[ProductionServer]:
 
 
 def _settings(**overrides: Any) -> Settings:
-    base = dict(max_spectators=3, idle_timeout_s=120.0)
+    # Every test here creates its sessions from 127.0.0.1: the per-address session cap is
+    # exercised by tests/integration/test_abuse.py instead.
+    base = dict(max_spectators=3, idle_timeout_s=120.0, max_sessions_per_ip=0)
     base.update(overrides)
     return Settings.from_env({}).replace(**base)
 

@@ -178,12 +178,13 @@ def test_valid_messages_always_parse(direction: str, scheme: str, t: float) -> N
 def real_jpegs() -> tuple[bytes, ...]:
     paths = sorted(require_path(GESTURES_DIR).glob("*.jpg"))
     assert paths, "no gesture photos"
-    # Re-encode small (and one progressive) so thousands of decodes stay quick.
+    # Re-encode small so thousands of decodes stay quick; baseline, like webcam frames (progressive
+    # files are refused before decoding: tests/unit/test_hardening_units.py), one with restart markers.
     out = []
     for i, path in enumerate(paths[:4]):
         image = cv2.imread(str(path))
         small = cv2.resize(image, (96, 96), interpolation=cv2.INTER_AREA)
-        params = [cv2.IMWRITE_JPEG_QUALITY, 80, cv2.IMWRITE_JPEG_PROGRESSIVE, int(i == 3)]
+        params = [cv2.IMWRITE_JPEG_QUALITY, 80, cv2.IMWRITE_JPEG_RST_INTERVAL, 4 * int(i == 3)]
         ok, buf = cv2.imencode(".jpg", small, params)
         assert ok
         out.append(buf.tobytes())
