@@ -27,6 +27,7 @@ from maze import GameConfig
 from model.classifier import ModelHandle
 from model.registry import default_tracking_uri
 from stream import api
+from stream.game_feel import FeelConfig
 from stream.http_metrics import HTTPMetricsMiddleware, sample_event_loop_lag
 from stream.limits import ConnectionLimiter, KeyedRateLimiter
 from stream.metrics import Metrics
@@ -117,6 +118,7 @@ async def _start(app: Starlette, settings: Settings) -> None:
         config_for=config_for,
         metrics=metrics,
         win_pause_s=settings.win_pause_s,
+        feel=FeelConfig.from_settings(settings),
     )
     state.pipeline = FramePipeline(settings.worker_count, metrics)
     state.models = await _load_models(settings, metrics)
