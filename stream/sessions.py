@@ -269,6 +269,9 @@ class Session:
         old, self.player = self.player, conn
         if old is not None and old is not conn:
             old.close(CLOSE_REPLACED, "replaced")
+        if self.player_left_at is not None and self.playing and self.game.moves > 0:
+            # The clock stood still while the player was away (an outage is not play time).
+            self.game.started_at += self._clock() - self.player_left_at
         self.player_left_at = None
         self.last_activity = self._clock()
         self.broadcast_state()

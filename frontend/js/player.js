@@ -325,14 +325,14 @@ function setPaused(on) {
     clearTimeout(resumedTimer);
     streamer.stop();
     note.dataset.state = "paused";
-    note.textContent = "⏸ Paused — reconnecting…";
+    note.textContent = "Paused — reconnecting…";
     note.hidden = false;
     lastCommand = null;
     renderCommand();
     overlay.clear();
     $("gesture-name").dataset.gesture = "";
     $("gesture-name").textContent = "Paused";
-    $("gesture-icon").textContent = "⏸";
+    $("gesture-icon").textContent = "‖";
     $("gesture-confidence").textContent = "reconnecting to the game server";
     $("confidence-bar").style.width = "0%";
     tickClock();

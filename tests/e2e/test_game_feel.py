@@ -164,6 +164,14 @@ def test_phone_play_countdown_swipe_wall_cue_and_outage(feel_server, browser, ar
         assert "Resumed" in page.text_content("#pause-note")
         page.wait_for_selector('#gesture-name[data-gesture="peace"]', timeout=20_000)
         assert clock_before <= page.text_content("#hud-time")
+
+        # Landscape: the maze on the left, the camera strip and the readout on the right, one screen.
+        page.set_viewport_size({"width": 844, "height": 390})
+        page.wait_for_timeout(400)
+        assert (
+            in_viewport(page, "#maze") and in_viewport(page, "#gesture-name") and in_viewport(page, "#video")
+        )
+        page.screenshot(path=str(artifacts / "phone-landscape.png"))
         assert errors.uncaught() == []
         (artifacts / "first-move-seconds.txt").write_text(f"{first_move_s:.1f}\n")
     finally:

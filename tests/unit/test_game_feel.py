@@ -142,3 +142,17 @@ async def test_lobby_lists_live_games_before_away_ones() -> None:
     away_new.created_at += 1
     assert [s.id for s in registry.public()] == [live_old.id, away_new.id]
     await settle()
+
+
+async def test_the_clock_stands_still_while_the_player_is_away() -> None:
+    clock = Clock()
+    session = feel_session(clock)
+    conn, _, _ = connect(session, "player")
+    session.move(solve(session.game.maze, session.game.maze.start)[0], "keyboard")
+    clock.now += 3
+    session.detach_player(conn)
+    clock.now += 60  # an outage
+    connect(session, "player")
+    clock.now += 1
+    assert session._snapshot().body["elapsed_s"] == 4.0
+    await settle()
