@@ -54,6 +54,7 @@ const COMMAND_SHOW_MS = 700;
 const RESUMED_SHOW_MS = 4000;
 const LOST_AFTER_OUTAGE = "The connection dropped and the server no longer has this game (it restarted, or the game expired while you were away).";
 const sounds = new Sounds();
+const PHONE_LAYOUT = matchMedia("(max-width: 720px), (max-height: 500px) and (orientation: landscape)");
 let paused = false; // the socket dropped: recognition and clock are frozen until it is back
 let everOpen = false;
 let resumedTimer = null;
@@ -411,7 +412,15 @@ function onState(msg) {
     $("win-card").hidden = true;
   }
   if (!previous) maybeStream();
+  if (msg.last_move || msg.status === "won") keepMazeInView();
   document.dispatchEvent(new CustomEvent("gm:state", { detail: msg }));
+}
+
+/** Phone layout: a move while the page is scrolled away (e.g. to tick a setting) brings the game back. */
+function keepMazeInView() {
+  if (!PHONE_LAYOUT.matches) return;
+  const rect = mazeCanvas.getBoundingClientRect();
+  if (rect.top < 0 || rect.bottom > window.innerHeight) window.scrollTo({ top: 0, behavior: "smooth" });
 }
 
 function onWon(msg) {

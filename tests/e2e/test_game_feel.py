@@ -219,6 +219,7 @@ def test_neutral_hand_rule_shared_skeleton_and_watch_pages(feel_server, browser,
         # The gesture is still held: the win card stays and the level does not change by itself.
         player.wait_for_timeout(3_000)
         assert player.get_attribute("#maze", "data-level") == "1" and player.is_visible("#win-card")
+        player.screenshot(path=str(artifacts / "phone-win.png"))
         spectator.wait_for_selector("#win-card:not([hidden])", timeout=5_000)
         # A tap starts the next level; the held gesture does not move the ball there.
         player.tap("#next-level")
