@@ -5,7 +5,8 @@
   never fight; the last manual input wins.
 - Level change: after a win, gestures are latched until the camera shows a neutral hand (no hand,
   or a gesture that steers nowhere), so a gesture still held at the win never moves the ball in the
-  new level. A neutral hand after `win_card_min_s` also starts the next level.
+  new level. A neutral hand after `win_card_min_s` also starts the next level. "Neutral" must last
+  `neutral_hold_s` (several frames), so a single missed detection does not count.
 """
 
 from __future__ import annotations
@@ -53,9 +54,12 @@ def clean_name(value: Any) -> str | None:
 class FeelConfig:
     manual_lockout_s: float = 1.2
     win_card_min_s: float = 1.0
+    neutral_hold_s: float = 0.3  # one frame without a hand (blur, a glitch) is not a lowered hand
 
     @classmethod
     def from_settings(cls, settings: Any) -> FeelConfig:
         return cls(
-            manual_lockout_s=settings.manual_lockout_ms / 1000.0, win_card_min_s=settings.win_card_min_s
+            manual_lockout_s=settings.manual_lockout_ms / 1000.0,
+            win_card_min_s=settings.win_card_min_s,
+            neutral_hold_s=settings.neutral_hold_ms / 1000.0,
         )

@@ -105,6 +105,7 @@ class Session:
         self.gestures_latched = False  # after a win: gestures steer again only after a neutral hand
         self.manual_until = 0.0  # gesture moves are ignored until then (a keyboard/touch move came)
         self.last_frame_at: float | None = None
+        self.neutral_since: float | None = None  # since when the camera has shown no steering gesture
 
     # --- access ---------------------------------------------------------------------------------
     def player_token_ok(self, token: str | None) -> bool:
@@ -194,10 +195,16 @@ class Session:
 
     def observe_hand(self, direction: Direction | None) -> None:
         """Every processed frame of the player. A neutral hand (no hand, or a gesture that steers
-        nowhere) re-arms gestures and, once the win card has shown `win_card_min_s`, starts the next level."""
+        nowhere) held `neutral_hold_s` re-arms gestures and, once the win card has shown
+        `win_card_min_s`, starts the next level."""
         now = self._clock()
         self.last_frame_at = now
         if direction is not None:
+            self.neutral_since = None
+            return
+        if self.neutral_since is None:
+            self.neutral_since = now
+        if now - self.neutral_since < self.feel.neutral_hold_s:
             return
         won_at = self.game.won_at
         if not self.playing and won_at is not None and now - won_at >= self.feel.win_card_min_s:

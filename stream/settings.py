@@ -101,6 +101,11 @@ class Settings:
         1.0,
         "A neutral hand starts the next level only after the win card showed this long.",
     )
+    neutral_hold_ms: int = _env(
+        "GM_NEUTRAL_HOLD_MS",
+        300,
+        "How long the camera must show no steering gesture to count as a neutral hand.",
+    )
     manual_lockout_ms: int = _env(
         "GM_MANUAL_LOCKOUT_MS", 1200, "After a keyboard/touch move, gesture moves are ignored for this long."
     )

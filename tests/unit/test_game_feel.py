@@ -19,8 +19,15 @@ def feel_session(clock: Clock, win_pause_s: float = 0.0) -> Session:
     opts = options()
     return Session(
         "s1", opts, config_for(opts), win_pause_s=win_pause_s, clock=clock,
-        feel=FeelConfig(manual_lockout_s=1.0, win_card_min_s=1.0),
+        feel=FeelConfig(manual_lockout_s=1.0, win_card_min_s=1.0, neutral_hold_s=0.3),
     )  # fmt: skip
+
+
+def neutral_hand(session: Session, clock: Clock, seconds: float = 0.4) -> None:
+    """The camera shows no steering gesture for `seconds` (frames every 0.1 s)."""
+    for _ in range(round(seconds / 0.1) + 1):
+        session.observe_hand(None)
+        clock.now += 0.1
 
 
 def win(session: Session) -> None:
@@ -42,7 +49,9 @@ async def test_a_held_gesture_never_moves_the_ball_in_the_next_level() -> None:
     open_step = next(d for d in Direction if session.game.maze.can_move(session.game.player, d))
     assert session.gesture_move(open_step) is None  # latched: the held gesture does nothing
     assert session.game.player == Point(0, 0) and session.game.moves == 0
-    session.observe_hand(None)  # the hand goes neutral (or out of view) ...
+    session.observe_hand(None)  # one frame without a hand (a blur) is not a lowered hand
+    assert session.gesture_move(open_step) is None
+    neutral_hand(session, clock)  # the hand goes neutral (or out of view) ...
     outcome = session.gesture_move(open_step)  # ... and gestures steer again
     assert outcome is not None and outcome.ok and session.game.moves == 1
 
@@ -52,11 +61,13 @@ async def test_a_neutral_hand_starts_the_next_level_after_the_win_card_showed() 
     session = feel_session(clock)
     _, sock, _ = connect(session, "player")
     win(session)
-    clock.now += 0.5
-    session.observe_hand(None)  # too early: the card must be seen
+    neutral_hand(session, clock, 0.5)  # too early: the card must be seen
     assert session.game.level == 1
-    clock.now += 0.6
-    session.observe_hand(None)
+    session.observe_hand(Direction.RIGHT)
+    clock.now += 0.3
+    session.observe_hand(None)  # neutral, but only for one frame
+    assert session.game.level == 1
+    neutral_hand(session, clock)
     assert session.game.level == 2 and session.playing and not session.gestures_latched
     await settle()
     assert sock.sent[-1]["level"] == 2 and "maze" in sock.sent[-1]
