@@ -117,10 +117,11 @@ def test_phone_play_countdown_swipe_wall_cue_and_outage(feel_server, browser, ar
         # The camera is live: a 3-2-1 start, during which a held gesture does not move the ball and the
         # server's clock has not started.
         page.wait_for_selector("#countdown:not([hidden])", timeout=15_000)
-        assert page.text_content("#countdown-num") in {"3", "2", "1"}
         assert player_position(page) == (maze.start.x, maze.start.y)
-        page.wait_for_selector("#countdown[hidden]", state="attached", timeout=10_000)
         assert server_state(feel_server, sid)["moves"] == 0
+        assert page.text_content("#hud-time") == "0:00"
+        assert page.get_attribute("#stats", "data-sent") in (None, "0")  # no frames during the countdown
+        page.wait_for_selector("#countdown[hidden]", state="attached", timeout=10_000)
 
         # After the countdown the held gesture is recognised and steers right until the wall.
         page.wait_for_selector('#gesture-name[data-gesture="peace"]', timeout=30_000)
@@ -144,7 +145,6 @@ def test_phone_play_countdown_swipe_wall_cue_and_outage(feel_server, browser, ar
         target = Point(wall_at.x + direction.dx, wall_at.y + direction.dy)
         swipe(page, direction)
         wait_for_position(page, target, timeout=10_000)
-        page.wait_for_selector('#command[data-result="move"]', timeout=5_000)
         page.wait_for_timeout(300)
         page.screenshot(path=str(artifacts / "phone.png"))
 
