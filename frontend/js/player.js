@@ -318,6 +318,10 @@ function onMessage(msg) {
 
 /** Outage: freeze the recognition panel and the clock visibly instead of showing stale results. */
 function setPaused(on) {
+  if (on && !paused && state) {
+    state = { ...state, elapsed_s: shownElapsed() }; // freeze where the clock is, do not jump back
+    stateAt = performance.now();
+  }
   paused = on;
   const note = $("pause-note");
   $("readout").dataset.paused = String(on);
@@ -457,12 +461,14 @@ function renderStats(s) {
   $("stats").dataset.sent = s.sent;
 }
 
-function tickClock() {
-  if (!state) return;
+function shownElapsed() {
   // The server's clock starts at the first move; an outage freezes the shown clock.
   const running = state.status === "playing" && state.player_connected !== false && state.moves > 0 && !paused;
-  const seconds = state.elapsed_s + (running ? (performance.now() - stateAt) / 1000 : 0);
-  $("hud-time").textContent = formatTime(seconds);
+  return state.elapsed_s + (running ? (performance.now() - stateAt) / 1000 : 0);
+}
+
+function tickClock() {
+  if (state) $("hud-time").textContent = formatTime(shownElapsed());
 }
 
 // ---- camera ----------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ let state = null;
 let stateAt = 0;
 let gestureTimer = null;
 let ended = false;
+let live = false; // our own socket is up (during an outage the clock shown must not run on)
 const hand = new HandOverlay($("hand-canvas"));
 
 /** The player's real state: online, away (socket gone, game kept) or ended (game closed). */
@@ -93,11 +94,15 @@ function onWon(msg) {
   announce(`The player solved level ${msg.level} in ${msg.moves} moves.`);
 }
 
+function shownElapsed() {
+  // The server's clock runs from the first move while the player is there and the game goes on.
+  const running = state.status === "playing" && state.player_connected && state.moves > 0 && !ended && live;
+  return state.elapsed_s + (running ? (performance.now() - stateAt) / 1000 : 0);
+}
+
 function tick() {
   if (!state) return;
-  // The server's clock runs from the first move while the player is there and the game goes on.
-  const running = state.status === "playing" && state.player_connected && state.moves > 0 && !ended;
-  $("f-time").textContent = formatTime(state.elapsed_s + (running ? (performance.now() - stateAt) / 1000 : 0));
+  $("f-time").textContent = formatTime(shownElapsed());
 }
 
 function gone(title, text) {
@@ -120,6 +125,11 @@ if (!sessionId) {
       else if (msg.type === "won") onWon(msg);
     },
     onStatus(status, info) {
+      if (live && status !== "open" && state) {
+        state = { ...state, elapsed_s: shownElapsed() }; // freeze the clock where it is
+        stateAt = performance.now();
+      }
+      live = status === "open";
       if (status === "open") {
         setConn("open", "Live");
         showBanner($("banner"), null);
