@@ -106,3 +106,9 @@ export function markOpenDirections(list, open) {
     li.title = isOpen ? "open from here" : "wall from here";
   }
 }
+
+/** Plain words for the gesture(s) that steer `direction` in `scheme`, e.g. "two fingers". */
+export function gestureWords(scheme, direction) {
+  if (scheme === "pointing") return `point ${direction}`;
+  return (COUNTING[direction] ?? []).map(([, words]) => words).join(" or ");
+}

@@ -3,7 +3,7 @@ import { api, announcer, forgetSession, formatTime, savedSession, saveSession, s
 import { Camera, describeCameraError } from "./camera.js";
 import { LiveSocket, wsUrl } from "./connection.js";
 import { Countdown, Sounds, bindSwipe, openDirections } from "./game-feel.js";
-import { ARROWS, gestureIcon, highlightLegend, markOpenDirections, renderLegend } from "./gestures.js";
+import { ARROWS, gestureIcon, gestureWords, highlightLegend, markOpenDirections, renderLegend } from "./gestures.js";
 import { HandOverlay } from "./hand-overlay.js";
 import { MazeView, publishState } from "./maze-view.js";
 import { FrameStreamer } from "./streamer.js";
@@ -190,6 +190,12 @@ function maybeStream() {
   if (fresh && settings.countdown > 0 && countdownFor !== session.session_id) {
     countdownFor = session.session_id;
     streamer.stop();
+    // A first gesture that works: name one whose direction is open from the start.
+    const open = openDirections(state, maze);
+    const first = ["right", "down", "left", "up"].find((d) => open.includes(d));
+    $("countdown-hint").textContent = first
+      ? `Get ready: show ${gestureWords(state.scheme ?? currentScheme(), first)} to go ${ARROWS[first]}. The clock starts at your first move.`
+      : "Get ready: show your hand. The clock starts at your first move.";
     countdown.start(() => streamer.start());
     return;
   }
@@ -487,6 +493,7 @@ async function startCamera(deviceId) {
     if (v.videoWidth) $("preview").style.aspectRatio = `${v.videoWidth} / ${v.videoHeight}`;
     localStorage.setItem("gesture-maze.camera", camera.deviceId);
     await fillCameraList();
+    if (!paused) $("gesture-confidence").textContent = "Show your hand to the camera";
     maybeStream();
     announce("Camera on. Show your hand.");
   } catch (err) {

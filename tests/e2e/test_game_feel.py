@@ -117,6 +117,8 @@ def test_phone_play_countdown_swipe_wall_cue_and_outage(feel_server, browser, ar
         # The camera is live: a 3-2-1 start, during which a held gesture does not move the ball and the
         # server's clock has not started.
         page.wait_for_selector("#countdown:not([hidden])", timeout=15_000)
+        assert "two fingers to go →" in page.text_content("#countdown-hint")  # an open first move
+        page.screenshot(path=str(artifacts / "phone-countdown.png"))
         assert player_position(page) == (maze.start.x, maze.start.y)
         assert server_state(feel_server, sid)["moves"] == 0
         assert page.text_content("#hud-time") == "0:00"
