@@ -197,10 +197,11 @@ export class MazeView {
     let by = 0;
     let hit = 0;
     if (this.bump) {
-      const t = (now - this.bump.start) / BUMP_MS;
-      if (t >= 1) this.bump = null;
+      const age = now - this.bump.start;
+      if (age >= CUE_MS) this.bump = null;
       else {
-        hit = 1 - t;
+        hit = Math.min(1, 1.6 * (1 - age / CUE_MS)); // the red side stays solid, then fades
+        const t = Math.min(1, age / BUMP_MS);
         const amount = Math.sin(t * Math.PI * 3) * (1 - t) * cell * 0.14;
         bx = this.bump.dir[0] * amount;
         by = this.bump.dir[1] * amount;
