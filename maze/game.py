@@ -112,6 +112,10 @@ class Game:
         direction = Direction(direction)  # raises ValueError for anything but up/down/left/right
         if self.status is GameStatus.WON or not self.maze.can_move(self.player, direction):
             return MoveOutcome(direction, ok=False)
+        if self.moves == 0:
+            # The clock starts at the first move, not when the level appears: time spent finding the
+            # camera, reading the legend or waiting for a countdown is not play time.
+            self.started_at = float(now)
         self.player = self.player.step(direction)
         self.moves += 1
         if self.player == self.maze.goal:
@@ -125,7 +129,9 @@ class Game:
         return self.status is GameStatus.WON
 
     def elapsed(self, now: float) -> float:
-        """Seconds since the level (re)started; frozen at the moment of the win."""
+        """Seconds since the level's first move (0 before it); frozen at the moment of the win."""
+        if self.moves == 0:
+            return 0.0
         end = self.won_at if self.won_at is not None else now
         return max(0.0, end - self.started_at)
 

@@ -17,13 +17,14 @@ from starlette.responses import JSONResponse, Response
 
 from maze import MIN_SIZE
 from stream.bodies import BodyTooLarge, read_capped
+from stream.game_feel import clean_name
 from stream.limits import address_key
 from stream.metrics import CONTENT_TYPE
 from stream.protocol import SCHEMES
 from stream.sessions import SessionLimitError, SessionOptions
 from stream.slots import OwnerLimitError
 
-_CREATE_FIELDS = frozenset({"width", "height", "seed", "scheme", "private"})
+_CREATE_FIELDS = frozenset({"width", "height", "seed", "scheme", "private", "name", "share_hand"})
 _MAX_SEED = 2**63
 
 
@@ -75,7 +76,22 @@ def parse_create_body(raw: bytes, settings: Any) -> SessionOptions:
     private = body.get("private", False)
     if not isinstance(private, bool):
         raise BadRequest("private must be true or false")
-    return SessionOptions(width=width, height=height, seed=seed, scheme=scheme, private=private)
+    share_hand = body.get("share_hand", False)
+    if not isinstance(share_hand, bool):
+        raise BadRequest("share_hand must be true or false")
+    try:
+        name = clean_name(body.get("name"))
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    return SessionOptions(
+        width=width,
+        height=height,
+        seed=seed,
+        scheme=scheme,
+        private=private,
+        name=name,
+        share_hand=share_hand,
+    )
 
 
 async def create_session(request: Request) -> Response:
@@ -101,6 +117,7 @@ async def create_session(request: Request) -> Response:
     watch_url = f"/ws/watch/{session.id}"
     body: dict[str, Any] = {
         "session_id": session.id,
+        "name": session.name,
         "player_token": session.player_token,
         "play_url": f"/ws/play/{session.id}?token={session.player_token}",
         "watch_url": watch_url,

@@ -28,6 +28,7 @@ from model.classifier import ModelHandle
 from model.registry import default_tracking_uri
 from stream import api
 from stream.errors import exception_handlers
+from stream.game_feel import FeelConfig
 from stream.hosts import HOST_NOT_ALLOWED, HostGuardMiddleware, allowed_host_names
 from stream.http_metrics import HTTPMetricsMiddleware, sample_event_loop_lag
 from stream.limits import ConnectionLimiter, KeyedRateLimiter
@@ -135,6 +136,7 @@ async def _start(app: Starlette, settings: Settings) -> None:
         metrics=metrics,
         win_pause_s=settings.win_pause_s,
         slots=SlotPolicy(settings.max_sessions_per_ip, settings.unjoined_session_ttl_s),
+        feel=FeelConfig.from_settings(settings),
     )
     state.pipeline = FramePipeline(settings.worker_count, metrics)
     state.models = await _load_models(settings, metrics)

@@ -86,7 +86,17 @@ class PingMessage:
     type: ClassVar[str] = "ping"
 
 
-ClientMessage = MoveMessage | RestartMessage | NextLevelMessage | SchemeMessage | PingMessage
+@dataclass(frozen=True, slots=True)
+class ShareHandMessage:
+    """The player's opt-in (or out) to show spectators the hand skeleton: landmarks only, never video."""
+
+    enabled: bool
+    type: ClassVar[str] = "share_hand"
+
+
+ClientMessage = (
+    MoveMessage | RestartMessage | NextLevelMessage | SchemeMessage | PingMessage | ShareHandMessage
+)
 
 
 def _direction(value: Any) -> Direction:
@@ -99,6 +109,12 @@ def _direction(value: Any) -> Direction:
 def _scheme(value: Any) -> str:
     if value not in SCHEMES:
         raise ProtocolError(BAD_FIELD, f"scheme must be one of {', '.join(SCHEMES)}")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ProtocolError(BAD_FIELD, "enabled must be true or false")
     return value
 
 
@@ -122,6 +138,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
     "next_level": (NextLevelMessage, {}),
     "scheme": (SchemeMessage, {"scheme": _scheme}),
     "ping": (PingMessage, {"t": _number}),
+    "share_hand": (ShareHandMessage, {"enabled": _bool}),
 }
 CLIENT_TYPES = tuple(_SCHEMA)
 
@@ -265,9 +282,15 @@ class GestureNotice:
     gesture: str | None
     confidence: float
     hand: bool
+    # The player shares the skeleton: `landmarks` is sent (a list, or null without a hand).
+    shared: bool = False
+    landmarks: Any = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": "gesture", "gesture": self.gesture, "confidence": self.confidence, "hand": self.hand}
+        body = {"type": "gesture", "gesture": self.gesture, "confidence": self.confidence, "hand": self.hand}
+        if self.shared:
+            body["landmarks"] = self.landmarks
+        return body
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from maze import Direction, Game, GameConfig, GameStatus, MoveOutcome
 from stream.connection import Connection
+from stream.game_feel import FeelConfig, friendly_name
 from stream.metrics import Metrics
 from stream.protocol import CLOSE_GOING_AWAY, CLOSE_REPLACED, LastMove, StateSnapshot, Won, encode
 from stream.security import new_token, tokens_equal
@@ -32,7 +33,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WIN_PAUSE_S = 1.5  # between `won` and the next level's state: time to celebrate
+DEFAULT_WIN_PAUSE_S = 0.0  # 0: a won level waits for `next_level` or a neutral hand (stream.game_feel)
+DEFAULT_FEEL = FeelConfig()
+STREAMING_S = 2.0  # a player whose last camera frame is older than this is not streaming
 _SEED_SPACE = 2**62
 
 
@@ -47,6 +50,8 @@ class SessionOptions:
     seed: int | None
     scheme: str
     private: bool = False
+    name: str | None = None  # None: a friendly generated name
+    share_hand: bool = False  # send the hand skeleton (landmarks only) to spectators
 
 
 def _level_seed(base: int | None, level: int) -> int | None:
@@ -68,6 +73,7 @@ class Session:
         metrics: Metrics | None = None,
         win_pause_s: float = DEFAULT_WIN_PAUSE_S,
         clock: Callable[[], float] = time.monotonic,
+        feel: FeelConfig = DEFAULT_FEEL,
     ) -> None:
         self.id = session_id
         self.options = options
@@ -97,6 +103,14 @@ class Session:
         # Recognition, created on the first frame by the play handler (stream.ws_play).
         self.recognizer: Recognizer | None = None
         self.lane: FrameLane | None = None
+        # Game feel (stream.game_feel): name, hand sharing, shared control, the neutral-hand level change.
+        self.feel = feel
+        self.name = options.name or friendly_name()
+        self.share_hand = options.share_hand
+        self.gestures_latched = False  # after a win: gestures steer again only after a neutral hand
+        self.manual_until = 0.0  # gesture moves are ignored until then (a keyboard/touch move came)
+        self.last_frame_at: float | None = None
+        self.neutral_since: float | None = None  # since when the camera has shown no steering gesture
 
     # --- access ---------------------------------------------------------------------------------
     def player_token_ok(self, token: str | None) -> bool:
@@ -115,6 +129,7 @@ class Session:
         body: dict[str, Any] = {
             "type": "state",
             "session_id": self.id,
+            "name": self.name,
             "level": game.level,
             "player": game.player.to_dict(),
             "goal": game.maze.goal.to_dict() if game.maze.goal else None,
@@ -125,6 +140,7 @@ class Session:
             "scheme": self.scheme,
             "spectators": len(self.spectators),
             "player_connected": self.player is not None,
+            "share_hand": self.share_hand,
             "version": self.version,
         }
         if last_move is not None:
@@ -163,6 +179,8 @@ class Session:
         if not self.playing:
             return None
         now = self._clock()
+        if source != "gesture":
+            self.manual_until = now + self.feel.manual_lockout_s
         outcome = self.game.move(direction, now)
         if self.metrics is not None:
             self.metrics.moves.labels(
@@ -173,18 +191,49 @@ class Session:
             self._on_win(now)
         return outcome
 
+    def gesture_move(self, direction: Direction) -> MoveOutcome | None:
+        """A move fired by the camera; None when gestures are latched (since a win) or paused by a
+        recent keyboard/touch move (the last manual input wins for `manual_lockout_s`)."""
+        if self.gestures_latched or self._clock() < self.manual_until:
+            return None
+        return self.move(direction, "gesture")
+
+    def observe_hand(self, direction: Direction | None) -> None:
+        """Every processed frame of the player. A neutral hand (no hand, or a gesture that steers
+        nowhere) held `neutral_hold_s` re-arms gestures and, once the win card has shown
+        `win_card_min_s`, starts the next level."""
+        now = self._clock()
+        self.last_frame_at = now
+        if direction is not None:
+            self.neutral_since = None
+            return
+        if self.neutral_since is None:
+            self.neutral_since = now
+        if now - self.neutral_since < self.feel.neutral_hold_s:
+            return
+        won_at = self.game.won_at
+        if not self.playing and won_at is not None and now - won_at >= self.feel.win_card_min_s:
+            self.next_level()
+        if self.playing:
+            self.gestures_latched = False
+
     def _on_win(self, now: float) -> None:
         game = self.game
         if self.metrics is not None:
             self.metrics.games_won.inc()
+        self.gestures_latched = True
         self.broadcast(Won(game.level, game.moves, round(game.elapsed(now), 3)))
         self._cancel_advance()
-        self._advance_task = asyncio.get_running_loop().create_task(self._advance_later(), name="next-level")
+        if self.win_pause_s > 0:
+            loop = asyncio.get_running_loop()
+            self._advance_task = loop.create_task(self._advance_later(), name="next-level")
 
     async def _advance_later(self) -> None:
         await asyncio.sleep(self.win_pause_s)
         self._advance_task = None
-        if not self.closed and not self.playing:
+        streaming = self.last_frame_at is not None and self._clock() - self.last_frame_at < STREAMING_S
+        # A player with a camera moves on with a neutral hand (observe_hand), never on a timer.
+        if not self.closed and not self.playing and not streaming:
             self.next_level()
 
     def _cancel_advance(self) -> None:
@@ -205,6 +254,10 @@ class Session:
         self._cancel_advance()
         self.game.restart(self._clock())
         self.broadcast_state(maze_changed=True)
+
+    def set_share_hand(self, enabled: bool) -> None:
+        self.share_hand = enabled
+        self.broadcast_state()
 
     def set_scheme(self, scheme: str) -> None:
         self.scheme = scheme
@@ -228,6 +281,9 @@ class Session:
         old, self.player = self.player, conn
         if old is not None and old is not conn:
             old.close(CLOSE_REPLACED, "replaced")
+        if self.player_left_at is not None and self.playing and self.game.moves > 0:
+            # The clock stood still while the player was away (an outage is not play time).
+            self.game.started_at += self._clock() - self.player_left_at
         self.player_left_at = None
         self.joined = True
         self.last_activity = self._clock()
@@ -259,6 +315,7 @@ class Session:
         game = self.game
         return {
             "session_id": self.id,
+            "name": self.name,
             "player_connected": self.player is not None,
             "spectators": len(self.spectators),
             "level": game.level,
@@ -310,10 +367,12 @@ class SessionRegistry:
         win_pause_s: float = DEFAULT_WIN_PAUSE_S,
         clock: Callable[[], float] = time.monotonic,
         slots: SlotPolicy | None = None,
+        feel: FeelConfig = DEFAULT_FEEL,
     ) -> None:
         self.max_sessions = max_sessions
         self.slots = slots or SlotPolicy()
         self._owned: Counter[str] = Counter()  # live sessions per creating address
+        self.feel = feel
         self._config_for = config_for
         self.metrics = metrics
         self.win_pause_s = win_pause_s
@@ -344,6 +403,7 @@ class SessionRegistry:
             metrics=self.metrics,
             win_pause_s=self.win_pause_s,
             clock=self._clock,
+            feel=self.feel,
         )
         self._sessions[session_id] = session
         if owner is not None:
@@ -353,7 +413,9 @@ class SessionRegistry:
         return session
 
     def public(self) -> list[Session]:
-        return [s for s in self._sessions.values() if not s.private]
+        """Listed sessions: live games (player connected) first, then away ones; newest first in each."""
+        listed = [s for s in self._sessions.values() if not s.private]
+        return sorted(listed, key=lambda s: (s.player is None, -s.created_at))
 
     async def remove(
         self, session: Session, code: int = CLOSE_GOING_AWAY, reason: str = "session closed"

@@ -82,7 +82,12 @@ class Settings:
     idle_timeout_s: float = _env(
         "GM_IDLE_TIMEOUT_S", 300.0, "A player socket that sends nothing for this long is closed."
     )
-    win_pause_s: float = _env("GM_WIN_PAUSE_S", 1.5, "Pause between a win and the next, larger level.")
+    win_pause_s: float = _env(
+        "GM_WIN_PAUSE_S",
+        0.0,
+        "After a win, start the next level by itself after this many seconds when the player sends no "
+        "camera frames (0: only `next_level` or a neutral hand starts it).",
+    )
     max_spectators: int = _env("GM_MAX_SPECTATORS", 50, "Spectators per session.")
     send_queue_size: int = _env(
         "GM_SEND_QUEUE_SIZE", 64, "Messages buffered per connection before the overflow policy applies."
@@ -92,6 +97,21 @@ class Settings:
     )
     reaper_interval_s: float = _env(
         "GM_REAPER_INTERVAL_S", 5.0, "How often abandoned sessions are looked for."
+    )
+
+    # --- game feel: level change, shared control (docs/decisions/16-game-feel.md) --------------
+    win_card_min_s: float = _env(
+        "GM_WIN_CARD_MIN_S",
+        1.0,
+        "A neutral hand starts the next level only after the win card showed this long.",
+    )
+    neutral_hold_ms: int = _env(
+        "GM_NEUTRAL_HOLD_MS",
+        300,
+        "How long the camera must show no steering gesture to count as a neutral hand.",
+    )
+    manual_lockout_ms: int = _env(
+        "GM_MANUAL_LOCKOUT_MS", 1200, "After a keyboard/touch move, gesture moves are ignored for this long."
     )
 
     # --- recognition pipeline ----------------------------------------------------------------

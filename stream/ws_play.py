@@ -39,6 +39,7 @@ from stream.protocol import (
     ProtocolError,
     RestartMessage,
     SchemeMessage,
+    ShareHandMessage,
     parse_client_message,
 )
 from stream.sessions import Session
@@ -134,7 +135,7 @@ class PlayerHandler:
         match command:
             case MoveMessage(direction=direction):
                 if session.move(direction, "keyboard") is None:
-                    self.error(NOT_PLAYING, "the level is won; the next one starts in a moment")
+                    self.error(NOT_PLAYING, "the level is won; send next_level (or lower your hand) to go on")
             case RestartMessage():
                 session.restart()
             case NextLevelMessage():
@@ -144,6 +145,8 @@ class PlayerHandler:
                 session.set_scheme(scheme)
             case PingMessage(t=t):
                 self.conn.send(Pong(t))
+            case ShareHandMessage(enabled=enabled):
+                session.set_share_hand(enabled)
 
     # --- frames -------------------------------------------------------------------------------
     def on_frame(self, data: bytes) -> None:
@@ -210,9 +213,13 @@ class PlayerHandler:
         )
         session = self.session
         # Only the connection that is still the player may move (a replaced one's late frame may not).
-        if result.command is not None and session.player is self.conn and not session.closed:
-            session.move(result.command, "gesture")
+        if session.player is self.conn and not session.closed:
+            if result.command is not None:
+                session.gesture_move(result.command)
+            session.observe_hand(result.direction if result.hand else None)
         if session.gesture_notice_due(self._gesture_interval_s):
-            session.broadcast(
-                GestureNotice(result.gesture, round(result.confidence, 4), result.hand), spectators_only=True
+            # The skeleton rides on these throttled notices, so it reaches spectators at a reduced rate.
+            notice = GestureNotice(
+                result.gesture, round(result.confidence, 4), result.hand, session.share_hand, result.landmarks
             )
+            session.broadcast(notice, spectators_only=True)

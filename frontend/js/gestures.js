@@ -97,3 +97,18 @@ export function renderLegend(list, scheme) {
 export function highlightLegend(list, direction) {
   for (const li of list.children) li.dataset.active = String(li.dataset.direction === direction);
 }
+
+/** Mark each legend row open or walled from the current cell, so nobody tries a direction that cannot move. */
+export function markOpenDirections(list, open) {
+  for (const li of list.children) {
+    const isOpen = open.includes(li.dataset.direction);
+    li.dataset.open = String(isOpen);
+    li.title = isOpen ? "open from here" : "wall from here";
+  }
+}
+
+/** Plain words for the gesture(s) that steer `direction` in `scheme`, e.g. "two fingers". */
+export function gestureWords(scheme, direction) {
+  if (scheme === "pointing") return `point ${direction}`;
+  return (COUNTING[direction] ?? []).map(([, words]) => words).join(" or ");
+}

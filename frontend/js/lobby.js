@@ -20,7 +20,10 @@ function card(s) {
   li.className = "session-card";
   li.dataset.sessionId = s.session_id;
   const title = document.createElement("h3");
-  title.textContent = s.session_id;
+  title.textContent = s.name || s.session_id;
+  const sid = document.createElement("span");
+  sid.className = "sid";
+  sid.textContent = s.session_id;
   const row1 = document.createElement("div");
   row1.className = "row";
   const player = document.createElement("span");
@@ -40,8 +43,8 @@ function card(s) {
   link.className = "btn btn-small btn-primary";
   link.href = `/watch.html?session=${encodeURIComponent(s.session_id)}`;
   link.textContent = "Watch";
-  link.setAttribute("aria-label", `Watch game ${s.session_id}, level ${s.level}`);
-  li.append(title, row1, meta, link);
+  link.setAttribute("aria-label", `Watch ${s.name || `game ${s.session_id}`}, level ${s.level}`);
+  li.append(title, sid, row1, meta, link);
   return li;
 }
 
@@ -52,7 +55,9 @@ async function refresh() {
     conn.dataset.state = "open";
     conn.textContent = "Live";
     showBanner($("banner"), null);
-    $("sessions").replaceChildren(...sessions.map(card));
+    // Live games (player online) first, then games whose player is away; the server orders them the same way.
+    const ordered = [...sessions].sort((a, b) => Number(!a.player_connected) - Number(!b.player_connected));
+    $("sessions").replaceChildren(...ordered.map(card));
     $("empty").hidden = sessions.length > 0;
     if (sessions.length !== lastCount) {
       $("summary").textContent = `${sessions.length} live game${sessions.length === 1 ? "" : "s"}.`;

@@ -8,7 +8,8 @@ const EAST = 2;
 const SOUTH = 4;
 const WEST = 8;
 const MOVE_MS = 140;
-const BUMP_MS = 220;
+const BUMP_MS = 450; // the wall cue: shake towards the wall and flash that side red
+const CUE_MS = 700;
 const TRAIL_LENGTH = 10;
 
 const DELTAS = { up: [0, -1], down: [0, 1], left: [-1, 0], right: [1, 0] };
@@ -37,6 +38,7 @@ export class MazeView {
       wall: cssVar("--wall", "#c7cffc"),
       accent: cssVar("--accent", "#7c9cff"),
       goal: cssVar("--goal", "#3ddc97"),
+      danger: cssVar("--danger", "#ff6b6b"),
       floor: "#0a0d1b",
       grid: "rgba(124,156,255,0.06)",
     };
@@ -75,8 +77,16 @@ export class MazeView {
     if (state.last_move && !state.last_move.ok && DELTAS[state.last_move.direction]) {
       this.bump = { dir: DELTAS[state.last_move.direction], start: performance.now() };
     }
+    if (state.last_move) this.cue(state.last_move.ok ? "move" : "wall");
     this.player = next;
     this.requestDraw();
+  }
+
+  /** Expose the last move's result on the canvas (data-cue="move"|"wall") for a moment: CSS and tests read it. */
+  cue(kind) {
+    this.canvas.dataset.cue = kind;
+    clearTimeout(this.cueTimer);
+    this.cueTimer = setTimeout(() => (this.canvas.dataset.cue = ""), CUE_MS);
   }
 
   requestDraw() {
@@ -182,17 +192,34 @@ export class MazeView {
       ctx.fill();
     });
 
-    // Bump: a small shake towards the wall that stopped the move.
+    // Bump: a shake towards the wall that stopped the move, and that wall flashes red.
     let bx = 0;
     let by = 0;
+    let hit = 0;
     if (this.bump) {
-      const t = (now - this.bump.start) / BUMP_MS;
-      if (t >= 1) this.bump = null;
+      const age = now - this.bump.start;
+      if (age >= CUE_MS) this.bump = null;
       else {
-        const amount = Math.sin(t * Math.PI) * cell * 0.16;
+        hit = Math.min(1, 1.6 * (1 - age / CUE_MS)); // the red side stays solid, then fades
+        const t = Math.min(1, age / BUMP_MS);
+        const amount = Math.sin(t * Math.PI * 3) * (1 - t) * cell * 0.14;
         bx = this.bump.dir[0] * amount;
         by = this.bump.dir[1] * amount;
         animating = true;
+        const [cx, cy] = center(this.player);
+        const [dx, dy] = this.bump.dir;
+        const h = cell / 2;
+        ctx.save();
+        ctx.globalAlpha = hit;
+        ctx.strokeStyle = this.colors.danger;
+        ctx.shadowColor = this.colors.danger;
+        ctx.shadowBlur = cell * 0.4;
+        ctx.lineWidth = Math.max(3, cell * 0.16);
+        ctx.beginPath();
+        ctx.moveTo(cx + dx * h - dy * h, cy + dy * h - dx * h);
+        ctx.lineTo(cx + dx * h + dy * h, cy + dy * h + dx * h);
+        ctx.stroke();
+        ctx.restore();
       }
     }
 
@@ -202,7 +229,7 @@ export class MazeView {
     ctx.shadowBlur = cell * 0.6;
     const grad = ctx.createRadialGradient(px + bx - cell * 0.1, py + by - cell * 0.1, cell * 0.05, px + bx, py + by, cell * 0.32);
     grad.addColorStop(0, "#ffffff");
-    grad.addColorStop(0.35, this.won ? this.colors.goal : this.colors.accent);
+    grad.addColorStop(0.35, this.won ? this.colors.goal : hit > 0.3 ? this.colors.danger : this.colors.accent);
     grad.addColorStop(1, this.won ? "#1f9e6a" : "#5a4fd6");
     ctx.fillStyle = grad;
     ctx.beginPath();

@@ -2,7 +2,8 @@
 import { api, announcer, forgetSession, formatTime, savedSession, saveSession, sessionFromUrl, showBanner } from "./api.js";
 import { Camera, describeCameraError } from "./camera.js";
 import { LiveSocket, wsUrl } from "./connection.js";
-import { ARROWS, gestureIcon, highlightLegend, renderLegend } from "./gestures.js";
+import { Countdown, Sounds, bindSwipe, openDirections } from "./game-feel.js";
+import { ARROWS, gestureIcon, gestureWords, highlightLegend, markOpenDirections, renderLegend } from "./gestures.js";
 import { HandOverlay } from "./hand-overlay.js";
 import { MazeView, publishState } from "./maze-view.js";
 import { FrameStreamer } from "./streamer.js";
@@ -16,7 +17,7 @@ const KEYS = {
 
 // ---- settings: defaults < saved < URL (?size=320x240&quality=0.7&fps=15&inflight=2) -----------------------
 function loadSettings() {
-  const settings = { size: "320x240", quality: 0.7, fps: 15, maxInFlight: 2, landmarks: true };
+  const settings = { size: "320x240", quality: 0.7, fps: 15, maxInFlight: 2, landmarks: true, sound: true, countdown: 3 };
   try {
     Object.assign(settings, JSON.parse(localStorage.getItem(SETTINGS_KEY) || "{}"));
   } catch { /* ignore a corrupt entry */ }
@@ -25,6 +26,7 @@ function loadSettings() {
   if (q.has("quality")) settings.quality = clamp(Number(q.get("quality")), 0.1, 1, settings.quality);
   if (q.has("fps")) settings.fps = clamp(Number(q.get("fps")), 1, 60, settings.fps);
   if (q.has("inflight")) settings.maxInFlight = clamp(Number(q.get("inflight")), 1, 4, settings.maxInFlight);
+  if (q.has("countdown")) settings.countdown = clamp(Number(q.get("countdown")), 0, 5, settings.countdown);
   return settings;
 }
 const clamp = (v, lo, hi, fallback) => (Number.isFinite(v) ? Math.min(hi, Math.max(lo, v)) : fallback);
@@ -49,6 +51,15 @@ let bannerSource = null; // which concern owns the banner right now: "connection
 let pingSentAt = null;
 let lastCommand = null;
 const COMMAND_SHOW_MS = 700;
+const RESUMED_SHOW_MS = 4000;
+const LOST_AFTER_OUTAGE = "The connection dropped and the server no longer has this game (it restarted, or the game expired while you were away).";
+const sounds = new Sounds();
+const PHONE_LAYOUT = matchMedia("(max-width: 720px), (max-height: 500px) and (orientation: landscape)");
+let paused = false; // the socket dropped: recognition and clock are frozen until it is back
+let everOpen = false;
+let resumedTimer = null;
+let countdownFor = null; // the session the 3-2-1 already ran for
+const countdown = new Countdown($("countdown"), $("countdown-num"), { seconds: settings.countdown, onTick: () => sounds.play("tick") });
 
 const streamer = new FrameStreamer(
   {
@@ -68,6 +79,7 @@ function banner(source, value) {
 
 // ---- starting, resuming, leaving -----------------------------------------------------------------
 function boot() {
+  if (matchMedia("(pointer: coarse)").matches || navigator.maxTouchPoints > 0) document.body.classList.add("touch");
   renderLegend($("legend"), currentScheme());
   bindControls();
   const fromUrl = sessionFromUrl();
@@ -112,6 +124,8 @@ async function startGame(event) {
   $("start-note").textContent = "Creating your maze…";
   const size = Number($("start-size").value);
   const body = { width: size, height: size, scheme: $("start-scheme").value, private: $("start-private").checked };
+  const name = $("start-name").value.trim();
+  if (name) body.name = name;
   const seed = new URLSearchParams(location.search).get("seed");
   if (seed !== null && /^\d+$/.test(seed)) body.seed = Number(seed);
   try {
@@ -161,13 +175,38 @@ function join(s) {
     () => wsUrl(`/ws/play/${encodeURIComponent(s.session_id)}?token=${encodeURIComponent(s.player_token)}`),
     { onMessage, onStatus, onOpen: () => streamer.resetConnection() },
   );
+  everOpen = false;
+  countdownFor = null;
   socket.connect();
-  if (camera.active) streamer.start();
+  $("share-hand").disabled = false;
   mazeCanvas.focus({ preventScroll: true });
+}
+
+/** Frames flow once the camera is live, a game is joined and any 3-2-1 start is over. */
+function maybeStream() {
+  if (!camera.active || !session || !state) return;
+  if (countdown.running) return;
+  const fresh = state.status === "playing" && state.moves === 0;
+  if (fresh && settings.countdown > 0 && countdownFor !== session.session_id) {
+    countdownFor = session.session_id;
+    streamer.stop();
+    // A first gesture that works: name one whose direction is open from the start.
+    const open = openDirections(state, maze);
+    const first = ["right", "down", "left", "up"].find((d) => open.includes(d));
+    $("countdown-hint").textContent = first
+      ? `Get ready: show ${gestureWords(state.scheme ?? currentScheme(), first)} to go ${ARROWS[first]}. The clock starts at your first move.`
+      : "Get ready: show your hand. The clock starts at your first move.";
+    countdown.start(() => streamer.start());
+    return;
+  }
+  streamer.start();
 }
 
 function leave(note) {
   streamer.stop();
+  countdown.stop();
+  setPaused(false);
+  $("share-hand").disabled = true;
   socket?.close();
   socket = null;
   session = null;
@@ -187,10 +226,12 @@ async function onStatus(status, info) {
   if (status === "open") {
     setConn("open", "Connected");
     banner("connection", null);
+    everOpen = true;
   } else if (status === "connecting") {
     setConn("connecting", "Connecting…");
   } else if (status === "retrying") {
     setConn("retrying", "Reconnecting…");
+    if (everOpen) setPaused(true);
     if (info.delay === undefined) return;
     const seconds = Math.max(1, Math.round(info.delay / 1000));
     banner("connection", {
@@ -202,6 +243,8 @@ async function onStatus(status, info) {
   } else if (status === "failed") {
     setConn("failed", "Disconnected");
     streamer.stop();
+    const afterOutage = paused;
+    setPaused(false);
     if (info.code === 4000) {
       banner("connection", {
         kind: "warn", code: "replaced", title: "This game is open in another tab or window.",
@@ -210,6 +253,8 @@ async function onStatus(status, info) {
       });
     } else if (info.error?.code === "forbidden") {
       sessionGone("This link is not allowed to steer that game.", "forbidden");
+    } else if (afterOutage) {
+      sessionGone(LOST_AFTER_OUTAGE, "session_gone");
     } else {
       sessionGone("That game has ended (the server closes games nobody has played for a while).", "session_gone");
     }
@@ -221,7 +266,9 @@ async function checkSessionStillThere() {
   try {
     await api.getSession(session.session_id);
   } catch (err) {
-    if (err.status === 404) sessionGone("That game has ended (the server closes games nobody has played for a while).", "session_gone");
+    if (err.status === 404) {
+      sessionGone(paused ? LOST_AFTER_OUTAGE : "That game has ended (the server closes games nobody has played for a while).", "session_gone");
+    }
     else if (err.status === 0) {
       banner("connection", {
         kind: "error", code: "unreachable", title: "Can't reach the game server.",
@@ -244,6 +291,8 @@ function sessionGone(text, code) {
 function onMessage(msg) {
   switch (msg.type) {
     case "welcome":
+      // Back after an outage: the server kept the game (issue 13's durable sessions also say resumed:true).
+      if (paused || msg.resumed) showResumed();
       serverMaxFps = msg.limits?.max_fps ?? Infinity;
       streamer.setFps(Math.min(settings.fps, serverMaxFps));
       if (msg.scheme) setScheme(msg.scheme);
@@ -273,6 +322,71 @@ function onMessage(msg) {
   }
 }
 
+/** Outage: freeze the recognition panel and the clock visibly instead of showing stale results. */
+function setPaused(on) {
+  if (on && !paused && state) {
+    state = { ...state, elapsed_s: shownElapsed() }; // freeze where the clock is, do not jump back
+    stateAt = performance.now();
+  }
+  paused = on;
+  const note = $("pause-note");
+  $("readout").dataset.paused = String(on);
+  document.querySelector(".hud").dataset.paused = String(on);
+  if (on) {
+    clearTimeout(resumedTimer);
+    streamer.stop();
+    note.dataset.state = "paused";
+    note.textContent = "Paused — reconnecting…";
+    note.hidden = false;
+    lastCommand = null;
+    renderCommand();
+    overlay.clear();
+    $("gesture-name").dataset.gesture = "";
+    $("gesture-name").textContent = "Paused";
+    $("gesture-icon").textContent = "‖";
+    $("gesture-confidence").textContent = "reconnecting to the game server";
+    $("confidence-bar").style.width = "0%";
+    tickClock();
+  } else if (note.dataset.state === "paused") {
+    note.hidden = true;
+    note.dataset.state = "";
+  }
+}
+
+function showResumed() {
+  setPaused(false);
+  const note = $("pause-note");
+  note.dataset.state = "resumed";
+  note.textContent = "Resumed — right where you were";
+  note.hidden = false;
+  $("gesture-name").textContent = "—";
+  $("gesture-icon").textContent = "·";
+  $("gesture-confidence").textContent = camera.active ? "Show your hand" : "Turn on the camera, then show your hand";
+  announce("Connection back. Your game resumed where it was.");
+  maybeStream();
+  clearTimeout(resumedTimer);
+  resumedTimer = setTimeout(() => {
+    if (note.dataset.state === "resumed") {
+      note.hidden = true;
+      note.dataset.state = "";
+    }
+  }, RESUMED_SHOW_MS);
+}
+
+/** The readout's command: the server's last move, green arrow when it moved, red "Wall ↑" when blocked. */
+function renderCommand() {
+  const now = performance.now();
+  const shown = lastCommand && now - lastCommand.at < COMMAND_SHOW_MS ? lastCommand : null;
+  const cmd = $("command");
+  cmd.dataset.active = String(!!shown);
+  cmd.dataset.command = shown?.direction ?? "";
+  cmd.dataset.result = shown ? (shown.ok ? "move" : "wall") : "";
+  cmd.textContent = shown ? (shown.ok ? ARROWS[shown.direction] : `Wall ${ARROWS[shown.direction]}`) : "·";
+  cmd.setAttribute("aria-label", shown ? (shown.ok ? `Moved ${shown.direction}` : `Wall: can't go ${shown.direction}`) : "No command");
+  highlightLegend($("legend"), shown?.ok ? shown.direction : null);
+  return shown;
+}
+
 function onState(msg) {
   const previous = state;
   if (msg.maze) {
@@ -287,9 +401,16 @@ function onState(msg) {
   $("hud-moves").textContent = msg.moves;
   $("hud-watchers").textContent = msg.spectators ?? 0;
   $("status-pill").textContent = msg.status === "won" ? "solved!" : "playing";
+  $("game-name").textContent = msg.name ?? "";
+  if (typeof msg.share_hand === "boolean") $("share-hand").checked = msg.share_hand;
   if (msg.scheme) setScheme(msg.scheme);
+  markOpenDirections($("legend"), openDirections(msg, maze));
   tickClock();
   if (msg.last_move) {
+    lastCommand = { direction: msg.last_move.direction, ok: msg.last_move.ok, at: performance.now() };
+    renderCommand();
+    setTimeout(renderCommand, COMMAND_SHOW_MS + 20);
+    if (msg.status !== "won") sounds.play(msg.last_move.ok ? "move" : "wall");
     const how = msg.last_move.source === "gesture" ? " (gesture)" : "";
     announce(msg.last_move.ok ? `Moved ${msg.last_move.direction}${how}.` : `Wall — can't go ${msg.last_move.direction}.`);
   } else if (previous && previous.level !== msg.level) {
@@ -300,6 +421,16 @@ function onState(msg) {
     wonLevel = null;
     $("win-card").hidden = true;
   }
+  if (!previous) maybeStream();
+  if (msg.last_move || msg.status === "won") keepMazeInView();
+  document.dispatchEvent(new CustomEvent("gm:state", { detail: msg }));
+}
+
+/** Phone layout: a move while the page is scrolled away (e.g. to tick a setting) brings the game back. */
+function keepMazeInView() {
+  if (!PHONE_LAYOUT.matches) return;
+  const rect = mazeCanvas.getBoundingClientRect();
+  if (rect.top < 0 || rect.bottom > window.innerHeight) window.scrollTo({ top: 0, behavior: "smooth" });
 }
 
 function onWon(msg) {
@@ -307,10 +438,12 @@ function onWon(msg) {
   $("win-title").textContent = `Level ${msg.level} solved!`;
   $("win-text").textContent = `${msg.moves} moves in ${formatTime(msg.elapsed_s)}.`;
   $("win-card").hidden = false;
-  announce(`Level ${msg.level} solved in ${msg.moves} moves. The next level starts in a moment.`);
+  sounds.play("win");
+  announce(`Level ${msg.level} solved in ${msg.moves} moves. Lower your hand, tap Next level or press N for the next maze.`);
 }
 
 function onFrame(msg) {
+  if (paused) return;
   const name = $("gesture-name");
   const gesture = msg.hand ? msg.gesture : null;
   name.dataset.gesture = gesture ?? "";
@@ -319,17 +452,10 @@ function onFrame(msg) {
   const pct = Math.round((msg.confidence ?? 0) * 100);
   $("gesture-confidence").textContent = msg.hand ? `${pct}% sure` : "Show your hand to the camera";
   $("confidence-bar").style.width = `${msg.hand ? pct : 0}%`;
-  // A command fires on one frame only; keep it on screen a moment so people can see what happened.
-  const now = performance.now();
-  if (msg.command) lastCommand = { direction: msg.command, at: now };
-  const shown = lastCommand && now - lastCommand.at < COMMAND_SHOW_MS ? lastCommand.direction : null;
-  const cmd = $("command");
-  cmd.dataset.active = String(!!shown);
-  cmd.dataset.command = shown ?? "";
-  cmd.textContent = shown ? ARROWS[shown] : "·";
-  cmd.setAttribute("aria-label", shown ? `Command ${shown}` : "No command");
-  highlightLegend($("legend"), shown);
-  overlay.draw(msg.landmarks, !!shown);
+  // The command shown is what the server did with the last move (state.last_move), held a moment.
+  const shown = renderCommand();
+  overlay.draw(msg.landmarks, !!shown?.ok);
+  document.dispatchEvent(new CustomEvent("gm:frame", { detail: msg }));
 }
 
 function renderStats(s) {
@@ -341,11 +467,14 @@ function renderStats(s) {
   $("stats").dataset.sent = s.sent;
 }
 
+function shownElapsed() {
+  // The server's clock starts at the first move; an outage freezes the shown clock.
+  const running = state.status === "playing" && state.player_connected !== false && state.moves > 0 && !paused;
+  return state.elapsed_s + (running ? (performance.now() - stateAt) / 1000 : 0);
+}
+
 function tickClock() {
-  if (!state) return;
-  const running = state.status === "playing" && state.player_connected !== false;
-  const seconds = state.elapsed_s + (running ? (performance.now() - stateAt) / 1000 : 0);
-  $("hud-time").textContent = formatTime(seconds);
+  if (state) $("hud-time").textContent = formatTime(shownElapsed());
 }
 
 // ---- camera ----------------------------------------------------------------------------------------
@@ -364,7 +493,8 @@ async function startCamera(deviceId) {
     if (v.videoWidth) $("preview").style.aspectRatio = `${v.videoWidth} / ${v.videoHeight}`;
     localStorage.setItem("gesture-maze.camera", camera.deviceId);
     await fillCameraList();
-    if (session) streamer.start();
+    if (!paused) $("gesture-confidence").textContent = "Show your hand to the camera";
+    maybeStream();
     announce("Camera on. Show your hand.");
   } catch (err) {
     const info = describeCameraError(err);
@@ -415,7 +545,12 @@ function setScheme(scheme) {
 
 function move(direction) {
   if (!socket?.open || !state) return;
+  if (countdown.running) countdown.finish(); // a key or touch means "ready": skip the rest of the 3-2-1
   socket.send({ type: "move", direction });
+}
+
+function nextLevel() {
+  if (wonLevel !== null) socket?.send({ type: "next_level" });
 }
 
 function bindControls() {
@@ -435,7 +570,18 @@ function bindControls() {
   $("start-scheme").addEventListener("change", (e) => setScheme(e.target.value));
   $("restart").addEventListener("click", () => socket?.send({ type: "restart" }));
   $("new-game").addEventListener("click", () => leave("Pick a size and start."));
-  $("next-level").addEventListener("click", () => socket?.send({ type: "next_level" }));
+  $("next-level").addEventListener("click", (e) => { e.stopPropagation(); nextLevel(); });
+  $("win-card").addEventListener("click", nextLevel); // a tap anywhere on the card
+  bindSwipe(mazeCanvas, move);
+  for (const button of document.querySelectorAll("#touchpad [data-dir]")) {
+    button.addEventListener("click", () => move(button.dataset.dir));
+  }
+  $("share-hand").addEventListener("change", (e) => socket?.send({ type: "share_hand", enabled: e.target.checked }));
+  document.addEventListener("gm:send", (e) => socket?.send(e.detail)); // for add-on modules
+  const sound = $("set-sound");
+  sound.checked = settings.sound;
+  sounds.enabled = settings.sound;
+  sound.addEventListener("change", () => { settings.sound = sounds.enabled = sound.checked; saveSettings(); });
   $("share-copy").addEventListener("click", async () => {
     const input = $("share-link");
     try {
@@ -481,15 +627,18 @@ function bindControls() {
   document.addEventListener("keydown", (e) => {
     if (e.altKey || e.ctrlKey || e.metaKey) return;
     const tag = e.target?.tagName;
-    if (tag === "INPUT" || tag === "SELECT" || tag === "TEXTAREA") return;
+    // Text fields, selects and radio groups use the arrow keys themselves; a checkbox or button does not.
+    const ownsArrows = tag === "SELECT" || tag === "TEXTAREA" || (tag === "INPUT" && e.target.type !== "checkbox");
+    if (ownsArrows) return;
     const direction = KEYS[e.key];
     if (direction) {
       e.preventDefault();
       move(direction);
     } else if ((e.key === "r" || e.key === "R") && state) {
       socket?.send({ type: "restart" });
-    } else if ((e.key === "n" || e.key === "N") && wonLevel !== null) {
-      socket?.send({ type: "next_level" });
+    } else if (["n", "N", "Enter", " "].includes(e.key) && wonLevel !== null) {
+      e.preventDefault();
+      nextLevel();
     }
   });
 }

@@ -2,6 +2,7 @@
 import { announcer, formatTime, showBanner } from "./api.js";
 import { LiveSocket, wsUrl } from "./connection.js";
 import { gestureIcon } from "./gestures.js";
+import { HandOverlay } from "./hand-overlay.js";
 import { MazeView, publishState } from "./maze-view.js";
 
 const $ = (id) => document.getElementById(id);
@@ -15,6 +16,24 @@ let maze = null;
 let state = null;
 let stateAt = 0;
 let gestureTimer = null;
+let ended = false;
+let live = false; // our own socket is up (during an outage the clock shown must not run on)
+const hand = new HandOverlay($("hand-canvas"));
+
+/** The player's real state: online, away (socket gone, game kept) or ended (game closed). */
+function setPlayerPill(kind) {
+  const pill = $("player-pill");
+  pill.dataset.on = { online: "true", away: "false", ended: "ended" }[kind];
+  pill.dataset.state = kind;
+  pill.textContent = { online: "● player online", away: "○ player away", ended: "■ game ended" }[kind];
+}
+
+function drawHand(landmarks) {
+  const points = Array.isArray(landmarks) ? landmarks.length : 0;
+  $("hand-canvas").dataset.points = String(points);
+  if (points) hand.draw(landmarks, false);
+  else hand.clear();
+}
 
 function setConn(name, text) {
   $("conn").dataset.state = name;
@@ -36,9 +55,11 @@ function onState(msg) {
   $("f-watchers").textContent = msg.spectators;
   $("f-size").textContent = maze ? `${maze.width}×${maze.height}` : "–";
   $("f-scheme").textContent = msg.scheme;
-  const pill = $("player-pill");
-  pill.dataset.on = String(!!msg.player_connected);
-  pill.textContent = msg.player_connected ? "● player online" : "○ player away";
+  if (!ended) setPlayerPill(msg.player_connected ? "online" : "away");
+  $("game-name").textContent = msg.name ?? "";
+  if (msg.name) document.title = `Gesture Maze — watching ${msg.name}`;
+  $("hand-view").hidden = !msg.share_hand;
+  if (!msg.share_hand) drawHand(null);
   if (msg.status === "playing") $("win-card").hidden = true;
   if (msg.last_move?.ok) announce(`Player moved ${msg.last_move.direction}.`);
   else if (levelChanged) announce(`Level ${msg.level} started.`);
@@ -54,6 +75,7 @@ function onGesture(msg) {
   $("gesture-confidence").textContent = msg.hand
     ? `${Math.round((msg.confidence ?? 0) * 100)}% sure`
     : "the player's hand is out of view";
+  if ("landmarks" in msg) drawHand(msg.landmarks);
   // Gestures stop arriving when the player's camera stops: fade back to "waiting".
   clearTimeout(gestureTimer);
   gestureTimer = setTimeout(() => {
@@ -61,20 +83,26 @@ function onGesture(msg) {
     name.textContent = "—";
     $("gesture-icon").textContent = "·";
     $("gesture-confidence").textContent = "no camera frames from the player right now";
+    drawHand(null);
   }, 4000);
 }
 
 function onWon(msg) {
   $("win-title").textContent = `Level ${msg.level} solved!`;
-  $("win-text").textContent = `${msg.moves} moves in ${formatTime(msg.elapsed_s)}. Next level coming up…`;
+  $("win-text").textContent = `${msg.moves} moves in ${formatTime(msg.elapsed_s)}. The next level starts when the player is ready.`;
   $("win-card").hidden = false;
   announce(`The player solved level ${msg.level} in ${msg.moves} moves.`);
 }
 
+function shownElapsed() {
+  // The server's clock runs from the first move while the player is there and the game goes on.
+  const running = state.status === "playing" && state.player_connected && state.moves > 0 && !ended && live;
+  return state.elapsed_s + (running ? (performance.now() - stateAt) / 1000 : 0);
+}
+
 function tick() {
   if (!state) return;
-  const running = state.status === "playing" && state.player_connected;
-  $("f-time").textContent = formatTime(state.elapsed_s + (running ? (performance.now() - stateAt) / 1000 : 0));
+  $("f-time").textContent = formatTime(shownElapsed());
 }
 
 function gone(title, text) {
@@ -97,6 +125,11 @@ if (!sessionId) {
       else if (msg.type === "won") onWon(msg);
     },
     onStatus(status, info) {
+      if (live && status !== "open" && state) {
+        state = { ...state, elapsed_s: shownElapsed() }; // freeze the clock where it is
+        stateAt = performance.now();
+      }
+      live = status === "open";
       if (status === "open") {
         setConn("open", "Live");
         showBanner($("banner"), null);
@@ -112,8 +145,24 @@ if (!sessionId) {
         }
       } else if (status === "failed") {
         setConn("failed", "Ended");
-        if (info.error?.code === "forbidden") gone("This game is private.", "Ask the player for their spectator link.");
-        else gone("This game has ended.", "The player left and the server closed it. Find another game to watch.");
+        if (info.error?.code === "forbidden") {
+          gone("This game is private.", "Ask the player for their spectator link.");
+        } else if (!state) {
+          // Never saw this game: the id is wrong (mistyped, cut off) or the game is long gone.
+          document.body.classList.add("no-game");
+          $("player-pill").hidden = true;
+          showBanner($("banner"), {
+            code: "bad_link", title: "This watch link doesn't lead to a game.",
+            text: `There is no game "${sessionId}" on this server: the link may be mistyped or cut off, or the game ended long ago.`,
+            actions: [{ label: "See live games", primary: true, onClick: () => (location.href = "/lobby.html") }],
+          });
+        } else {
+          ended = true;
+          setPlayerPill("ended");
+          tick();
+          drawHand(null);
+          gone("This game has ended.", "The player left and the server closed it. Find another game to watch.");
+        }
       }
     },
   });

@@ -132,9 +132,10 @@ async def test_win_announces_then_starts_a_bigger_level(small: LiveServer) -> No
             await player.send(json.dumps({"type": "move", "direction": direction.value}))
         won = await recv_type(player, "won")
         assert won["level"] == 1 and won["elapsed_s"] >= 0
-        # Moves during the pause are refused, not applied.
+        # Moves after the win are refused, not applied; the level waits for `next_level`.
         await player.send(json.dumps({"type": "move", "direction": "up"}))
         assert (await recv_type(player, "error"))["code"] == "not_playing"
+        await player.send(json.dumps({"type": "next_level"}))
         nxt = await recv_type(player, "state", wait=small.settings.session_grace_s)
         while nxt["level"] == 1:
             nxt = await recv_type(player, "state")

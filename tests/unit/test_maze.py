@@ -170,17 +170,22 @@ def test_winning_freezes_the_clock_and_refuses_further_moves() -> None:
     assert [o.won for o in outcomes] == [False] * (len(path) - 1) + [True]
     assert game.status is GameStatus.WON and game.won
     assert game.moves == len(path) == 24
-    assert game.elapsed(124.0) == game.elapsed(999.0) == 24.0
+    assert game.elapsed(124.0) == game.elapsed(999.0) == 23.0  # from the first move (t=101) to the win
     after = game.move(Direction.LEFT, now=130.0)  # (3, 4) is open to the left, but the level is over
     assert (after.ok, after.won) == (False, False)
     assert game.player == game.maze.goal and game.moves == 24
 
 
-def test_elapsed_runs_while_playing() -> None:
+def test_clock_starts_at_the_first_move() -> None:
     game = Game.new(GameConfig(), seed=5, now=10.0)
-    assert game.elapsed(10.0) == 0.0
-    assert game.elapsed(12.5) == 2.5
-    assert game.elapsed(9.0) == 0.0  # never negative
+    assert game.elapsed(10.0) == game.elapsed(60.0) == 0.0  # the level is shown, nobody has moved yet
+    blocked = next(d for d in Direction if not game.maze.can_move(game.player, d))
+    assert not game.move(blocked, now=61.0).ok
+    assert game.elapsed(62.0) == 0.0  # a wall bump is not a move: the clock still waits
+    step = next(d for d in Direction if game.maze.can_move(game.player, d))
+    assert game.move(step, now=70.0).ok
+    assert game.elapsed(72.5) == 2.5
+    assert game.elapsed(69.0) == 0.0  # never negative
 
 
 def test_restart_keeps_the_maze_and_resets_progress() -> None:
@@ -192,7 +197,9 @@ def test_restart_keeps_the_maze_and_resets_progress() -> None:
     assert game.maze is maze and game.level == 1
     assert (game.player, game.moves, game.status) == (maze.start, 0, GameStatus.PLAYING)
     assert game.maze_version == version + 1
-    assert game.elapsed(51.0) == 1.0
+    assert game.elapsed(51.0) == 0.0  # waits for the first move again
+    game.move(solve(maze, maze.start)[0], now=52.0)
+    assert game.elapsed(53.0) == 1.0
 
 
 def test_next_level_builds_a_bigger_maze() -> None:
@@ -213,7 +220,7 @@ def test_game_round_trips_through_json() -> None:
     for d in solve(game.maze, game.player)[:7]:
         game.move(d, now=2.0)
     data = json.loads(json.dumps(game.to_dict(now=4.25)))
-    assert data["elapsed_s"] == 2.75 and data["status"] == "playing" and data["player"] == {"x": 2, "y": 1}
+    assert data["elapsed_s"] == 2.25 and data["status"] == "playing" and data["player"] == {"x": 2, "y": 1}
     restored = Game.from_dict(data)
     assert restored == game
     assert restored.to_dict(now=4.25) == game.to_dict(now=4.25)

@@ -91,13 +91,16 @@ async def test_moves_produce_one_versioned_state_each_for_everyone() -> None:
     assert metrics.moves.labels(direction=step.value, source="gesture", result="ok")._value.get() == 1
 
 
-async def test_win_then_next_bigger_level_after_the_pause() -> None:
+async def test_win_then_next_bigger_level_when_asked() -> None:
     session = new_session()
     _, sock, _ = connect(session, "player")
     assert session.next_level() is False  # not won yet
     for direction in solve(session.game.maze, Point(0, 0)):
         session.move(direction, "keyboard")
     assert not session.playing and session.move(Direction.UP, "keyboard") is None
+    await settle()
+    assert session.game.level == 1 and not session.playing  # the win card stays until asked
+    assert session.next_level() is True
     await settle()
     assert session.game.level == 2 and session.playing
     assert (session.game.maze.width, session.game.maze.height) == (7, 7)
