@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from maze import Direction, Game, GameConfig, GameStatus, MoveOutcome
+from maze import Direction, Game, GameConfig, GameStatus, MoveOutcome, UndoableMove
 from stream.connection import Connection
 from stream.metrics import Metrics
 from stream.protocol import CLOSE_GOING_AWAY, CLOSE_REPLACED, LastMove, StateSnapshot, Won, encode
@@ -26,6 +26,7 @@ from stream.security import new_token, tokens_equal
 
 if TYPE_CHECKING:
     from model.recognizer import Recognizer
+    from stream.feedback import SessionFeedback
     from stream.pipeline import FrameLane
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class Session:
         # Recognition, created on the first frame by the play handler (stream.ws_play).
         self.recognizer: Recognizer | None = None
         self.lane: FrameLane | None = None
+        self.feedback: SessionFeedback | None = None  # consent + recent hands (stream.feedback)
 
     # --- access ---------------------------------------------------------------------------------
     def player_token_ok(self, token: str | None) -> bool:
@@ -158,7 +160,7 @@ class Session:
         if not self.playing:
             return None
         now = self._clock()
-        outcome = self.game.move(direction, now)
+        outcome = self.game.move(direction, now, source)
         if self.metrics is not None:
             self.metrics.moves.labels(
                 direction=direction.value, source=source, result="ok" if outcome.ok else "wall"
@@ -167,6 +169,15 @@ class Session:
         if outcome.won:
             self._on_win(now)
         return outcome
+
+    def undo(self, window_s: float) -> UndoableMove | None:
+        """Take back the last gesture move (maze.Game.undo's rule); one state to everyone."""
+        if self.closed:
+            return None
+        last = self.game.undo(self._clock(), window_s)
+        if last is not None:
+            self.broadcast_state(LastMove(last.direction.value, last.ok, "undo"))
+        return last
 
     def _on_win(self, now: float) -> None:
         game = self.game

@@ -19,6 +19,7 @@ from starlette.websockets import WebSocket
 from model.frames import FrameError
 from model.recognizer import RecognitionResult, Recognizer, RecognizerConfig
 from stream.connection import Connection
+from stream.feedback import after_recognition, gesture_moved, on_feedback_message
 from stream.limits import FrameGate
 from stream.pipeline import observe_frame_error, observe_recognition
 from stream.protocol import (
@@ -30,6 +31,7 @@ from stream.protocol import (
     PROCESSING_FAILED,
     RATE_LIMITED,
     SHUTTING_DOWN,
+    ConsentMessage,
     FrameReply,
     GestureNotice,
     MoveMessage,
@@ -39,6 +41,7 @@ from stream.protocol import (
     ProtocolError,
     RestartMessage,
     SchemeMessage,
+    UndoMessage,
     parse_client_message,
 )
 from stream.sessions import Session
@@ -144,6 +147,8 @@ class PlayerHandler:
                 session.set_scheme(scheme)
             case PingMessage(t=t):
                 self.conn.send(Pong(t))
+            case UndoMessage() | ConsentMessage():
+                on_feedback_message(self, command)
 
     # --- frames -------------------------------------------------------------------------------
     def on_frame(self, data: bytes) -> None:
@@ -196,6 +201,7 @@ class PlayerHandler:
             return
         result = outcome
         observe_recognition(self.metrics, result)
+        after_recognition(self, result)
         self.conn.send(
             FrameReply(
                 seq=seq,
@@ -210,8 +216,9 @@ class PlayerHandler:
         )
         session = self.session
         # Only the connection that is still the player may move (a replaced one's late frame may not).
-        if result.command is not None and session.player is self.conn and not session.closed:
-            session.move(result.command, "gesture")
+        moving = result.command is not None and session.player is self.conn and not session.closed
+        if moving and session.move(result.command, "gesture") is not None:
+            gesture_moved(self, result)
         if session.gesture_notice_due(self._gesture_interval_s):
             session.broadcast(
                 GestureNotice(result.gesture, round(result.confidence, 4), result.hand), spectators_only=True
