@@ -78,7 +78,7 @@ def psi(expected: np.ndarray, actual: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------------------------------- reference
-def reference_stats(X: np.ndarray, y: np.ndarray, *, quality: dict[str, Any] | None = None) -> dict[str, Any]:
+def reference_stats(X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     """JSON-ready reference of training features `X` (N, n_features) with labels `y`."""
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y).astype(str)
@@ -102,7 +102,6 @@ def reference_stats(X: np.ndarray, y: np.ndarray, *, quality: dict[str, Any] | N
         "edges": [e.round(5).tolist() for e in edges],
         "overall": [s.round(5).tolist() for s in _shares(X, edges)],
         "classes": per_class,
-        "input_quality": quality if quality is not None else default_quality_reference(),
     }
 
 
@@ -131,7 +130,7 @@ class Reference:
             class_quantiles={c: np.asarray(v["quantiles"], dtype=np.float64) for c, v in classes.items()},
             class_range={c: np.asarray(v["range"], dtype=np.float64) for c, v in classes.items()},
             overall=[np.asarray(s) for s in data["overall"]],
-            quality=data.get("input_quality") or default_quality_reference(),
+            quality=default_quality_reference(),  # about cameras, not models: one shipped file
         )
 
 
