@@ -223,16 +223,20 @@ def _ks(quantiles: np.ndarray, weights: np.ndarray, values: np.ndarray) -> np.nd
     out = np.empty(f)
     for j in range(f):
         v = np.sort(values[:, j])
-        ref = np.zeros(n)
+        # Both CDFs just at and just below every live value (ties and steps handled exactly).
+        ref_at, ref_below = np.zeros(n), np.zeros(n)
         for q, w in zip(quantiles, weights, strict=True):
             qs = q[j]
             if qs[-1] - qs[0] <= 1e-12:  # constant in training: a step at that value
-                ref += w * (v >= qs[0])
+                ref_at += w * (v >= qs[0])
+                ref_below += w * (v > qs[0])
             else:
-                ref += w * np.interp(v, qs, KS_LEVELS, left=0.0, right=1.0)
-        hi = np.arange(1, n + 1) / n
-        lo = np.arange(0, n) / n
-        out[j] = float(max(np.max(np.abs(hi - ref)), np.max(np.abs(ref - lo))))
+                smooth = np.interp(v, qs, KS_LEVELS, left=0.0, right=1.0)
+                ref_at += w * smooth
+                ref_below += w * smooth
+        live_at = np.searchsorted(v, v, side="right") / n
+        live_below = np.searchsorted(v, v, side="left") / n
+        out[j] = float(max(np.max(np.abs(live_at - ref_at)), np.max(np.abs(live_below - ref_below))))
     return out
 
 
