@@ -131,11 +131,14 @@ def parse_param(value: str) -> Any:
 
 
 def champion_candidate(params: dict[str, str]) -> Candidate:
-    """The champion's configuration from its run's params."""
+    """The champion's configuration from its run's params (only those its estimator accepts)."""
     if "family" not in params:
         raise SystemExit("the champion's run has no `family` param: cannot tell its configuration")
-    return Candidate(params["family"], {k: parse_param(v) for k, v in sorted(params.items())
-                                        if k not in RUN_ONLY_PARAMS})
+    family = params["family"]
+    accepted = {name.rsplit("__", 1)[-1] for name in build(Candidate(family)).get_params(deep=True)}
+    accepted.add("hidden")  # the MLP's layer sizes (model.estimators)
+    return Candidate(family, {k: parse_param(v) for k, v in sorted(params.items())
+                              if k not in RUN_ONLY_PARAMS and k in accepted})
 
 
 def held_out(event_id: int, share: float) -> bool:

@@ -143,7 +143,7 @@ def test_input_quality_drift_and_small_windows(reference):
 # -------------------------------------------------------------------------------------------- retrain
 def test_champion_configuration_is_read_back_from_run_params():
     params = {"family": "svm_rbf", "C": "100", "gamma": "scale", "train_rows": "5000",
-              "selected_by": "val_f1_macro", "mirrored_training_rows": "True"}
+              "selected_by": "val_f1_macro", "mirrored_training_rows": "True", "ood_quantile": "0.99"}
     cand = champion_candidate(params)
     assert (cand.family, cand.params) == ("svm_rbf", {"C": 100, "gamma": "scale"})
     assert parse_param("0.05") == 0.05 and parse_param("True") is True
