@@ -176,7 +176,8 @@ class Session:
             return None
         last = self.game.undo(self._clock(), window_s)
         if last is not None:
-            self.broadcast_state(LastMove(last.direction.value, last.ok, "undo"))
+            # `last_move` says where the player went: back, the opposite way (nothing for a wall bump).
+            self.broadcast_state(LastMove(last.direction.opposite.value, True, "undo") if last.ok else None)
         return last
 
     def _on_win(self, now: float) -> None:

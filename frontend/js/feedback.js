@@ -24,6 +24,7 @@ export class Feedback {
     this.send = send;
     this.offerTimer = null;
     this.root = el("div", { class: "feedback", id: "feedback" });
+    container = container ?? document.body; // the page layout may move; the control must not vanish
     this.undo = el("button", { type: "button", class: "btn btn-small", id: "undo", hidden: "" },
       "↶ Undo — that was wrong");
     this.undo.title = "Take back the last gesture move (Backspace or U)";

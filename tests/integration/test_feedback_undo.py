@@ -76,6 +76,7 @@ async def test_undo_takes_the_move_back_and_consent_gates_storage(server, photos
                           "stored": False}
         state = player.of("state")[-1]
         assert state["player"] == start and state["last_move"]["source"] == "undo"
+        assert state["last_move"]["direction"] != direction and state["moves"] == 0  # the way back
         await spectator.wait_for(lambda s: s.of("state")[-1]["player"] == start)
         assert stored_events(server) == []
 
