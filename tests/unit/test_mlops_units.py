@@ -160,3 +160,31 @@ def test_promotion_gate(test_f1, drop, fb, passed):
     gate = Gate(test_f1, 0.95, "like", drop, fb, None if fb is None else 0.5, 0.02)
     assert gate.passed is passed
     assert bool(gate.reasons()) is not passed
+
+
+# ------------------------------------------------------------------------------------- the recorder
+async def test_feedback_writes_are_bounded_and_counted(tmp_path, monkeypatch):
+    import asyncio
+    import threading
+
+    from stream.feedback import MAX_PENDING_WRITES, FeedbackRecorder
+    from stream.metrics import Metrics
+
+    metrics = Metrics(process=False)
+    recorder = FeedbackRecorder(f"sqlite:///{tmp_path / 'fb.db'}", 1000, metrics)
+    gate = threading.Event()
+    original = FeedbackRecorder._write
+    monkeypatch.setattr(FeedbackRecorder, "_write", lambda self, e: gate.wait(10) and original(self, e))
+    accepted = [recorder.submit(_event("three", seed=i)) for i in range(MAX_PENDING_WRITES + 8)]
+    assert accepted.count(True) == MAX_PENDING_WRITES and accepted.count(False) == 8
+    gate.set()
+    await recorder.close()
+    for _ in range(100):  # the done-callbacks run on the loop
+        text = metrics.render().decode()
+        if f'gesture_maze_feedback_total{{result="stored"}} {float(MAX_PENDING_WRITES)}' in text:
+            break
+        await asyncio.sleep(0.01)
+    assert 'gesture_maze_feedback_total{result="dropped"} 8.0' in text
+    assert f'gesture_maze_feedback_total{{result="stored"}} {float(MAX_PENDING_WRITES)}' in text
+    store = FeedbackStore(f"sqlite:///{tmp_path / 'fb.db'}")
+    assert store.count() == MAX_PENDING_WRITES
