@@ -17,9 +17,9 @@ Live statistics compare a window of recent frames with that reference (`compare`
 * out-of-range share: the fraction of live feature values outside their predicted class's central
   99 % training range (about 1 % for training-like hands). It stays meaningful for the narrow
   window of one person, where PSI and KS are high even for good hands.
-* input quality: PSI of frame brightness and sharpness against `QUALITY_REFERENCE`.
+* input quality: PSI of frame brightness and sharpness against `model/input_quality_reference.json`.
 
-Everything here is numpy over small arrays (window of a few hundred frames x 72 features): a few ms,
+Everything here is numpy over small arrays (window of a few hundred frames x 72 features): tens of ms,
 run by the server on a timer in a worker thread, never per frame.
 """
 
