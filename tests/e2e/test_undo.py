@@ -1,6 +1,6 @@
 """Undo in the browser: a fake webcam shows two fingers (a gesture move right), the player clicks
 "Undo — that was wrong" (and later presses U): the maze takes the move back. With the consent box
-ticked, the correction is stored (landmarks only) in the server's feedback database."""
+ticked, the correction is stored (landmarks only) in the server's feedback database; unticked, not."""
 
 from __future__ import annotations
 
@@ -41,12 +41,14 @@ def test_undo_button_and_key_take_back_a_gesture_move(data_server, launch, tmp_p
     session = create_session(server, width=SIZE, height=SIZE, seed=seed, scheme="counting")
 
     with launch(video=video) as browser:
-        page = browser.new_context(viewport=VIEWPORT).new_page()
+        context = browser.new_context(viewport=VIEWPORT)
+        # Consent given earlier in this browser (the checkbox remembers it): on before the first move.
+        context.add_init_script("localStorage.setItem('gm.feedbackConsent', '1')")
+        page = context.new_page()
         errors = watch_errors(page)
         page.goto(f"{server.http_url}/#session={session['session_id']}&token={session['player_token']}")
         page.wait_for_function("document.getElementById('maze').dataset.version !== ''", timeout=15_000)
-        page.check("#feedback-consent")
-        assert page.is_hidden("#undo")
+        assert page.is_checked("#feedback-consent")
 
         # The gesture moves right; the undo button appears right after it.
         page.wait_for_selector("#undo:not([hidden])", timeout=30_000)
@@ -65,6 +67,13 @@ def test_undo_button_and_key_take_back_a_gesture_move(data_server, launch, tmp_p
         page.keyboard.press("u")
         wait_for_position(page, start, timeout=10_000)
         page.wait_for_function("document.getElementById('feedback').dataset.undone === '2'", timeout=10_000)
+
+        # Consent withdrawn with the checkbox: the next undo still works but stores nothing.
+        page.uncheck("#feedback-consent")
+        page.wait_for_selector("#undo:not([hidden])", timeout=30_000)
+        page.click("#undo")
+        page.wait_for_function("document.getElementById('feedback').dataset.undone === '3'", timeout=10_000)
+        assert page.text_content("#undo-note") == "Undone."
         assert errors.uncaught() == []
 
     store = FeedbackStore(default_feedback_url(server.settings.data_dir))
