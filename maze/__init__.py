@@ -1,6 +1,6 @@
 """Pure maze game logic: generation, moves, rules and serialisation (no I/O, no framework)."""
 
-from maze.game import Game, GameConfig, GameStatus, MoveOutcome
+from maze.game import DEFAULT_UNDO_WINDOW_S, Game, GameConfig, GameStatus, MoveOutcome, UndoableMove
 from maze.generation import generate_maze
 from maze.geometry import ALL_WALLS, EAST, NORTH, SOUTH, WEST, Direction, Point
 from maze.grid import MAX_SIZE, MIN_SIZE, Maze, check_size
@@ -8,6 +8,7 @@ from maze.solver import distances, solve
 
 __all__ = [
     "ALL_WALLS",
+    "DEFAULT_UNDO_WINDOW_S",
     "EAST",
     "MAX_SIZE",
     "MIN_SIZE",
@@ -21,6 +22,7 @@ __all__ = [
     "Maze",
     "MoveOutcome",
     "Point",
+    "UndoableMove",
     "check_size",
     "distances",
     "generate_maze",

@@ -6,7 +6,7 @@ control the clock. The stream layer owns the clock, the seeds and when to advanc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -66,6 +66,20 @@ class MoveOutcome:
     won: bool = False
 
 
+@dataclass(frozen=True)
+class UndoableMove:
+    """The last move attempt, kept so it can be taken back (see `Game.undo`)."""
+
+    direction: Direction
+    source: str  # "keyboard" | "gesture": only gesture moves can be undone
+    ok: bool
+    before: Point  # where the player stood
+    at: float
+
+
+DEFAULT_UNDO_WINDOW_S = 4.0
+
+
 @dataclass
 class Game:
     config: GameConfig
@@ -77,6 +91,8 @@ class Game:
     maze_version: int
     started_at: float
     won_at: float | None = None
+    # The undo slot: transient (not serialised, not compared), cleared by any newer move or level.
+    last_move: UndoableMove | None = field(default=None, compare=False, repr=False)
 
     # --- lifecycle -------------------------------------------------------------------------
     @classmethod
@@ -104,13 +120,21 @@ class Game:
         self.status = GameStatus.PLAYING
         self.started_at = float(now)
         self.won_at = None
+        self.last_move = None
         self.maze_version += 1
 
     # --- play ------------------------------------------------------------------------------
-    def move(self, direction: Direction | str, now: float) -> MoveOutcome:
-        """Move one cell. A wall bump or a move after the win changes nothing and is not counted."""
+    def move(self, direction: Direction | str, now: float, source: str = "keyboard") -> MoveOutcome:
+        """Move one cell. A wall bump or a move after the win changes nothing and is not counted.
+
+        Every attempt while playing (a wall bump too) becomes the undo slot, replacing the previous one.
+        """
         direction = Direction(direction)  # raises ValueError for anything but up/down/left/right
-        if self.status is GameStatus.WON or not self.maze.can_move(self.player, direction):
+        if self.status is GameStatus.WON:
+            return MoveOutcome(direction, ok=False)
+        ok = self.maze.can_move(self.player, direction)
+        self.last_move = UndoableMove(direction, source, ok, self.player, float(now))
+        if not ok:
             return MoveOutcome(direction, ok=False)
         if self.moves == 0:
             # The clock starts at the first move, not when the level appears: time spent finding the
@@ -123,6 +147,29 @@ class Game:
             self.won_at = float(now)
             return MoveOutcome(direction, ok=True, won=True)
         return MoveOutcome(direction, ok=True)
+
+    def undo(self, now: float, window_s: float = DEFAULT_UNDO_WINDOW_S) -> UndoableMove | None:
+        """Take back the last move if it was a GESTURE move made at most `window_s` seconds ago.
+
+        The rule: only the very last move attempt (a newer move of any kind, a restart or a new level
+        closes the slot), only one made by a gesture (keyboard moves are deliberate), only while the
+        level is still being played (a winning move stands), and only once. A wall bump can be
+        undone too: nothing moves back, but the misread it reports is real. Returns the undone move,
+        or None when there is nothing to undo.
+        """
+        last = self.last_move
+        if (
+            last is None
+            or last.source != "gesture"
+            or self.status is not GameStatus.PLAYING
+            or not 0.0 <= float(now) - last.at <= window_s
+        ):
+            return None
+        self.last_move = None
+        if last.ok:
+            self.player = last.before
+            self.moves -= 1
+        return last
 
     @property
     def won(self) -> bool:

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from model import drift
 from model.classifier import (
     REGISTERED_MODEL_NAME,
     GestureClassifier,
@@ -388,6 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 "mirrored_test_accuracy": test_m.accuracy})
             _log_scores(mlflow, test, "test_", f"{cand.name} (test split)", tmp)
             _log_model(mlflow, model, X_test, ctx)
+            drift.log_reference(mlflow, X_fin, y_fin)  # drift monitoring's baseline (model/drift.py)
             final_run_id = final_run.info.run_id
 
         print(f"\nFinal: {cand.name} refitted on train+val ({len(y_fin)} rows incl. mirrored), test split "
@@ -446,6 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "libraries": library_versions(),
             }
             out = write_model_dir(model, Path(args.out_default), metadata)
+            drift.write_reference(out, X_fin, y_fin)
             size = (out / "model.skops").stat().st_size / 1e6
             print(f"default model written to {out} ({size:.2f} MB)")
         print(f"\nparent run {parent.info.run_id}; total {time.perf_counter() - started:.0f} s")

@@ -25,9 +25,12 @@ from threadpoolctl import threadpool_limits
 
 from maze import GameConfig
 from model.classifier import ModelHandle
+from model.feedback import default_feedback_url
 from model.registry import default_tracking_uri
 from stream import api
+from stream.drift import DriftMonitor, run_drift
 from stream.errors import exception_handlers
+from stream.feedback import FeedbackRecorder
 from stream.game_feel import FeelConfig
 from stream.hosts import HOST_NOT_ALLOWED, HostGuardMiddleware, allowed_host_names
 from stream.http_metrics import HTTPMetricsMiddleware, sample_event_loop_lag
@@ -140,6 +143,14 @@ async def _start(app: Starlette, settings: Settings) -> None:
     )
     state.pipeline = FramePipeline(settings.worker_count, metrics)
     state.models = await _load_models(settings, metrics)
+    # Feedback loop and drift (stream.feedback, stream.drift): the store opens on the first write.
+    state.feedback = FeedbackRecorder(
+        settings.feedback_url or default_feedback_url(settings.data_dir),
+        settings.feedback_max_events,
+        metrics,
+    )
+    tracking_uri = settings.mlflow_tracking_uri or default_tracking_uri(settings.data_dir)
+    state.drift = DriftMonitor(metrics, settings.drift_window, settings.drift_min_frames, tracking_uri)
     state.connection_limiter = ConnectionLimiter(settings.max_connections_per_ip)
     state.create_limiter = KeyedRateLimiter(settings.session_create_per_min, 60.0)
 
@@ -150,6 +161,8 @@ async def _start(app: Starlette, settings: Settings) -> None:
 
     spawn(run_reaper(state.registry, settings.session_grace_s, settings.reaper_interval_s), "reaper")
     spawn(sample_event_loop_lag(metrics), "loop-lag")
+    if settings.drift_interval_s > 0:
+        spawn(run_drift(state.drift, state, settings.drift_interval_s), "drift")
     if settings.model_poll_s > 0:
         spawn(_poll_models(state, settings, metrics), "model-poll")
     state.background_tasks = tasks
@@ -181,6 +194,9 @@ async def _stop(app: Starlette) -> None:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     await run_in_threadpool(close_predict_state, app)
+    feedback = getattr(app.state, "feedback", None)
+    if feedback is not None:
+        await feedback.close()
 
 
 def _record_model(metrics: Metrics, models: ModelHandle) -> None:

@@ -1,4 +1,4 @@
-"""`gesture-maze` command line: serve, train, loadtest.
+"""`gesture-maze` command line: serve, train, retrain, loadtest.
 
 Each subcommand's module is imported only when it runs, so `serve` never pays for training imports.
 """
@@ -22,6 +22,12 @@ def _train(argv: Sequence[str]) -> int:
     return train_main(argv)
 
 
+def _retrain(argv: Sequence[str]) -> int:
+    from model.retrain import main as retrain_main
+
+    return retrain_main(argv)
+
+
 def _loadtest(argv: Sequence[str]) -> int:
     from stream.loadtest.cli import main as loadtest_main
 
@@ -31,6 +37,7 @@ def _loadtest(argv: Sequence[str]) -> int:
 COMMANDS = {
     "serve": (_serve, "run the game server (uvicorn)"),
     "train": (_train, "train, evaluate and register the gesture classifier"),
+    "retrain": (_retrain, "retrain the champion's configuration on base data + players' feedback; gated"),
     "loadtest": (_loadtest, "simulate players and spectators against a server"),
 }
 

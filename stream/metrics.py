@@ -135,5 +135,44 @@ class Metrics:
             ["route", "method"], buckets=_LATENCY_BUCKETS, registry=r,
         )
 
+        # --- live quality, feedback and drift (issue 15; docs/monitoring.md) --------------------
+        self.gesture_moves = Counter(
+            f"{PREFIX}_gesture_moves", "Moves fired by a gesture, by the gesture that fired them.",
+            ["gesture"], registry=r,
+        )
+        self.undos = Counter(
+            f"{PREFIX}_undos", "Gesture moves the player undid (that was wrong), by the predicted gesture.",
+            ["gesture"], registry=r,
+        )
+        self.feedback = Counter(
+            f"{PREFIX}_feedback", "Corrections by outcome: stored, no_consent, dropped (writer busy), error.",
+            ["result"], registry=r,
+        )
+        self.feature_drift_psi = Gauge(
+            f"{PREFIX}_feature_drift_psi",
+            "Population stability index of each feature: live window vs the served model's training data.",
+            ["feature"], registry=r,
+        )
+        self.feature_drift_ks = Gauge(
+            f"{PREFIX}_feature_drift_ks",
+            "Kolmogorov-Smirnov statistic of each feature: live window vs training data.",
+            ["feature"], registry=r,
+        )
+        self.drift_score = Gauge(
+            f"{PREFIX}_drift_score",
+            "Summary drift by kind: features_psi_mean, features_psi_max, features_ks_max, "
+            "brightness_psi, sharpness_psi.",
+            ["kind"], registry=r,
+        )
+        self.class_drift_psi = Gauge(
+            f"{PREFIX}_class_drift_psi",
+            "Mean feature PSI of the frames predicted as a gesture vs that class's training rows.",
+            ["gesture"], registry=r,
+        )
+        self.drift_window_frames = Gauge(
+            f"{PREFIX}_drift_window_frames", "Frames in the drift window, by content (hand, all).",
+            ["content"], registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

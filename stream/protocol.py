@@ -35,6 +35,7 @@ PROCESSING_FAILED = "processing_failed"
 MODEL_UNAVAILABLE = "model_unavailable"
 IDLE_TIMEOUT = "idle_timeout"
 SHUTTING_DOWN = "shutting_down"
+NOTHING_TO_UNDO = "nothing_to_undo"
 
 # Close codes.
 CLOSE_NORMAL = 1000
@@ -94,8 +95,26 @@ class ShareHandMessage:
     type: ClassVar[str] = "share_hand"
 
 
+# --- feedback (stream.feedback) ---
+@dataclass(frozen=True, slots=True)
+class UndoMessage:
+    """"That was wrong": undo the last gesture move; `label` is the gesture meant, if the player says."""
+
+    label: str | None
+    type: ClassVar[str] = "undo"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentMessage:
+    """The player's opt-in (or opt-out) to storing the landmarks of undone moves for retraining."""
+
+    feedback: bool
+    type: ClassVar[str] = "consent"
+
+
 ClientMessage = (
     MoveMessage | RestartMessage | NextLevelMessage | SchemeMessage | PingMessage | ShareHandMessage
+    | UndoMessage | ConsentMessage
 )
 
 
@@ -131,6 +150,23 @@ def _number(value: Any) -> float | int:
     return value
 
 
+_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def _label(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= 40 or not set(value) <= _LABEL_CHARS:
+        raise ProtocolError(BAD_FIELD, "label must be null or a gesture name (a-z, 0-9, _; at most 40)")
+    return value
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ProtocolError(BAD_FIELD, "feedback must be true or false")
+    return value
+
+
 # type -> (message class, {field: validator})
 _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
     "move": (MoveMessage, {"direction": _direction}),
@@ -139,8 +175,11 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
     "scheme": (SchemeMessage, {"scheme": _scheme}),
     "ping": (PingMessage, {"t": _number}),
     "share_hand": (ShareHandMessage, {"enabled": _bool}),
+    "undo": (UndoMessage, {"label": _label}),
+    "consent": (ConsentMessage, {"feedback": _flag}),
 }
 CLIENT_TYPES = tuple(_SCHEMA)
+_OPTIONAL = frozenset({("undo", "label")})  # may be left out (means null)
 
 
 def _nesting_depth(text: str) -> int:
@@ -191,6 +230,9 @@ def parse_client_message(text: str, max_bytes: int) -> ClientMessage:
         raise ProtocolError(BAD_FIELD, f"unexpected field(s) for {kind}: {', '.join(extra)[:100]}")
     values = {}
     for name, validate in fields.items():
+        if name not in data and (kind, name) in _OPTIONAL:
+            values[name] = None
+            continue
         if name not in data:
             raise ProtocolError(BAD_FIELD, f"{kind} needs a {name!r} field")
         values[name] = validate(data[name])
@@ -291,6 +333,20 @@ class GestureNotice:
         if self.shared:
             body["landmarks"] = self.landmarks
         return body
+
+
+@dataclass(frozen=True, slots=True)
+class Undone:
+    """To the player: the move was taken back; `stored` says whether the correction was recorded."""
+
+    direction: str
+    gesture: str | None
+    label: str | None
+    stored: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "undone", "direction": self.direction, "gesture": self.gesture,
+                "label": self.label, "stored": self.stored}
 
 
 @dataclass(frozen=True, slots=True)

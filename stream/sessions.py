@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from maze import Direction, Game, GameConfig, GameStatus, MoveOutcome
+from maze import Direction, Game, GameConfig, GameStatus, MoveOutcome, UndoableMove
 from stream.connection import Connection
 from stream.game_feel import FeelConfig, friendly_name
 from stream.metrics import Metrics
@@ -29,6 +29,7 @@ from stream.slots import OwnerLimitError, SlotPolicy
 
 if TYPE_CHECKING:
     from model.recognizer import Recognizer
+    from stream.feedback import SessionFeedback
     from stream.pipeline import FrameLane
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ class Session:
         self.manual_until = 0.0  # gesture moves are ignored until then (a keyboard/touch move came)
         self.last_frame_at: float | None = None
         self.neutral_since: float | None = None  # since when the camera has shown no steering gesture
+        self.feedback: SessionFeedback | None = None  # consent + recent hands (stream.feedback)
 
     # --- access ---------------------------------------------------------------------------------
     def player_token_ok(self, token: str | None) -> bool:
@@ -181,7 +183,7 @@ class Session:
         now = self._clock()
         if source != "gesture":
             self.manual_until = now + self.feel.manual_lockout_s
-        outcome = self.game.move(direction, now)
+        outcome = self.game.move(direction, now, source)
         if self.metrics is not None:
             self.metrics.moves.labels(
                 direction=direction.value, source=source, result="ok" if outcome.ok else "wall"
@@ -216,6 +218,16 @@ class Session:
             self.next_level()
         if self.playing:
             self.gestures_latched = False
+
+    def undo(self, window_s: float) -> UndoableMove | None:
+        """Take back the last gesture move (maze.Game.undo's rule); one state to everyone."""
+        if self.closed:
+            return None
+        last = self.game.undo(self._clock(), window_s)
+        if last is not None:
+            # `last_move` says where the player went: back, the opposite way (nothing for a wall bump).
+            self.broadcast_state(LastMove(last.direction.opposite.value, True, "undo") if last.ok else None)
+        return last
 
     def _on_win(self, now: float) -> None:
         game = self.game

@@ -157,6 +157,30 @@ class Settings:
         "GM_MODEL_POLL_S", 30.0, "How often the registry alias is checked for a new champion (0 = never)."
     )
 
+    # --- feedback loop and drift (issue 15; docs/training.md, docs/monitoring.md) -----------
+    undo_window_s: float = _env(
+        "GM_UNDO_WINDOW_S", 4.0, "Seconds after a gesture move during which the player may undo it."
+    )
+    feedback_url: str | None = _env(
+        "GM_FEEDBACK_URL", None,
+        "SQLAlchemy URL of the feedback store (default: sqlite:///<GM_DATA_DIR>/feedback.db).",
+    )
+    feedback_max_events: int = _env(
+        "GM_FEEDBACK_MAX_EVENTS", 50_000, "Feedback rows kept; the oldest are deleted beyond this."
+    )
+    feedback_frames: int = _env(
+        "GM_FEEDBACK_FRAMES", 8, "Recent hand frames kept per session; those that fired a move are stored."
+    )
+    drift_window: int = _env(
+        "GM_DRIFT_WINDOW", 600, "Recent frames (landmarks + brightness/sharpness) drift is computed over."
+    )
+    drift_interval_s: float = _env(
+        "GM_DRIFT_INTERVAL_S", 15.0, "How often drift statistics are recomputed (0 = never)."
+    )
+    drift_min_frames: int = _env(
+        "GM_DRIFT_MIN_FRAMES", 50, "Hands in the window before feature drift is reported."
+    )
+
     # --- limits and security -----------------------------------------------------------------
     max_frame_bytes: int = _env("GM_MAX_FRAME_BYTES", 512 * 1024, "Largest binary frame accepted.")
     max_frame_width: int = _env("GM_MAX_FRAME_WIDTH", 1920, "Largest decoded frame width.")

@@ -19,6 +19,7 @@ from starlette.websockets import WebSocket
 from model.frames import FrameError
 from model.recognizer import RecognitionResult, Recognizer, RecognizerConfig
 from stream.connection import Connection
+from stream.feedback import after_recognition, gesture_moved, on_feedback_message
 from stream.limits import FrameGate
 from stream.pipeline import observe_frame_error, observe_recognition
 from stream.protocol import (
@@ -30,6 +31,7 @@ from stream.protocol import (
     PROCESSING_FAILED,
     RATE_LIMITED,
     SHUTTING_DOWN,
+    ConsentMessage,
     FrameReply,
     GestureNotice,
     MoveMessage,
@@ -40,6 +42,7 @@ from stream.protocol import (
     RestartMessage,
     SchemeMessage,
     ShareHandMessage,
+    UndoMessage,
     parse_client_message,
 )
 from stream.sessions import Session
@@ -147,6 +150,8 @@ class PlayerHandler:
                 self.conn.send(Pong(t))
             case ShareHandMessage(enabled=enabled):
                 session.set_share_hand(enabled)
+            case UndoMessage() | ConsentMessage():
+                on_feedback_message(self, command)
 
     # --- frames -------------------------------------------------------------------------------
     def on_frame(self, data: bytes) -> None:
@@ -199,6 +204,7 @@ class PlayerHandler:
             return
         result = outcome
         observe_recognition(self.metrics, result)
+        after_recognition(self, result)
         self.conn.send(
             FrameReply(
                 seq=seq,
@@ -214,8 +220,8 @@ class PlayerHandler:
         session = self.session
         # Only the connection that is still the player may move (a replaced one's late frame may not).
         if session.player is self.conn and not session.closed:
-            if result.command is not None:
-                session.gesture_move(result.command)
+            if result.command is not None and session.gesture_move(result.command) is not None:
+                gesture_moved(self, result)
             session.observe_hand(result.direction if result.hand else None)
         if session.gesture_notice_due(self._gesture_interval_s):
             # The skeleton rides on these throttled notices, so it reaches spectators at a reduced rate.

@@ -1,6 +1,7 @@
 // The player page: start or resume a game, stream the webcam, draw the maze, keyboard fallback.
 import { api, announcer, forgetSession, formatTime, savedSession, saveSession, sessionFromUrl, showBanner } from "./api.js";
 import { Camera, describeCameraError } from "./camera.js";
+import { Feedback } from "./feedback.js";
 import { LiveSocket, wsUrl } from "./connection.js";
 import { Countdown, Sounds, bindSwipe, openDirections } from "./game-feel.js";
 import { ARROWS, gestureIcon, gestureWords, highlightLegend, markOpenDirections, renderLegend } from "./gestures.js";
@@ -42,6 +43,7 @@ const overlay = new HandOverlay($("overlay"));
 const camera = new Camera($("video"));
 let session = null;
 let socket = null;
+const feedback = new Feedback($("feedback-slot"), (m) => socket?.send(m) ?? false); // undo + consent
 let maze = null;
 let state = null;
 let stateAt = 0;
@@ -289,6 +291,7 @@ function sessionGone(text, code) {
 
 // ---- server messages -----------------------------------------------------------------------------
 function onMessage(msg) {
+  if (feedback.onMessage(msg)) return;
   switch (msg.type) {
     case "welcome":
       // Back after an outage: the server kept the game (issue 13's durable sessions also say resumed:true).

@@ -142,6 +142,9 @@ def test_alert_rules_cover_the_required_failure_modes() -> None:
     assert "gesture_maze_frames_dropped_total" in alerts["GestureMazeFramesDropped"]
     assert "gesture_maze_errors_total" in alerts["GestureMazeErrorRateHigh"]
     assert 'gesture_maze_ws_connections{role="player"}' in alerts["GestureMazeNoFramesWithPlayers"]
+    assert "gesture_maze_undos_total" in alerts["GestureMazeUndoRateHigh"]
+    assert 'gesture_maze_drift_score{kind="out_of_range"}' in alerts["GestureMazeFeatureDrift"]
+    assert 'gesture_maze_drift_score{kind="brightness_psi"}' in alerts["GestureMazeInputQualityDrift"]
     for path in RULES_DIR.glob("*.yml"):
         for group in yaml.safe_load(path.read_text())["groups"]:
             for rule in group["rules"]:
@@ -151,7 +154,8 @@ def test_alert_rules_cover_the_required_failure_modes() -> None:
 
 def test_dashboard_has_a_row_per_category_and_wires_the_provisioned_datasource() -> None:
     panels = dashboard_panels()
-    assert [p["title"] for p in panels if p["type"] == "row"] == ["Model", "Data", "Server"]
+    rows = ["Model", "Data", "Server", "Live quality", "Drift"]
+    assert [p["title"] for p in panels if p["type"] == "row"] == rows
     ids = [p["id"] for p in panels]
     assert len(ids) == len(set(ids))
     datasource = yaml.safe_load(DATASOURCES.read_text())["datasources"][0]

@@ -74,6 +74,8 @@ def test_runs_metrics_and_artifacts_are_logged(trained):
         assert len(run.data.tags["data_sha256"]) == 64
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {f"{prefix}confusion_matrix.png", f"{prefix}classification_report.txt"} <= artifacts
+        if run in final:  # drift monitoring's baseline travels with the model (model/drift.py)
+            assert "drift_reference.json" in artifacts
     parent = next(r for r in runs if r.data.tags.get("stage") == "parent")
     assert "leaderboard.txt" in {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert "Leaderboard" in first.stdout and "per-class test F1" in first.stdout
@@ -100,6 +102,9 @@ def test_registered_and_default_models_load(trained, landmarks_csv):
     meta = json.loads((tmp / "default" / "metadata.json").read_text())
     assert meta["feature_version"] == FEATURE_VERSION and meta["mlflow"]["registered_version"] == "1"
     assert meta["data"]["rows"] == 18 * 120
+    reference = json.loads((tmp / "default" / "drift_reference.json").read_text())
+    assert reference["rows"] == 2 * meta["split"]["train+val"]  # train+val and its mirrored copies
+    assert set(reference["classes"]) == set(meta["classes"]) and len(reference["features"]) == 72
     ds = read_landmark_csv(landmarks_csv)
     rows = features_from_xy(ds.xy[:50])
     assert [champion.predict(r) for r in rows] == [default.predict(r) for r in rows]

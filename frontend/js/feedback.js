@@ -1,0 +1,101 @@
+// "Undo — that was wrong": right after a gesture move, the player can take it back (button, or the
+// Backspace / U key) and optionally say which gesture they meant. With the player's consent (a
+// checkbox, remembered in this browser), the server stores the hand landmarks of that move - never
+// images - to retrain the model. The server decides what may be undone (only the last gesture move,
+// within a few seconds); this module only offers it while it is likely to be accepted.
+//
+// Wiring (player.js): `const feedback = new Feedback(container, send)`, then
+// `if (feedback.onMessage(msg)) return;` at the top of the message handler.
+
+const CONSENT_KEY = "gm.feedbackConsent";
+const OFFER_MS = 4000; // the server's default GM_UNDO_WINDOW_S; it stays the judge
+const LABELS = ["", "one", "peace", "three", "four", "palm", "fist", "like", "dislike", "ok", "call", "rock",
+  "stop", "mute", "no_gesture"];
+
+function el(tag, attrs = {}, text = "") {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
+  if (text) node.textContent = text;
+  return node;
+}
+
+export class Feedback {
+  constructor(container, send) {
+    this.send = send;
+    this.offerTimer = null;
+    this.root = el("div", { class: "feedback", id: "feedback" });
+    container = container ?? document.body; // the page layout may move; the control must not vanish
+    this.undo = el("button", { type: "button", class: "btn btn-small", id: "undo", hidden: "" },
+      "↶ Undo — that was wrong");
+    this.undo.title = "Take back the last gesture move (Backspace or U)";
+    const pick = el("label", { class: "feedback-label" });
+    pick.append("I meant: ");
+    this.label = el("select", { id: "undo-label", "aria-label": "The gesture you meant (optional)" });
+    for (const name of LABELS) this.label.append(new Option(name ? name.replace("_", " ") : "—", name));
+    pick.append(this.label);
+    this.pickWrap = pick;
+    pick.hidden = true;
+    const consent = el("label", { class: "feedback-consent" });
+    this.consent = el("input", { type: "checkbox", id: "feedback-consent" });
+    this.consent.checked = localStorage.getItem(CONSENT_KEY) === "1";
+    consent.append(this.consent, " Let my corrections (hand landmarks only, no images) improve the model");
+    this.note = el("span", { class: "muted", id: "undo-note", role: "status" });
+    this.root.append(this.undo, pick, this.note, consent);
+    container.append(this.root);
+
+    this.undo.addEventListener("click", () => this.requestUndo());
+    this.consent.addEventListener("change", () => {
+      localStorage.setItem(CONSENT_KEY, this.consent.checked ? "1" : "0");
+      this.send({ type: "consent", feedback: this.consent.checked });
+    });
+    document.addEventListener("keydown", (e) => {
+      if (e.altKey || e.ctrlKey || e.metaKey || this.undo.hidden) return;
+      const tag = e.target?.tagName;
+      if (tag === "INPUT" || tag === "SELECT" || tag === "TEXTAREA") return;
+      if (e.key === "Backspace" || e.key === "u" || e.key === "U") {
+        e.preventDefault();
+        this.requestUndo();
+      }
+    });
+  }
+
+  requestUndo() {
+    this.send({ type: "undo", label: this.label.value || null });
+    this.hideOffer();
+  }
+
+  offer() {
+    clearTimeout(this.offerTimer);
+    this.undo.hidden = false;
+    this.pickWrap.hidden = false;
+    this.note.textContent = "";
+    this.offerTimer = setTimeout(() => this.hideOffer(), OFFER_MS);
+  }
+
+  hideOffer() {
+    clearTimeout(this.offerTimer);
+    this.undo.hidden = true;
+    this.pickWrap.hidden = true;
+    this.label.value = "";
+  }
+
+  // Returns true when the message was fully handled here (the caller skips its own handling).
+  onMessage(msg) {
+    if (msg.type === "welcome") {
+      if (this.consent.checked) this.send({ type: "consent", feedback: true });
+    } else if (msg.type === "state") {
+      const source = msg.last_move?.source;
+      if (source === "gesture") this.offer();
+      else if (source && source !== "undo") this.hideOffer();
+    } else if (msg.type === "undone") {
+      this.note.textContent = msg.stored ? "Undone — thanks, noted for the model." : "Undone.";
+      this.root.dataset.undone = String(Number(this.root.dataset.undone || 0) + 1);
+      return true;
+    } else if (msg.type === "error" && msg.code === "nothing_to_undo") {
+      this.hideOffer();
+      this.note.textContent = "Too late to undo that move.";
+      return true;
+    }
+    return false;
+  }
+}

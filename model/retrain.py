@@ -1,0 +1,307 @@
+"""`gesture-maze retrain`: base data + players' consented corrections -> a challenger -> gated promotion.
+
+    gesture-maze retrain --data ../shared/data/landmarks/landmarks_kp42.csv [--data more.csv ...]
+                         [--feedback-url URL] [--experiment NAME] [--tracking-uri URI]
+
+Steps:
+1. the champion (`gesture-classifier@champion`) and its configuration, read from its MLflow run's
+   params (family + estimator params) — retraining never changes the model family on its own;
+2. base rows -> the same de-duplication and frozen stratified split as `gesture-maze train`;
+3. labelled feedback from the store (`model.feedback`), split by event into a training part and a
+   held-out slice (a fixed hash of the event id, `--holdout` of the events);
+4. the challenger is fitted on train+val + the feedback training part (both hands, mirrored);
+5. challenger and champion are scored on the frozen test split and on the held-out feedback slice;
+6. the challenger is registered with lineage (parent version, base-data fingerprint, feedback ids and
+   counts); the `champion` alias moves to it only if it (a) scores at least the champion's macro-F1 on
+   the test split, (b) loses no class's F1 by more than `--max-class-drop` (0.02) and (c) is strictly
+   more accurate than the champion on the held-out feedback slice. A server serving
+   `models:/gesture-classifier@champion` picks the new version up on its next poll.
+
+Nothing happens (exit 0, no run) when there is no new labelled feedback since the champion was made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model import drift
+from model.classifier import REGISTERED_MODEL_NAME, load_registered
+from model.datasets import read_datasets
+from model.estimators import Candidate, build
+from model.evaluation import Scores, score
+from model.features import features_from_xy, mirror_xy
+from model.feedback import FeedbackStore, StoredFeedback, default_feedback_url, fingerprint
+from model.registry import current_champion, default_tracking_uri, ensure_experiment, register, set_champion
+from model.splits import prepare, split, with_mirrored
+
+log = logging.getLogger("gesture_maze.retrain")
+# Params `gesture-maze train` and `retrain` log next to the estimator's own (not estimator kwargs).
+RUN_ONLY_PARAMS = frozenset({
+    "family", "train_rows", "selected_by", "mirrored_training_rows", "feedback_train_events",
+    "feedback_train_frames", "feedback_holdout_events", "parent_version",
+})
+
+
+@dataclass
+class Gate:
+    test_f1: float
+    champion_test_f1: float
+    worst_class: str
+    worst_class_drop: float
+    feedback_accuracy: float | None
+    champion_feedback_accuracy: float | None
+    max_class_drop: float
+
+    @property
+    def test_ok(self) -> bool:
+        return self.test_f1 >= self.champion_test_f1
+
+    @property
+    def classes_ok(self) -> bool:
+        return self.worst_class_drop <= self.max_class_drop + 1e-12
+
+    @property
+    def feedback_ok(self) -> bool:
+        return (self.feedback_accuracy is not None and self.champion_feedback_accuracy is not None
+                and self.feedback_accuracy > self.champion_feedback_accuracy)
+
+    @property
+    def passed(self) -> bool:
+        return self.test_ok and self.classes_ok and self.feedback_ok
+
+    def reasons(self) -> list[str]:
+        out = []
+        if not self.test_ok:
+            out.append(f"test macro-F1 {self.test_f1:.4f} < champion {self.champion_test_f1:.4f}")
+        if not self.classes_ok:
+            out.append(f"class {self.worst_class!r} F1 drops by {self.worst_class_drop:.4f} "
+                       f"(> {self.max_class_drop})")
+        if not self.feedback_ok:
+            out.append("no held-out feedback to judge by" if self.feedback_accuracy is None else
+                       f"feedback slice accuracy {self.feedback_accuracy:.4f} does not beat the champion's "
+                       f"{self.champion_feedback_accuracy:.4f}")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"test_f1_macro": self.test_f1, "champion_test_f1_macro": self.champion_test_f1,
+                "worst_class": self.worst_class, "worst_class_f1_drop": self.worst_class_drop,
+                "max_class_drop": self.max_class_drop, "feedback_holdout_accuracy": self.feedback_accuracy,
+                "champion_feedback_holdout_accuracy": self.champion_feedback_accuracy,
+                "passed": self.passed, "reasons": self.reasons()}
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="gesture-maze retrain", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", action="append", required=True, metavar="PATH",
+                   help="base landmark CSV(s), as given to `gesture-maze train`")
+    p.add_argument("--feedback-url", default=None,
+                   help="SQLAlchemy URL of the feedback store (default: $GM_FEEDBACK_URL, "
+                   "else sqlite:///<data dir>/feedback.db)")
+    p.add_argument("--experiment", default="gesture-maze", help="MLflow experiment name")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default as for train)")
+    p.add_argument("--data-dir", default=None, help="local state directory (default: $GM_DATA_DIR or data)")
+    p.add_argument("--holdout", type=float, default=0.3,
+                   help="share of feedback events held out to judge the challenger (default 0.3)")
+    p.add_argument("--max-class-drop", type=float, default=0.02,
+                   help="largest per-class test F1 loss allowed for promotion (default 0.02)")
+    p.add_argument("--force", action="store_true", help="retrain even without new feedback")
+    return p.parse_args(list(argv))
+
+
+def parse_param(value: str) -> Any:
+    """MLflow stores params as text: '100' -> 100, '0.05' -> 0.05, 'scale' -> 'scale'."""
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return {"True": True, "False": False, "None": None}.get(value, value)
+
+
+def champion_candidate(params: dict[str, str]) -> Candidate:
+    """The champion's configuration from its run's params (only those its estimator accepts)."""
+    if "family" not in params:
+        raise SystemExit("the champion's run has no `family` param: cannot tell its configuration")
+    family = params["family"]
+    accepted = {name.rsplit("__", 1)[-1] for name in build(Candidate(family)).get_params(deep=True)}
+    accepted.add("hidden")  # the MLP's layer sizes (model.estimators)
+    return Candidate(family, {k: parse_param(v) for k, v in sorted(params.items())
+                              if k not in RUN_ONLY_PARAMS and k in accepted})
+
+
+def held_out(event_id: int, share: float) -> bool:
+    """A fixed, uniform-looking assignment of feedback events to the held-out slice."""
+    digest = hashlib.sha256(f"feedback-holdout:{event_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32 < share
+
+
+def feedback_rows(events: Sequence[StoredFeedback]) -> tuple[np.ndarray, np.ndarray]:
+    if not events:
+        return np.empty((0, 21, 2)), np.empty(0, dtype=str)
+    xy = np.concatenate([e.xy for e in events])
+    labels = np.concatenate([[e.label] * len(e.xy) for e in events]).astype(str)
+    return xy, labels
+
+
+def _predict(clf: Any, X: np.ndarray) -> np.ndarray:
+    classes = np.asarray(getattr(clf, "classes", None) or clf.classes_)
+    return classes[np.argmax(clf.predict_proba(X), axis=1)]
+
+
+def evaluate(candidate_pred: np.ndarray, champion_pred: np.ndarray, y_test: np.ndarray,
+             fb_cand: np.ndarray, fb_champ: np.ndarray, fb_y: np.ndarray, labels: list[str],
+             max_class_drop: float) -> tuple[Gate, Scores, Scores]:
+    new, old = score(y_test, candidate_pred, labels), score(y_test, champion_pred, labels)
+    drops = {c: old.per_class_f1[c] - new.per_class_f1.get(c, 0.0) for c in old.per_class_f1}
+    worst = max(drops, key=lambda c: drops[c])
+    fb_acc = float(np.mean(fb_cand == fb_y)) if len(fb_y) else None
+    fb_champ_acc = float(np.mean(fb_champ == fb_y)) if len(fb_y) else None
+    return Gate(new.f1_macro, old.f1_macro, worst, float(drops[worst]), fb_acc, fb_champ_acc,
+                max_class_drop), new, old
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from model.train import _log_model
+    from stream.settings import Settings
+
+    settings = Settings.from_env()
+    data_dir = Path(args.data_dir or settings.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tracking_uri = args.tracking_uri or default_tracking_uri(data_dir, os.environ)
+    os.environ.setdefault("MLFLOW_TRACKING_URI", tracking_uri)  # `models:/m-...` sources resolve with it
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    champ = current_champion(client)
+    if champ is None:
+        print("no champion in the registry: run `gesture-maze train` first", file=sys.stderr)
+        return 2
+    champ_run = client.get_run(champ.run_id)
+    candidate = champion_candidate(champ_run.data.params)
+
+    feedback_url = args.feedback_url or settings.feedback_url or default_feedback_url(data_dir)
+    store = FeedbackStore(feedback_url)
+    try:
+        stored = store.count()
+        labelled = store.events(labelled_only=True)
+    finally:
+        store.close()
+
+    ds = read_datasets(args.data)
+    data = prepare(ds)
+    sp = split(data.y)
+    labels = sorted(set(data.y.tolist()))
+    usable = [e for e in labelled if e.label in labels]
+    fb_all = fingerprint(usable)
+    print(f"champion v{champ.version}: {candidate.name}; feedback: {stored} stored, "
+          f"{len(labelled)} labelled, {len(usable)} with a known label ({fb_all['frames']} frames)")
+    if not usable:
+        print("no labelled feedback to learn from: nothing to do")
+        return 0
+    if champ.tags.get("feedback_sha256") == fb_all["sha256"] and not args.force:
+        print("no new feedback since the champion was trained: nothing to do")
+        return 0
+
+    holdout = [e for e in usable if held_out(e.id, args.holdout)]
+    training = [e for e in usable if not held_out(e.id, args.holdout)]
+    fb_xy, fb_y = feedback_rows(training)
+    ho_xy, ho_y = feedback_rows(holdout)
+    final_idx = np.sort(np.concatenate([sp.train, sp.val]))
+    X_base, y_base = with_mirrored(data, final_idx)
+    parts_X, parts_y = [X_base], [y_base]
+    if len(fb_y):
+        parts_X += [features_from_xy(fb_xy), features_from_xy(mirror_xy(fb_xy))]
+        parts_y += [fb_y, fb_y]
+    X, y = np.vstack(parts_X), np.concatenate(parts_y)
+    X_test, y_test = data.X[sp.test], data.y[sp.test]
+    X_ho = features_from_xy(ho_xy) if len(ho_y) else np.empty((0, X.shape[1]), dtype=np.float32)
+
+    model = build(candidate).fit(X, y)
+    champion = load_registered(REGISTERED_MODEL_NAME, str(champ.version), tracking_uri=tracking_uri)
+    empty = np.empty(0, dtype=str)
+    gate, new, old = evaluate(
+        _predict(model, X_test), _predict(champion, X_test), y_test,
+        _predict(model, X_ho) if len(ho_y) else empty, _predict(champion, X_ho) if len(ho_y) else empty,
+        ho_y, labels, args.max_class_drop,
+    )
+
+    base_fp = {"sha256": ds.fingerprint(), "rows": len(ds), "rows_used": len(data.y),
+               "files": [Path(f).name for f in ds.files], "split_test": len(sp.test)}
+    lineage = {"parent_version": str(champ.version), "parent_run_id": champ.run_id, "base_data": base_fp,
+               "feedback": {"url": _redact(feedback_url), "stored_events": stored, "all": fb_all,
+                            "train": fingerprint(training), "holdout": fingerprint(holdout)}}
+    experiment_id = ensure_experiment(client, args.experiment, data_dir)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    tags = {"stage": "retrain", "parent_version": str(champ.version), "data_sha256": base_fp["sha256"],
+            "feedback_sha256": fb_all["sha256"], "feedback_events": str(fb_all["events"]),
+            "feedback_frames": str(fb_all["frames"]), "family": candidate.family,
+            "feature_version": champ_run.data.tags.get("feature_version", "")}
+    with mlflow.start_run(run_name=f"retrain-{datetime.now(UTC):%Y%m%d-%H%M%S}") as run:
+        mlflow.set_tags(tags)
+        mlflow.log_params({"family": candidate.family, **candidate.params, "train_rows": len(y),
+                           "feedback_train_events": len(training), "feedback_train_frames": len(fb_y),
+                           "feedback_holdout_events": len(holdout), "parent_version": str(champ.version)})
+        champion_metrics = {f"champion_{k}": v for k, v in old.metrics("test_").items()}
+        mlflow.log_metrics({**new.metrics("test_"), **champion_metrics,
+                            "worst_class_f1_drop": gate.worst_class_drop, "promoted": float(gate.passed)})
+        if gate.feedback_accuracy is not None:
+            mlflow.log_metrics({"feedback_holdout_accuracy": gate.feedback_accuracy,
+                                "champion_feedback_holdout_accuracy": gate.champion_feedback_accuracy or 0.0})
+        mlflow.log_dict(lineage, "lineage.json")
+        mlflow.log_dict(gate.to_dict(), "gate.json")
+        mlflow.log_text(new.report, "test_classification_report.txt")
+        _log_model(mlflow, model, X_test, None)
+        drift.log_reference(mlflow, X, y)
+        version = register(client, run.info.run_id, "model", {**tags, "test_f1_macro": f"{new.f1_macro:.4f}",
+                                                               "promoted": str(gate.passed).lower()})
+        if gate.passed:
+            set_champion(client, version)
+        mlflow.set_tags({"registered_version": version, "promoted": str(gate.passed).lower()})
+
+    print(f"challenger v{version} ({len(training)} feedback events trained on, {len(holdout)} held out): "
+          f"test macro-F1 {gate.test_f1:.4f} vs champion {gate.champion_test_f1:.4f}; worst class drop "
+          f"{gate.worst_class} {gate.worst_class_drop:+.4f}; feedback slice accuracy "
+          f"{_fmt(gate.feedback_accuracy)} vs {_fmt(gate.champion_feedback_accuracy)}")
+    if gate.passed:
+        print(f"promoted: champion -> v{version} (was v{champ.version})")
+    else:
+        print(f"not promoted (champion stays v{champ.version}): " + "; ".join(gate.reasons()))
+    print(json.dumps({"version": version, "promoted": gate.passed, "parent_version": str(champ.version)}))
+    return 0
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _redact(url: str) -> str:
+    """A database URL without its password (lineage is visible to anyone who can read MLflow)."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparsable url>"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
