@@ -1,10 +1,9 @@
 """The model families the sweep tries, each as a scikit-learn pipeline over `model.features` vectors.
 
-Every candidate is `StandardScaler -> classifier`. SVMs have no probabilities of their own (scikit-learn
-1.9 deprecates `SVC(probability=True)`), so they are wrapped the way the library now recommends:
-`CalibratedClassifierCV(SVC(...), ensemble=False)` — one SVC fitted on all training rows, plus a
-temperature fitted on cross-validated decision values. Temperature scaling is one parameter for all 18
-classes, so it cannot change which class wins, only how confident the winner is.
+Every candidate is `StandardScaler -> classifier`. Probabilities are not the estimator's job: the
+training run fits one temperature over the class scores (an SVM's one-vs-rest decision values, other
+models' log-probabilities) on the validation split, see `model.openset`. A temperature cannot change
+which class wins, only how confident the winner is.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sklearn.base import ClassifierMixin
-from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.neural_network import MLPClassifier
@@ -56,11 +54,9 @@ def _base(candidate: Candidate) -> ClassifierMixin:
     raise ValueError(f"unknown model family {family!r}")
 
 
-def build(candidate: Candidate, calibration_folds: int = 3) -> Pipeline:
+def build(candidate: Candidate) -> Pipeline:
     """An unfitted pipeline for `candidate`."""
     clf: ClassifierMixin = _base(candidate)
-    if isinstance(clf, SVC | LinearSVC):
-        clf = CalibratedClassifierCV(clf, method="temperature", ensemble=False, cv=calibration_folds)
     return Pipeline([("scale", StandardScaler()), ("clf", clf)])
 
 
