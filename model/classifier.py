@@ -28,6 +28,7 @@ import numpy as np
 
 from model.features import FEATURE_VERSION, N_FEATURES
 from model.openset import NO_GESTURE, OPENSET_FILE, OpenSetHead, softmax
+from model.personal import PlayerAdapter
 
 log = logging.getLogger(__name__)
 
@@ -251,9 +252,10 @@ class GestureClassifier:
             return np.zeros(len(np.atleast_2d(features)))
         return self.openset.ood_scores(self.scaled(features))
 
-    def predict(self, features: np.ndarray) -> Prediction:
+    def predict(self, features: np.ndarray, adapter: PlayerAdapter | None = None) -> Prediction:
         """One hand's feature vector (from `landmark_features`) -> the most likely gesture, or
-        `no_gesture` when the hand is far from every gesture the model was trained on."""
+        `no_gesture` when the hand is far from every gesture the model was trained on. With a
+        player's `adapter` (per-player calibration), their own samples decide when they are close."""
         x = np.asarray(features, dtype=np.float32).reshape(-1)
         if x.shape[0] != N_FEATURES:
             raise ValueError(f"expected {N_FEATURES} features, got {x.shape[0]}")
@@ -265,10 +267,14 @@ class GestureClassifier:
             proba = self.predict_proba(x[None])[0]
         best = int(np.argmax(proba))
         closest, confidence = self._classes[best], float(proba[best])
-        if self.openset is None:
+        if self.openset is None and adapter is None:
             return Prediction(closest, confidence, closest)
         if z is None:
             z = self.scaled(x[None])[0]
+        if adapter is not None and (vote := adapter.vote(z)) is not None:
+            return Prediction(vote[0], vote[1], closest, 0.0)
+        if self.openset is None:
+            return Prediction(closest, confidence, closest)
         score = self.openset.ood_score(z)
         if score > self.openset.threshold:
             return Prediction(NO_GESTURE, self.openset.novelty(score), closest, score)

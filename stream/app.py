@@ -117,6 +117,7 @@ async def _start(app: Starlette, settings: Settings) -> None:
         config_for=config_for,
         metrics=metrics,
         win_pause_s=settings.win_pause_s,
+        donations_dir=Path(settings.data_dir) / "donations",  # opted-in calibration landmarks (issue 14)
     )
     state.pipeline = FramePipeline(settings.worker_count, metrics)
     state.models = await _load_models(settings, metrics)

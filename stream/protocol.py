@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -86,7 +87,33 @@ class PingMessage:
     type: ClassVar[str] = "ping"
 
 
-ClientMessage = MoveMessage | RestartMessage | NextLevelMessage | SchemeMessage | PingMessage
+# --- per-player calibration (issue 14) ---
+@dataclass(frozen=True, slots=True)
+class CalibrateMessage:
+    """Record the frames from now on as samples of `gesture` (a model class or "relaxed");
+    `null` stops recording, after which the player's samples adapt recognition."""
+
+    gesture: str | None
+    type: ClassVar[str] = "calibrate"
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationResetMessage:
+    type: ClassVar[str] = "calibration_reset"
+
+
+@dataclass(frozen=True, slots=True)
+class DonateMessage:
+    """Opt in (true) or out (false) of keeping the calibration landmarks after the session ends."""
+
+    donate: bool
+    type: ClassVar[str] = "donate"
+
+
+ClientMessage = (
+    MoveMessage | RestartMessage | NextLevelMessage | SchemeMessage | PingMessage
+    | CalibrateMessage | CalibrationResetMessage | DonateMessage
+)
 
 
 def _direction(value: Any) -> Direction:
@@ -99,6 +126,23 @@ def _direction(value: Any) -> Direction:
 def _scheme(value: Any) -> str:
     if value not in SCHEMES:
         raise ProtocolError(BAD_FIELD, f"scheme must be one of {', '.join(SCHEMES)}")
+    return value
+
+
+_GESTURE_NAME = re.compile(r"^[a-z0-9_]{1,32}$")
+
+
+def _calibration_gesture(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _GESTURE_NAME.match(value):
+        raise ProtocolError(BAD_FIELD, "gesture must be null or a gesture name (a-z, 0-9, _)")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ProtocolError(BAD_FIELD, "donate must be true or false")
     return value
 
 
@@ -122,6 +166,9 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
     "next_level": (NextLevelMessage, {}),
     "scheme": (SchemeMessage, {"scheme": _scheme}),
     "ping": (PingMessage, {"t": _number}),
+    "calibrate": (CalibrateMessage, {"gesture": _calibration_gesture}),
+    "calibration_reset": (CalibrationResetMessage, {}),
+    "donate": (DonateMessage, {"donate": _bool}),
 }
 CLIENT_TYPES = tuple(_SCHEMA)
 
@@ -258,6 +305,19 @@ class FrameReply:
             "dropped": self.dropped,
             "landmarks": self.landmarks,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationStatus:
+    """Reply to every calibration message: what is being recorded and the samples kept so far."""
+
+    recording: str | None
+    samples: dict[str, int]
+    donate: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "calibration", "recording": self.recording, "samples": self.samples,
+                "donate": self.donate}
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,10 +16,13 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from maze import Direction, Game, GameConfig, GameStatus, MoveOutcome
+from model.personal import PlayerProfile
 from stream.connection import Connection
+from stream.donations import write_donation
 from stream.metrics import Metrics
 from stream.protocol import CLOSE_GOING_AWAY, CLOSE_REPLACED, LastMove, StateSnapshot, Won, encode
 from stream.security import new_token, tokens_equal
@@ -66,8 +69,12 @@ class Session:
         metrics: Metrics | None = None,
         win_pause_s: float = DEFAULT_WIN_PAUSE_S,
         clock: Callable[[], float] = time.monotonic,
+        donations_dir: Path | None = None,
     ) -> None:
         self.id = session_id
+        # Per-player calibration samples (landmark features only); deleted on close unless donated.
+        self.profile = PlayerProfile()
+        self.donations_dir = donations_dir
         self.options = options
         self.scheme = options.scheme
         self.private = options.private
@@ -283,6 +290,19 @@ class Session:
         recognizer, self.recognizer = self.recognizer, None
         if recognizer is not None:
             await asyncio.to_thread(_close_and_trim, recognizer)
+        if self.closed:
+            await self._forget_profile()
+
+    async def _forget_profile(self) -> None:
+        """The session is over: write donated calibration landmarks, then drop every sample."""
+        profile = self.profile
+        if profile.donate and self.donations_dir is not None and profile.landmarks:
+            try:
+                path = await asyncio.to_thread(write_donation, self.donations_dir, self.id, profile)
+                log.info("calibration samples donated: %s", path)
+            except OSError:
+                log.exception("could not write donated calibration samples")
+        profile.clear()
 
 
 def _close_and_trim(recognizer: Recognizer) -> None:
@@ -303,7 +323,9 @@ class SessionRegistry:
         metrics: Metrics | None = None,
         win_pause_s: float = DEFAULT_WIN_PAUSE_S,
         clock: Callable[[], float] = time.monotonic,
+        donations_dir: Path | None = None,
     ) -> None:
+        self.donations_dir = donations_dir
         self.max_sessions = max_sessions
         self._config_for = config_for
         self.metrics = metrics
@@ -333,6 +355,7 @@ class SessionRegistry:
             metrics=self.metrics,
             win_pause_s=self.win_pause_s,
             clock=self._clock,
+            donations_dir=self.donations_dir,
         )
         self._sessions[session_id] = session
         self._update_gauge()

@@ -1,0 +1,90 @@
+"""Per-player calibration gain on held-out people (leave-one-source-out).
+
+For every source (one person's or one project's recordings) with at least 100 rows of classes other
+sources also have: train the default model family on every *other* source (with mirrored copies),
+then play that source's person calibrating: `--per-class` random rows of each of their gestures are
+their calibration samples (`model.personal.PlayerProfile`), the rest is their test set. Accuracy on
+that test set without and with the player's adapter, for several neighbour radii, pooled over sources.
+
+    .venv/bin/python -m benchmarks.calibration_gain [--per-class 10] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from model.classifier import GestureClassifier, ModelInfo
+from model.datasets import read_datasets
+from model.estimators import Candidate, build
+from model.features import FEATURE_VERSION
+from model.personal import PlayerProfile
+from model.splits import prepare, with_mirrored
+from stream.loadtest.frames import default_images_dir
+
+RADII = (1.5, 2.0, 3.0, 4.0, float("inf"))
+
+
+def _landmarks_csv() -> Path:
+    images = default_images_dir()
+    if images is None:
+        raise SystemExit("no ../shared/data (set GM_SHARED_DIR)")
+    return images.parent / "landmarks" / "landmarks_kp42.csv"
+
+
+def run(candidate: Candidate, per_class: int, seed: int = 0) -> dict[str, object]:
+    d = prepare(read_datasets([_landmarks_csv()]))
+    rng = np.random.default_rng(seed)
+    per_source: dict[str, dict[str, float]] = {}
+    hits: dict[str, int] = {"global": 0, **{f"r={r}": 0 for r in RADII}}
+    total = 0
+    for source in sorted(set(d.sources.tolist())):
+        held = d.sources == source
+        rows = np.flatnonzero(held & np.isin(d.y, sorted(set(d.y[~held].tolist()))))
+        if len(rows) < 100:
+            continue
+        model = build(candidate).fit(*with_mirrored(d, np.flatnonzero(~held)))
+        clf = GestureClassifier(model, ModelInfo("loso", source, None, "benchmark", FEATURE_VERSION))
+        calib, test = [], []
+        for label in sorted(set(d.y[rows].tolist())):
+            mine = rng.permutation(rows[d.y[rows] == label])
+            calib += mine[:per_class].tolist()
+            test += mine[per_class:].tolist()
+        profile = PlayerProfile()
+        for i in calib:
+            profile.add(str(d.y[i]), d.X[i])
+        X_test, y_test = d.X[test], d.y[test]
+        Z_test = clf.scaled(X_test)
+        base = np.asarray(clf.classes)[np.argmax(clf.class_scores(X_test), axis=1)]
+        result = {"rows": len(test), "global": float(np.mean(base == y_test))}
+        hits["global"] += int(np.sum(base == y_test))
+        for r in RADII:
+            adapter = profile.adapter(clf.scaled, radius=r)
+            assert adapter is not None
+            votes = [adapter.vote(z) for z in Z_test]
+            pred = np.array([v[0] if v is not None else b for v, b in zip(votes, base, strict=True)])
+            result[f"r={r}"] = float(np.mean(pred == y_test))
+            hits[f"r={r}"] += int(np.sum(pred == y_test))
+        total += len(test)
+        per_source[source] = result
+        print(source[:50], json.dumps({k: round(v, 4) for k, v in result.items()}), flush=True)
+    pooled = {k: v / total for k, v in hits.items()}
+    print("pooled", json.dumps({k: round(v, 4) for k, v in pooled.items()}))
+    return {"candidate": candidate.name, "per_class": per_class, "pooled": pooled, "per_source": per_source}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--per-class", type=int, default=10, help="calibration rows per gesture")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    result = run(Candidate("svm_rbf", {"C": 300, "gamma": "scale"}), args.per_class)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
