@@ -4,7 +4,10 @@ For every source (one person's or one project's recordings) with at least 100 ro
 sources also have: train the default model family on every *other* source (with mirrored copies),
 then play that source's person calibrating: `--per-class` random rows of each of their gestures are
 their calibration samples (`model.personal.PlayerProfile`), the rest is their test set. Accuracy on
-that test set without and with the player's adapter, for several neighbour radii, pooled over sources.
+that test set without and with the player's adapter, for several neighbour radii, pooled over sources
+of each kind: `keypoint_csv` sources are one person's (or one small project's) recordings, i.e. a
+player; `hagrid_svm_support_vectors` sources are boundary rows of many different people, where a
+"player" calibration is meaningless (reported for completeness).
 
     .venv/bin/python -m benchmarks.calibration_gain [--per-class 10] [--json out.json]
 """
@@ -12,6 +15,7 @@ that test set without and with the player's adapter, for several neighbour radii
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 from pathlib import Path
 
@@ -33,6 +37,25 @@ def _landmarks_csv() -> Path:
     if images is None:
         raise SystemExit("no ../shared/data (set GM_SHARED_DIR)")
     return images.parent / "landmarks" / "landmarks_kp42.csv"
+
+
+def source_kinds(path: Path) -> dict[str, str]:
+    """source -> kind (the kp42 file's `kind` column)."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        return {row["source"]: row["kind"] for row in csv.DictReader(handle)}
+
+
+def pooled_by_kind(
+    per_source: dict[str, dict[str, float]], kinds: dict[str, str]
+) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for kind in sorted(set(kinds.values())):
+        members = [r for s, r in per_source.items() if kinds.get(s) == kind]
+        rows = sum(r["rows"] for r in members)
+        if rows:
+            keys = [k for k in members[0] if k != "rows"]
+            out[kind] = {"rows": rows, **{k: sum(r[k] * r["rows"] for r in members) / rows for k in keys}}
+    return out
 
 
 def run(candidate: Candidate, per_class: int, seed: int = 0) -> dict[str, object]:
@@ -73,7 +96,11 @@ def run(candidate: Candidate, per_class: int, seed: int = 0) -> dict[str, object
         print(source[:50], json.dumps({k: round(v, 4) for k, v in result.items()}), flush=True)
     pooled = {k: v / total for k, v in hits.items()}
     print("pooled", json.dumps({k: round(v, 4) for k, v in pooled.items()}))
-    return {"candidate": candidate.name, "per_class": per_class, "pooled": pooled, "per_source": per_source}
+    by_kind = pooled_by_kind(per_source, source_kinds(_landmarks_csv()))
+    for kind, figures in by_kind.items():
+        print(f"pooled {kind}", json.dumps({k: round(v, 4) for k, v in figures.items()}))
+    return {"candidate": candidate.name, "per_class": per_class, "pooled": pooled, "by_kind": by_kind,
+            "per_source": per_source}
 
 
 def main() -> None:
