@@ -59,7 +59,7 @@ def config_section() -> str:
             "| Variable | Default | Meaning |", "|---|---|---|"]
     for env, default, doc in documented_settings():
         if isinstance(default, tuple):
-            default = ",".join("=".join(p) if isinstance(p, tuple) else p for p in default) or "(empty)"
+            default = ",".join("=".join(p) if isinstance(p, tuple) else str(p) for p in default) or "(empty)"
         if default is None:
             default = "(unset)"
         rows.append(f"| `{env}` | `{default}` | {doc.replace('|', '/')} |")
