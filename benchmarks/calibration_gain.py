@@ -21,15 +21,22 @@ from pathlib import Path
 
 import numpy as np
 
-from model.classifier import GestureClassifier, ModelInfo
+from model.classifier import GestureClassifier, ModelInfo, default_model_dir
 from model.datasets import read_datasets
 from model.estimators import Candidate, build
 from model.features import FEATURE_VERSION
 from model.personal import PlayerProfile
 from model.splits import prepare, with_mirrored
+from model.train import parse_candidate
 from stream.loadtest.frames import default_images_dir
 
 RADII = (1.5, 2.0, 3.0, 4.0, float("inf"))
+
+
+def shipped_candidate() -> str:
+    """`model/default/metadata.json`'s model name, `family(k=v,...)`, as `family:k=v,...`."""
+    name = json.loads((default_model_dir() / "metadata.json").read_text())["model"]
+    return name.replace("(", ":", 1).rstrip(")")
 
 
 def _landmarks_csv() -> Path:
@@ -107,8 +114,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--per-class", type=int, default=10, help="calibration rows per gesture")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--candidate", default=None, metavar="FAMILY:K=V,...",
+                        help="model family (default: the shipped default model's)")
     args = parser.parse_args()
-    result = run(Candidate("svm_rbf", {"C": 300, "gamma": "scale"}), args.per_class)
+    result = run(parse_candidate(args.candidate or shipped_candidate()), args.per_class)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 
