@@ -93,7 +93,7 @@ export class Calibration {
       for (const [i, prompt] of PROMPTS.entries()) {
         if (!this.ready()) throw new Error("camera or connection lost");
         this.root.dataset.step = prompt.gesture;
-        this.$("calibration-icon").textContent = gestureIcon(prompt.gesture) || "✋";
+        this.$("calibration-icon").innerHTML = gestureIcon(prompt.gesture); // our own SVG markup
         this.$("calibration-text").textContent = `${i + 1}/${PROMPTS.length}: ${prompt.text}`;
         this.$("calibration-progress").style.width = "0%";
         await sleep(ms / 3); // get into position before frames count

@@ -18,7 +18,7 @@ def settings(tmp_path) -> Settings:
     return Settings.from_env({}).replace(data_dir=str(tmp_path))  # donations land here, not in the checkout
 
 
-def test_calibration_step_records_every_prompt(server, launch, peace_video, tmp_path):
+def test_calibration_step_records_every_prompt(server, launch, peace_video, artifacts):
     session = create_session(server, width=7, height=7, seed=3, scheme="counting")
     sid, token = session["session_id"], session["player_token"]
     with launch(video=peace_video) as browser:
@@ -36,6 +36,7 @@ def test_calibration_step_records_every_prompt(server, launch, peace_video, tmp_
 
         page.click("#calibrate-start")
         page.wait_for_selector('#calibration[data-state="running"]', timeout=5_000)
+        page.locator("#calibration").screenshot(path=str(artifacts / "calibration-running.png"))
         page.wait_for_selector('#calibration[data-state="done"]', timeout=30_000)
         page.wait_for_function(
             "n => document.getElementById('calibration-summary').textContent.split(' · ').length === n",
@@ -48,6 +49,7 @@ def test_calibration_step_records_every_prompt(server, launch, peace_video, tmp_
         for gesture in PROMPTS:
             assert f'"gesture":"{gesture}"' in "".join(sent)
 
+        page.locator("#calibration").screenshot(path=str(artifacts / "calibration-done.png"))
         page.check("#calibration-donate")
         page.wait_for_selector('#calibration[data-donate="true"]', timeout=5_000)
         page.click("#calibration-reset")
