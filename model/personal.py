@@ -18,6 +18,7 @@ held-out people (leave-one-source-out) is in docs/recognition.md (`python -m ben
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,9 +49,15 @@ class PlayerProfile:
     donate: bool = False
     version: int = 0
     _cached: tuple[tuple[int, int], PlayerAdapter | None] | None = field(default=None, init=False, repr=False)
+    # Frames add samples in a pool thread while messages clear or count them on the event loop.
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     def add(self, gesture: str, features: np.ndarray, landmarks: list[list[float]] | None = None) -> bool:
         """Keep one frame's sample for `gesture`; False once a cap (per gesture, gestures) is reached."""
+        with self._lock:
+            return self._add(gesture, features, landmarks)
+
+    def _add(self, gesture: str, features: np.ndarray, landmarks: list[list[float]] | None) -> bool:
         if gesture not in self.samples and len(self.samples) >= MAX_GESTURES:
             return False
         rows = self.samples.setdefault(gesture, [])
@@ -63,13 +70,15 @@ class PlayerProfile:
         return True
 
     def counts(self) -> dict[str, int]:
-        return {g: len(rows) for g, rows in self.samples.items()}
+        with self._lock:
+            return {g: len(rows) for g, rows in self.samples.items()}
 
     def clear(self) -> None:
-        self.samples.clear()
-        self.landmarks.clear()
-        self.recording = None
-        self.version += 1
+        with self._lock:
+            self.samples.clear()
+            self.landmarks.clear()
+            self.recording = None
+            self.version += 1
 
     def adapter_for(self, classifier: Any) -> PlayerAdapter | None:
         """The adapter for `classifier` (rebuilt only when samples or the model changed)."""
@@ -88,7 +97,8 @@ class PlayerProfile:
     def adapter(self, scale: Callable[[np.ndarray], np.ndarray], radius: float = DEFAULT_RADIUS,
                 k: int = DEFAULT_K) -> PlayerAdapter | None:
         """The correction over these samples, standardised by `scale` (the classifier's `scaled`)."""
-        groups = [(g, rows) for g, rows in self.samples.items() if rows]
+        with self._lock:
+            groups = [(g, list(rows)) for g, rows in self.samples.items() if rows]
         if not groups:
             return None
         X = scale(np.vstack([np.stack(rows) for _, rows in groups]))
