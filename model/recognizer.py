@@ -200,11 +200,13 @@ def classify_hand(
     # Asked per frame, so a newly promoted model is used from the next frame on.
     classifier = classifier_source()
     adapter = None
+    recording = profile is not None and profile.recording is not None
     if profile is not None:
-        if profile.recording is not None:
+        if recording:
             profile.record(features, hand.pixels.round(2).tolist())  # pixels keep the aspect ratio
         else:
             adapter = profile.adapter_for(classifier)
     prediction = classifier.predict(features, adapter)
-    direction = direction_for(scheme, prediction.gesture, hand, counting)
+    # A calibration frame is shown on request, not meant as a move: no direction while recording.
+    direction = None if recording else direction_for(scheme, prediction.gesture, hand, counting)
     return prediction.gesture, float(prediction.confidence), direction

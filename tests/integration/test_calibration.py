@@ -66,9 +66,14 @@ async def test_a_players_relaxed_hand_becomes_no_gesture_and_donation_is_written
 
 async def test_reset_forgets_and_nothing_is_kept_without_consent(gestures_dir, tmp_path):
     palm = jittered_frames(gestures_dir / "palm.jpg", 16, seed=4)
+    like = jittered_frames(gestures_dir / "like.jpg", 8, seed=4)
     with live_server(Settings.from_env({}).replace(data_dir=str(tmp_path))) as server:
         async with game(server) as (player, _spectator):
             await _gestures(player, palm[:2])
+            # Showing `like` (= up) because the calibration asks for it is not a move.
+            await _status(player, {"type": "calibrate", "gesture": "like"})
+            assert "like" in await _gestures(player, like)
+            assert all(m["command"] is None for m in player.of("frame")) and not player.gesture_moves()
             await _status(player, {"type": "calibrate", "gesture": "relaxed"})
             await _gestures(player, palm[2:10])
             status = await _status(player, {"type": "calibration_reset"})
