@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 
 from model.features import FEATURE_VERSION, N_FEATURES
+from model.openset import NO_GESTURE, OPENSET_FILE, OpenSetHead, softmax
+from model.personal import PlayerAdapter
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +73,15 @@ class ModelLoadError(RuntimeError):
 
 @dataclass(frozen=True)
 class Prediction:
+    """`gesture` is a known class or `no_gesture`. `confidence` is the calibrated probability of a
+    known gesture, or for `no_gesture` the share of true gestures (validation) closer to the training
+    data than this hand. `closest` is the most likely known class either way; `ood_score` the distance
+    to the training data (0.0 for a model without an open-set head)."""
+
     gesture: str
     confidence: float
+    closest: str | None = None
+    ood_score: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -85,12 +94,13 @@ class ModelInfo:
 
 
 class _FastSVC:
-    """`Pipeline(StandardScaler, CalibratedClassifierCV(SVC, method="temperature", ensemble=False))`
-    compiled to a few numpy operations for one sample.
+    """`Pipeline(StandardScaler, SVC)` (or the older `CalibratedClassifierCV(SVC, "temperature")` form)
+    compiled to a few numpy operations for one sample: the standardised vector and the SVC's
+    one-vs-rest scores (`decision_function` with `decision_function_shape="ovr"`).
 
     scikit-learn's single-sample path costs ~2-3 ms, almost all in per-call validation and a Python
     loop over the 153 class pairs; the arithmetic itself is ~0.1 ms. `GestureClassifier` checks this
-    against scikit-learn's own `predict_proba` when it is built and falls back when they disagree.
+    against scikit-learn when it is built and falls back when they disagree.
     """
 
     def __init__(self, estimator: Any) -> None:
@@ -100,14 +110,19 @@ class _FastSVC:
         from sklearn.svm import SVC
 
         if not (isinstance(estimator, Pipeline) and len(estimator.steps) == 2):
-            raise TypeError("not a scaler + calibrated SVC pipeline")
-        scaler, calibrated = estimator.steps[0][1], estimator.steps[1][1]
-        if not (isinstance(scaler, StandardScaler) and isinstance(calibrated, CalibratedClassifierCV)):
-            raise TypeError("not a scaler + calibrated SVC pipeline")
-        if calibrated.method != "temperature" or len(calibrated.calibrated_classifiers_) != 1:
-            raise TypeError("needs a single temperature-scaled classifier (ensemble=False)")
-        inner = calibrated.calibrated_classifiers_[0]
-        svc = inner.estimator
+            raise TypeError("not a scaler + SVC pipeline")
+        scaler, last = estimator.steps[0][1], estimator.steps[1][1]
+        if not isinstance(scaler, StandardScaler):
+            raise TypeError("not a scaler + SVC pipeline")
+        self.legacy_beta: float | None = None
+        if isinstance(last, CalibratedClassifierCV):
+            if last.method != "temperature" or len(last.calibrated_classifiers_) != 1:
+                raise TypeError("needs a single temperature-scaled classifier (ensemble=False)")
+            inner = last.calibrated_classifiers_[0]
+            svc = inner.estimator
+            self.legacy_beta = float(inner.calibrators[0].beta_)
+        else:
+            svc = last
         if not isinstance(svc, SVC) or svc.kernel not in ("poly", "rbf", "linear"):
             raise TypeError("not an SVC with a poly, rbf or linear kernel")
         n_classes = len(svc.classes_)
@@ -133,18 +148,20 @@ class _FastSVC:
         self.second = np.zeros((n_classes, len(pairs)))
         self.first[self.pi, np.arange(len(pairs))] = 1.0
         self.second[self.pj, np.arange(len(pairs))] = 1.0
-        self.beta = float(inner.calibrators[0].beta_)
-        # Calibrated classes are in CalibratedClassifierCV.classes_ order; map the SVC's onto it (the
-        # inner SVC is fitted on encoded labels 0..n-1, or on the labels themselves).
+        # Scores are returned in the estimator's classes_ order; map the SVC's onto it (a calibrated
+        # SVC is fitted on encoded labels 0..n-1).
+        outer = np.asarray(estimator.classes_)
         if np.issubdtype(np.asarray(svc.classes_).dtype, np.integer):
-            self.to_calibrated = np.asarray(svc.classes_, dtype=np.intp)
+            self.to_outer = np.asarray(svc.classes_, dtype=np.intp)
         else:
-            order = {c: k for k, c in enumerate(calibrated.classes_)}
-            self.to_calibrated = np.array([order[c] for c in svc.classes_], dtype=np.intp)
+            order = {c: k for k, c in enumerate(outer)}
+            self.to_outer = np.array([order[c] for c in svc.classes_], dtype=np.intp)
 
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """(n_features,) -> (n_classes,) calibrated probabilities, in the estimator's classes_ order."""
-        z = (np.asarray(x, dtype=np.float64) - self.mean) / self.scale
+    def scaled(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x, dtype=np.float64) - self.mean) / self.scale
+
+    def scores(self, z: np.ndarray) -> np.ndarray:
+        """Standardised (n_features,) -> (n_classes,) one-vs-rest scores, estimator classes_ order."""
         if self.kernel == "poly":
             k = (self.gamma * (self.sv @ z) + self.coef0) ** self.degree
         elif self.kernel == "rbf":
@@ -157,26 +174,34 @@ class _FastSVC:
         votes = self.first @ (dec >= 0) + self.second @ (dec < 0)
         conf = self.first @ dec - self.second @ dec
         ovr = votes + conf / (3.0 * (np.abs(conf) + 1.0))
-        logits = self.beta * ovr
-        logits -= logits.max()
-        p = np.exp(logits)
-        p /= p.sum()
-        out = np.empty_like(p)
-        out[self.to_calibrated] = p
+        out = np.empty_like(ovr)
+        out[self.to_outer] = ovr
         return out
+
+    def predict_proba(self, x: np.ndarray, beta: float | None = None) -> np.ndarray:
+        """(n_features,) -> (n_classes,) probabilities: softmax(beta * scores)."""
+        b = self.legacy_beta if beta is None else beta
+        return softmax(self.scores(self.scaled(x)), 1.0 if b is None else b)
+
+
+def _is_plain_svm(estimator: Any) -> bool:
+    """A `scaler -> SVC/LinearSVC` pipeline: class scores from `decision_function`, no probabilities."""
+    last = getattr(estimator, "steps", [(None, estimator)])[-1][1]
+    return type(last).__name__ in ("SVC", "LinearSVC")
 
 
 class GestureClassifier:
-    """A fitted scikit-learn classifier over `model.features` vectors, with its provenance."""
+    """A fitted scikit-learn classifier over `model.features` vectors, with its provenance and (for
+    models trained with it) the open-set head: calibrated probabilities and the `no_gesture` answer."""
 
-    def __init__(self, estimator: Any, info: ModelInfo) -> None:
+    def __init__(self, estimator: Any, info: ModelInfo, openset: OpenSetHead | None = None) -> None:
         self.estimator = estimator
         self.info = info
+        self.openset = openset
         self._classes = tuple(str(c) for c in estimator.classes_)
         self._fast = self._compile(estimator)
 
-    @staticmethod
-    def _compile(estimator: Any) -> _FastSVC | None:
+    def _compile(self, estimator: Any) -> _FastSVC | None:
         try:
             fast = _FastSVC(estimator)
         except (TypeError, AttributeError):
@@ -185,8 +210,8 @@ class GestureClassifier:
         # moved, so the slow but authoritative path is used instead.
         rng = np.random.default_rng(0)
         probes = fast.mean + fast.scale * rng.normal(size=(8, fast.sv.shape[1]))
-        expected = estimator.predict_proba(probes)
-        got = np.stack([fast.predict_proba(p) for p in probes])
+        expected = self.predict_proba(probes)
+        got = np.stack([fast.predict_proba(p, self._beta) for p in probes])
         if not np.allclose(expected, got, rtol=1e-6, atol=1e-9):
             log.warning("fast SVC path disagrees with scikit-learn; using predict_proba")
             return None
@@ -196,21 +221,64 @@ class GestureClassifier:
     def classes(self) -> tuple[str, ...]:
         return self._classes
 
+    @property
+    def _beta(self) -> float | None:
+        return self.openset.beta if self.openset is not None else None
+
+    def class_scores(self, features: np.ndarray) -> np.ndarray:
+        """(N, n_features) -> (N, n_classes) uncalibrated class scores (what the temperature scales):
+        an SVM's one-vs-rest decision values, otherwise log-probabilities."""
+        X = np.atleast_2d(np.asarray(features, dtype=np.float32))
+        if _is_plain_svm(self.estimator):
+            return np.asarray(self.estimator.decision_function(X), dtype=np.float64)
+        return np.log(np.maximum(self.estimator.predict_proba(X), 1e-12))
+
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """(N, n_features) -> (N, n_classes) probabilities (batch; evaluation and tests)."""
-        return self.estimator.predict_proba(np.atleast_2d(np.asarray(features, dtype=np.float32)))
+        X = np.atleast_2d(np.asarray(features, dtype=np.float32))
+        if self.openset is not None or _is_plain_svm(self.estimator):
+            beta = self._beta
+            return softmax(self.class_scores(X), 1.0 if beta is None else beta)
+        return self.estimator.predict_proba(X)
 
-    def predict(self, features: np.ndarray) -> Prediction:
-        """One hand's feature vector (from `landmark_features`) -> the most likely gesture."""
+    def scaled(self, features: np.ndarray) -> np.ndarray:
+        """The standardised features the open-set head measures distances in."""
+        X = np.atleast_2d(np.asarray(features, dtype=np.float32))
+        return np.asarray(self.estimator.steps[0][1].transform(X), dtype=np.float64)
+
+    def ood_scores(self, features: np.ndarray) -> np.ndarray:
+        """(N, n_features) -> (N,) distance to the training data (0 when the model has no head)."""
+        if self.openset is None:
+            return np.zeros(len(np.atleast_2d(features)))
+        return self.openset.ood_scores(self.scaled(features))
+
+    def predict(self, features: np.ndarray, adapter: PlayerAdapter | None = None) -> Prediction:
+        """One hand's feature vector (from `landmark_features`) -> the most likely gesture, or
+        `no_gesture` when the hand is far from every gesture the model was trained on. With a
+        player's `adapter` (per-player calibration), their own samples decide when they are close."""
         x = np.asarray(features, dtype=np.float32).reshape(-1)
         if x.shape[0] != N_FEATURES:
             raise ValueError(f"expected {N_FEATURES} features, got {x.shape[0]}")
         if self._fast is not None:
-            proba = self._fast.predict_proba(x)
+            z = self._fast.scaled(x)
+            proba = softmax(self._fast.scores(z), self._beta or self._fast.legacy_beta or 1.0)
         else:
-            proba = self.estimator.predict_proba(x[None])[0]
+            z = None
+            proba = self.predict_proba(x[None])[0]
         best = int(np.argmax(proba))
-        return Prediction(self._classes[best], float(proba[best]))
+        closest, confidence = self._classes[best], float(proba[best])
+        if self.openset is None and adapter is None:
+            return Prediction(closest, confidence, closest)
+        if z is None:
+            z = self.scaled(x[None])[0]
+        if adapter is not None and (vote := adapter.vote(z)) is not None:
+            return Prediction(vote[0], vote[1], closest, 0.0)
+        if self.openset is None:
+            return Prediction(closest, confidence, closest)
+        score = self.openset.ood_score(z)
+        if score > self.openset.threshold:
+            return Prediction(NO_GESTURE, self.openset.novelty(score), closest, score)
+        return Prediction(closest, confidence, closest, score)
 
 
 def load_skops(path: Path) -> Any:
@@ -223,6 +291,19 @@ def load_skops(path: Path) -> Any:
         raise ModelLoadError(f"model file not found: {path}") from exc
     except Exception as exc:  # skops raises UntrustedTypesFoundException and format errors
         raise ModelLoadError(f"refusing to load {path}: {exc}") from exc
+
+
+def load_openset(directory: Path) -> OpenSetHead | None:
+    """The open-set head beside a model (`openset.npz`), or None for a model trained without one."""
+    # A model directory holds it beside model.skops; an MLflow-logged model under extra_files/.
+    candidates = (Path(directory) / OPENSET_FILE, Path(directory) / "extra_files" / OPENSET_FILE)
+    path = next((p for p in candidates if p.exists()), None)
+    if path is None:
+        return None
+    try:
+        return OpenSetHead.load(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc}") from exc
 
 
 def _check_feature_version(found: str | None, source: str) -> str:
@@ -250,7 +331,7 @@ def load_directory(directory: Path, source: str | None = None) -> GestureClassif
         source=source,
         feature_version=feature_version,
     )
-    return GestureClassifier(estimator, info)
+    return GestureClassifier(estimator, info, load_openset(directory))
 
 
 def default_model_dir() -> Path:
@@ -297,11 +378,13 @@ def load_registered(
             metadata = Model.load(str(local / "MLmodel")).metadata or {}
             feature_version = _check_feature_version(metadata.get("feature_version"), source)
             estimator = load_skops(local / MODEL_FILE)
+            openset = load_openset(local)
     except ModelLoadError:
         raise
     except Exception as exc:  # MLflow raises its own exception types for missing models/aliases
         raise ModelLoadError(f"cannot load {source}: {exc}") from exc
-    return GestureClassifier(estimator, ModelInfo(name, str(version), alias, source, feature_version))
+    info = ModelInfo(name, str(version), alias, source, feature_version)
+    return GestureClassifier(estimator, info, openset)
 
 
 def load_classifier(uri: str | None, *, tracking_uri: str | None = None) -> GestureClassifier:

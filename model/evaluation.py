@@ -131,24 +131,87 @@ class Entry:
     latency_ms: float
     run_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    ece: float = float("nan")  # validation expected calibration error (after the temperature)
+    loso: float = float("nan")  # leave-one-source-out pooled accuracy (nan: not measured)
+
+    @property
+    def selection_score(self) -> float:
+        """What the sweep maximises: validation macro-F1 plus LOSO pooled accuracy, equally weighted,
+        so a model that only fits the random split does not win (validation F1 alone without LOSO)."""
+        return self.f1_macro + (0.0 if np.isnan(self.loso) else self.loso)
 
 
 def leaderboard(entries: Sequence[Entry]) -> str:
-    """A fixed-width table, best validation macro-F1 first."""
-    head = f"{'#':>2}  {'model':<46} {'val acc':>7} {'val F1':>7} {'min F1':>7} {'fit s':>6} {'p50 ms':>7}"
+    """A fixed-width table, best selection score (validation macro-F1 + LOSO) first."""
+    head = (f"{'#':>2}  {'model':<46} {'val acc':>7} {'val F1':>7} {'min F1':>7} {'val ECE':>7} "
+            f"{'LOSO':>6} {'fit s':>6} {'p50 ms':>7}")
     lines = [head, "-" * len(head)]
-    for k, e in enumerate(sorted(entries, key=lambda e: -e.f1_macro), 1):
+    for k, e in enumerate(sorted(entries, key=lambda e: -e.selection_score), 1):
         lines.append(
             f"{k:>2}  {e.name[:46]:<46} {e.accuracy:7.4f} {e.f1_macro:7.4f} {e.f1_min:7.4f} "
-            f"{e.train_s:6.1f} {e.latency_ms:7.3f}"
+            f"{e.ece:7.4f} {e.loso:6.4f} {e.train_s:6.1f} {e.latency_ms:7.3f}"
         )
     return "\n".join(lines)
 
 
 def family_best(entries: Sequence[Entry]) -> list[Entry]:
-    """The best entry (validation macro-F1) of each model family."""
+    """The best entry (selection score) of each model family."""
     best: dict[str, Entry] = {}
     for e in entries:
-        if e.family not in best or e.f1_macro > best[e.family].f1_macro:
+        if e.family not in best or e.selection_score > best[e.family].selection_score:
             best[e.family] = e
-    return sorted(best.values(), key=lambda e: -e.f1_macro)
+    return sorted(best.values(), key=lambda e: -e.selection_score)
+
+
+def reliability_png(confidence: np.ndarray, correct: np.ndarray, path: Path, title: str,
+                    bins: int = 10) -> Path:
+    """Reliability diagram: accuracy per confidence bin against the diagonal, with bin sizes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from model.openset import expected_calibration_error, reliability_table
+
+    table = reliability_table(np.asarray(confidence), np.asarray(correct), bins)
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(5, 6), dpi=90, height_ratios=(3, 1), sharex=True)
+    centers = [(b["lo"] + b["hi"]) / 2 for b in table]
+    ax.bar(centers, [b["accuracy"] for b in table], width=1.0 / bins, edgecolor="black", alpha=0.7,
+           label="accuracy")
+    ax.plot([b["confidence"] for b in table], [b["accuracy"] for b in table], "o", color="C1",
+            label="mean confidence")
+    ax.plot([0, 1], [0, 1], "--", color="gray")
+    ax.set_ylabel("accuracy")
+    ece = expected_calibration_error(np.asarray(confidence), np.asarray(correct))
+    ax.set_title(f"{title}\nECE {ece:.4f}", fontsize=9)
+    ax.legend(loc="upper left", fontsize=8)
+    ax2.bar(centers, [b["rows"] for b in table], width=1.0 / bins, edgecolor="black")
+    ax2.set_yscale("log")
+    ax2.set_xlabel("confidence")
+    ax2.set_ylabel("rows")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def tradeoff_png(curve: Sequence[Any], chosen: Any, path: Path, title: str) -> Path:
+    """True gestures accepted vs non-gestures rejected, one point per OOD threshold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=90)
+    ax.plot([p.accepted for p in curve], [p.rejected for p in curve], "-", color="C0")
+    ax.plot([chosen.accepted], [chosen.rejected], "o", color="C3",
+            label=f"chosen: {chosen.accepted:.3f} accepted, {chosen.rejected:.3f} rejected")
+    ax.set_xlabel("true gestures accepted")
+    ax.set_ylabel("non-gestures rejected (no_gesture)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -102,3 +102,49 @@ class HandTracker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def pad_frame(rgb: np.ndarray, fraction: float) -> tuple[np.ndarray, int, int]:
+    """`rgb` centred on a larger canvas: `fraction` of the longer side added on every side, filled
+    with the frame's mean colour. Returns (padded, left, top) offsets in pixels."""
+    h, w = rgb.shape[:2]
+    pad = max(1, round(fraction * max(h, w)))
+    canvas = np.empty((h + 2 * pad, w + 2 * pad, 3), dtype=np.uint8)
+    canvas[:] = rgb.reshape(-1, 3).mean(axis=0).astype(np.uint8)
+    canvas[pad:pad + h, pad:pad + w] = rgb
+    return canvas, pad, pad
+
+
+def detect_padded(
+    tracker: HandTracker, rgb: np.ndarray, fractions: tuple[float, ...], max_side: int = 640
+) -> tuple[Hand | None, float]:
+    """Single images: detect; when no hand is found, retry on padded copies (a hand that fills the
+    frame is too big for the palm detector, which looks for palms well inside the image).
+
+    The retry works on a copy scaled down to `max_side` first (MediaPipe looks at 192-224 px anyway),
+    so a large upload costs no more memory padded than it did plain. Returns the hand in the
+    *original* frame's coordinates and the padding that found it (0.0: found without padding).
+    """
+    hand = tracker.detect(rgb)
+    if hand is not None or not fractions:
+        return hand, 0.0
+    h0, w0 = rgb.shape[:2]
+    small = rgb
+    if max(h0, w0) > max_side:
+        import cv2
+
+        k = max_side / max(h0, w0)
+        small = cv2.resize(rgb, (max(1, round(w0 * k)), max(1, round(h0 * k))), interpolation=cv2.INTER_AREA)
+    h, w = small.shape[:2]
+    for fraction in fractions:
+        padded, left, top = pad_frame(small, fraction)
+        found = tracker.detect(padded)
+        if found is None:
+            continue
+        ph, pw = padded.shape[:2]
+        normalized = found.normalized.copy()
+        normalized[:, 0] = (normalized[:, 0] * pw - left) / w
+        normalized[:, 1] = (normalized[:, 1] * ph - top) / h
+        normalized[:, 2] = normalized[:, 2] * pw / w  # MediaPipe's z is on the scale of the width
+        return Hand(normalized, w0, h0, found.handedness, found.score), fraction
+    return None, 0.0

@@ -21,6 +21,7 @@ from model.smoothing import Smoother, SmoothingConfig
 
 if TYPE_CHECKING:
     from model.classifier import GestureClassifier
+    from model.personal import PlayerProfile
 
 
 @dataclass(frozen=True)
@@ -110,8 +111,10 @@ class Recognizer:
         config: RecognizerConfig | None = None,
         *,
         tracker_factory: Callable[[], HandTracker] | None = None,
+        profile: PlayerProfile | None = None,
     ) -> None:
         self.config = config or RecognizerConfig()
+        self.profile = profile  # per-player calibration (owned by the session; None: global model only)
         self._classifier_source = classifier_source
         self._tracker_factory = tracker_factory or self._default_tracker
         self._tracker: HandTracker | None = None
@@ -156,7 +159,7 @@ class Recognizer:
             hand = self._tracker.detect(rgb)
             t2 = time.perf_counter()
             gesture, confidence, direction = classify_hand(
-                hand, self._classifier_source, self._scheme, self._counting
+                hand, self._classifier_source, self._scheme, self._counting, self.profile
             )
             # `pointing` is decided by geometry, so its evidence is MediaPipe's hand score, not the
             # classifier's confidence in a label it does not use (a sideways finger may be unusual).
@@ -180,8 +183,12 @@ def classify_hand(
     classifier_source: Callable[[], GestureClassifier],
     scheme: str,
     counting: dict[str, Direction] | Iterable[tuple[str, str]],
+    profile: PlayerProfile | None = None,
 ) -> tuple[str | None, float, Direction | None]:
-    """(gesture, confidence, direction) for one frame's hand; shared by streams and POST /predict."""
+    """(gesture, confidence, direction) for one frame's hand; shared by streams and POST /predict.
+
+    With a player `profile`: while it is recording, the frame becomes a calibration sample (and is
+    classified by the global model); otherwise the player's adapter corrects the global model."""
     if hand is None:
         return None, 0.0, None
     from model.features import FeatureError, landmark_features  # the training pipeline's features
@@ -191,6 +198,15 @@ def classify_hand(
     except FeatureError:  # degenerate landmarks: a hand, but no gesture to read from it
         return None, 0.0, None
     # Asked per frame, so a newly promoted model is used from the next frame on.
-    prediction = classifier_source().predict(features)
-    direction = direction_for(scheme, prediction.gesture, hand, counting)
+    classifier = classifier_source()
+    adapter = None
+    recording = profile is not None and profile.recording is not None
+    if profile is not None:
+        if recording:
+            profile.record(features, hand.pixels.round(2).tolist())  # pixels keep the aspect ratio
+        else:
+            adapter = profile.adapter_for(classifier)
+    prediction = classifier.predict(features, adapter)
+    # A calibration frame is shown on request, not meant as a move: no direction while recording.
+    direction = None if recording else direction_for(scheme, prediction.gesture, hand, counting)
     return prediction.gesture, float(prediction.confidence), direction

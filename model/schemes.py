@@ -33,6 +33,7 @@ from model.landmarks import (
     WRIST,
     Hand,
 )
+from model.openset import NO_GESTURE
 
 SCHEMES = ("counting", "pointing")
 
@@ -55,7 +56,10 @@ _MIN_POINT_LENGTH = 0.45
 def counting_table(counting_map: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, Direction]:
     """Validate a gesture -> direction mapping (pairs or a dict) and return it with Direction values."""
     pairs = counting_map.items() if isinstance(counting_map, Mapping) else counting_map
-    return {gesture: Direction(direction) for gesture, direction in pairs}
+    table = {gesture: Direction(direction) for gesture, direction in pairs}
+    if NO_GESTURE in table:
+        raise ValueError(f"{NO_GESTURE!r} cannot move the player; map known gestures only")
+    return table
 
 
 def direction_for(

@@ -4,10 +4,15 @@
                        [--experiment NAME] [--quick] [--out-default [DIR]]
 
 Steps: read + validate rows -> de-duplicate -> stratified train/val/test split -> mirroring and
-feature ablation -> sweep (each candidate fitted on train + mirrored train, scored on validation, one
-MLflow run each) -> leaderboard -> best candidate (validation macro-F1) refitted on train+val and scored
-ONCE on test -> registered as `gesture-classifier`; alias `champion` moves only when it beats the
-current champion on the same test split -> leave-one-source-out figure -> optional default model.
+feature ablation -> sweep (each candidate fitted on train + mirrored train; a temperature fitted on
+validation; scored on validation and leave-one-source-out; one MLflow run each) -> leaderboard -> best
+candidate (validation macro-F1 + LOSO pooled accuracy) -> open-set head (temperature, OOD score and its
+`no_gesture` threshold, chosen on validation rows and held-out real negatives) -> refitted on
+train+val and scored ONCE on test -> registered as `gesture-classifier`; alias `champion` moves only
+when it beats the current champion on the same test split -> optional default model.
+
+Entry point for other code (e.g. a retraining job): `main([...the same arguments...])` returns 0 on
+success; the registered version and the default model directory are its outputs.
 """
 
 from __future__ import annotations
@@ -44,10 +49,25 @@ from model.evaluation import (
     confusion_png,
     family_best,
     leaderboard,
+    reliability_png,
     score,
     single_sample_latency,
+    tradeoff_png,
 )
 from model.features import FEATURE_VERSION, N_FEATURES
+from model.openset import (
+    DEFAULT_MIN_ACCEPT,
+    NO_GESTURE,
+    OPENSET_FILE,
+    OpenSetHead,
+    TradeOff,
+    choose_threshold,
+    expected_calibration_error,
+    fit_temperature,
+    reliability_table,
+    softmax,
+    trade_off_curve,
+)
 from model.registry import (
     current_champion,
     default_tracking_uri,
@@ -58,10 +78,12 @@ from model.registry import (
     untrusted_types,
     write_model_dir,
 )
-from model.splits import Prepared, Split, mirrored_features, prepare, split, with_mirrored
+from model.splits import SPLIT_SEED, Prepared, Split, mirrored_features, prepare, split, with_mirrored
 
 log = logging.getLogger("gesture_maze.train")
 DEFAULT_OUT = Path(__file__).resolve().parent / "default"
+# Real negatives (hands in poses that are none of the gestures) shipped with the repository.
+DEFAULT_NEGATIVES_DIR = Path(__file__).resolve().parent.parent / "data" / "negatives"
 # Feature-vector column ranges for the ablation (see model.features: xy42 | cos15 | dist15).
 FEATURE_SUBSETS = {
     "xy42": slice(0, 42),
@@ -72,12 +94,34 @@ BASELINE = Candidate("svm_poly", {"C": 100, "degree": 2})  # the seed's winner a
 
 
 @dataclass
+class Negatives:
+    """Feature rows of hands showing none of the gestures, halved: threshold choice / test report."""
+
+    val: np.ndarray
+    test: np.ndarray
+    files: tuple[str, ...]
+
+    @classmethod
+    def read(cls, paths: Sequence[str | Path]) -> Negatives | None:
+        from model.features import features_from_xy
+
+        if not paths:
+            return None
+        ds = read_datasets(list(paths))
+        X = np.unique(features_from_xy(ds.xy), axis=0)
+        order = np.random.default_rng(SPLIT_SEED).permutation(len(X))
+        half = len(X) // 2
+        return cls(X[np.sort(order[:half])], X[np.sort(order[half:])], tuple(ds.files))
+
+
+@dataclass
 class Context:
     data: Prepared
     split: Split
     labels: list[str]
     fingerprint: dict[str, Any]
     quick: bool
+    negatives: Negatives | None = None
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -96,7 +140,45 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--sweep-rows", type=int, default=None,
                    help="subsample the training split to this many rows for the sweep (final fit uses all)")
     p.add_argument("--no-loso", action="store_true", help="skip the leave-one-source-out evaluation")
+    p.add_argument("--candidate", default=None, metavar="FAMILY:K=V,...",
+                   help="train this one candidate instead of the sweep, e.g. 'svm_rbf:C=300,gamma=scale' or "
+                   "'mlp:hidden=256x128,alpha=0.0001' (what a scheduled retrain of the champion uses)")
+    p.add_argument("--negatives", action="append", default=None, metavar="PATH",
+                   help="landmark CSV of hands in non-gesture poses (repeat; default: every CSV in "
+                   f"{DEFAULT_NEGATIVES_DIR} when it exists)")
+    p.add_argument("--no-negatives", action="store_true",
+                   help="choose the no_gesture threshold from known gestures only")
+    p.add_argument("--min-accept", type=float, default=DEFAULT_MIN_ACCEPT,
+                   help="share of validation gestures the no_gesture threshold must keep (default "
+                   f"{DEFAULT_MIN_ACCEPT})")
     return p.parse_args(list(argv))
+
+
+def parse_candidate(text: str) -> Candidate:
+    """`family:k=v,k=v` -> Candidate (numbers parsed as int/float; other values kept as text)."""
+    family, _, rest = text.partition(":")
+    params: dict[str, Any] = {}
+    for part in filter(None, rest.split(",")):
+        key, sep, raw = part.partition("=")
+        if not sep:
+            raise SystemExit(f"--candidate: expected key=value, got {part!r}")
+        value: Any = raw
+        for cast in (int, float):
+            try:
+                value = cast(raw)
+                break
+            except ValueError:
+                continue
+        params[key.strip()] = value
+    return Candidate(family.strip(), params)
+
+
+def negative_paths(args: argparse.Namespace) -> list[Path]:
+    if args.no_negatives:
+        return []
+    if args.negatives:
+        return [Path(p) for p in args.negatives]
+    return sorted(DEFAULT_NEGATIVES_DIR.glob("*.csv")) if DEFAULT_NEGATIVES_DIR.is_dir() else []
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -139,13 +221,37 @@ def _fit(candidate: Candidate, X: np.ndarray, y: np.ndarray) -> tuple[Any, float
     return model, time.perf_counter() - t0
 
 
-def _wrap(model: Any, name: str) -> GestureClassifier:
-    return GestureClassifier(model, ModelInfo(name, "candidate", None, "training", FEATURE_VERSION))
+def _wrap(model: Any, name: str, openset: OpenSetHead | None = None) -> GestureClassifier:
+    return GestureClassifier(model, ModelInfo(name, "candidate", None, "training", FEATURE_VERSION), openset)
 
 
 def _predict(model: Any, X: np.ndarray) -> np.ndarray:
-    proba = model.predict_proba(X)
-    return np.asarray(model.classes_)[np.argmax(proba, axis=1)]
+    """Argmax over the known classes (closed-set; `no_gesture` is scored separately)."""
+    scores = _wrap(model, "eval").class_scores(X)
+    return np.asarray(model.classes_)[np.argmax(scores, axis=1)]
+
+
+def _label_index(model: Any, y: np.ndarray) -> np.ndarray:
+    return np.searchsorted(np.asarray(model.classes_), y)
+
+
+@dataclass
+class Calibrated:
+    """A candidate's validation figures after its temperature."""
+
+    beta: float
+    scores: Scores
+    ece: float
+
+
+def calibrate_on(model: Any, X_val: np.ndarray, y_val: np.ndarray, labels: list[str]) -> Calibrated:
+    """Fit the temperature on validation rows; score the calibrated predictions there."""
+    logits = _wrap(model, "eval").class_scores(X_val)
+    beta = fit_temperature(logits, _label_index(model, y_val))
+    proba = softmax(logits, beta)
+    pred = np.asarray(model.classes_)[np.argmax(proba, axis=1)]
+    ece = expected_calibration_error(proba.max(axis=1), pred == y_val)
+    return Calibrated(beta, score(y_val, pred, labels), ece)
 
 
 # --------------------------------------------------------------------------------------------- mlflow
@@ -158,7 +264,10 @@ def _log_scores(mlflow: Any, scores: Scores, prefix: str, title: str, tmp: Path)
     mlflow.log_artifact(str(report))
 
 
-def _log_model(mlflow: Any, model: Any, X_example: np.ndarray, ctx: Context) -> None:
+def _log_model(mlflow: Any, model: Any, X_example: np.ndarray, ctx: Context,
+               openset: Path | None = None) -> None:
+    """The model as skops; the open-set head (if any) rides along as an extra file
+    (`extra_files/openset.npz` in the logged model, where `load_registered` finds it)."""
     from mlflow.models import infer_signature
 
     example = X_example[:2].astype(np.float32)
@@ -173,6 +282,7 @@ def _log_model(mlflow: Any, model: Any, X_example: np.ndarray, ctx: Context) -> 
         pip_requirements=[f"{lib}=={ver}" for lib, ver in library_versions().items()
                           if lib in ("scikit-learn", "skops", "numpy")],
         metadata={"feature_version": FEATURE_VERSION, "classes": [str(c) for c in model.classes_]},
+        extra_files=[str(openset)] if openset is not None else None,
     )
 
 
@@ -227,7 +337,9 @@ def ablation(ctx: Context, mlflow: Any, train_idx: np.ndarray) -> dict[str, dict
 
 
 # ---------------------------------------------------------------------------------------------- sweep
-def run_sweep(ctx: Context, mlflow: Any, candidates: list[Candidate], train_idx: np.ndarray) -> list[Entry]:
+def run_sweep(ctx: Context, mlflow: Any, candidates: list[Candidate], train_idx: np.ndarray,
+              loso: bool = False) -> list[Entry]:
+    """Every candidate: fit on train (+mirrors), temperature + scores on validation, optionally LOSO."""
     from tqdm import tqdm
 
     d, s = ctx.data, ctx.split
@@ -242,15 +354,24 @@ def run_sweep(ctx: Context, mlflow: Any, candidates: list[Candidate], train_idx:
             mlflow.log_params({"family": cand.family, **cand.params, "train_rows": len(y_tr),
                                "mirrored_training_rows": True})
             model, fit_s = _fit(cand, X_tr, y_tr)
-            scores = score(y_val, _predict(model, X_val), ctx.labels)
+            cal = calibrate_on(model, X_val, y_val, ctx.labels)
+            scores = cal.scores
             latency = single_sample_latency(_wrap(model, cand.name).predict, X_val)
             mlflow.log_metrics({"train_time_s": fit_s, "latency_p50_ms": latency.p50_ms,
-                                "latency_p95_ms": latency.p95_ms})
+                                "latency_p95_ms": latency.p95_ms, "val_ece": cal.ece,
+                                "temperature_beta": cal.beta})
+            pooled, result = float("nan"), None
+            if loso:
+                result = leave_one_source_out(ctx, cand)
+                pooled = result["pooled_accuracy"]
+                mlflow.log_metrics({"loso_pooled_accuracy": pooled,
+                                    "loso_mean_accuracy": result["mean_accuracy"]})
+                mlflow.log_dict(result, "leave_one_source_out.json")
             _log_scores(mlflow, scores, "val_", f"{cand.name} (validation)", Path(tmp))
             _log_model(mlflow, model, X_val, ctx)
             entries.append(Entry(cand.name, cand.family, scores.accuracy, scores.f1_macro,
                                  min(scores.per_class_f1.values()), fit_s, latency.p50_ms, run.info.run_id,
-                                 {"candidate": cand}))
+                                 {"candidate": cand, "loso": result}, ece=cal.ece, loso=pooled))
     return entries
 
 
@@ -267,8 +388,6 @@ def leave_one_source_out(ctx: Context, candidate: Candidate) -> dict[str, Any]:
     per_source: dict[str, dict[str, Any]] = {}
     y_all, p_all = [], []
     base = build(candidate)
-    if hasattr(base[-1], "calibrated_classifiers_") or type(base[-1]).__name__ == "CalibratedClassifierCV":
-        base.steps[-1] = ("clf", base[-1].estimator)  # temperature scaling never changes the argmax
     for source in sorted(set(d.sources.tolist())):
         held = d.sources == source
         other_classes = set(d.y[~held].tolist())
@@ -278,7 +397,7 @@ def leave_one_source_out(ctx: Context, candidate: Candidate) -> dict[str, Any]:
         train = np.flatnonzero(~held)
         X_tr, y_tr = with_mirrored(d, train)
         model = clone(base).fit(X_tr, y_tr)
-        pred = model.predict(d.X[test])
+        pred = _predict(model, d.X[test])
         labels = sorted(set(d.y[test].tolist()))
         with warnings.catch_warnings():  # a source with one class gives a 1x1 confusion matrix: fine
             warnings.simplefilter("ignore", UserWarning)
@@ -296,6 +415,53 @@ def leave_one_source_out(ctx: Context, candidate: Candidate) -> dict[str, Any]:
         "mean_accuracy": float(np.mean([v["accuracy"] for v in per_source.values()])),
         "mean_f1_macro": float(np.mean([v["f1_macro"] for v in per_source.values()])),
     }
+
+
+# -------------------------------------------------------------------------------------------- open set
+@dataclass
+class OpenSetFit:
+    head: OpenSetHead
+    chosen: TradeOff
+    curve: list[TradeOff]
+    known_val: np.ndarray
+    negatives_val: np.ndarray | None
+
+
+def fit_openset(ctx: Context, model: Any, train_idx: np.ndarray, min_accept: float) -> OpenSetFit:
+    """Temperature and `no_gesture` threshold for `model` (fitted on `train_idx` + mirrors only): both
+    are chosen on rows it never saw, the validation split and the validation half of the negatives."""
+    d, s = ctx.data, ctx.split
+    clf = _wrap(model, "openset")
+    X_tr, _ = with_mirrored(d, train_idx)
+    head = OpenSetHead.fit_reference(clf.scaled(X_tr))
+    head.beta = fit_temperature(clf.class_scores(d.X[s.val]), _label_index(model, d.y[s.val]))
+    known = head.ood_scores(clf.scaled(d.X[s.val]))
+    neg = head.ood_scores(clf.scaled(ctx.negatives.val)) if ctx.negatives is not None else None
+    chosen = choose_threshold(known, neg, min_accept)
+    head.set_threshold(known, chosen.threshold)
+    curve = trade_off_curve(known, neg) if neg is not None else []
+    return OpenSetFit(head, chosen, curve, known, neg)
+
+
+def _log_openset(mlflow: Any, fit: OpenSetFit, tmp: Path) -> None:
+    mlflow.log_metrics({"ood_threshold": fit.chosen.threshold, "ood_val_accepted": fit.chosen.accepted,
+                        "temperature_beta": fit.head.beta}
+                       | ({"ood_val_negatives_rejected": fit.chosen.rejected} if fit.curve else {}))
+    if fit.curve:
+        mlflow.log_dict([vars(p) for p in fit.curve], "ood_tradeoff_validation.json")
+        png = tradeoff_png(fit.curve, fit.chosen, tmp / "ood_tradeoff_validation.png",
+                           "no_gesture threshold (validation gestures vs held-out negatives)")
+        mlflow.log_artifact(str(png))
+
+
+def evaluate_open_set(clf: GestureClassifier, X_known: np.ndarray,
+                      X_neg: np.ndarray | None) -> dict[str, float]:
+    """Share of true gestures still answered with a gesture, share of non-gestures answered no_gesture."""
+    out = {"known_accepted": float(np.mean(clf.ood_scores(X_known) <= clf.openset.threshold))}
+    if X_neg is not None and len(X_neg):
+        out["negatives_rejected"] = float(np.mean(clf.ood_scores(X_neg) > clf.openset.threshold))
+        out["negatives"] = len(X_neg)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- final
@@ -334,13 +500,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ds = read_datasets(args.data)
     data = prepare(ds)
     _describe(ds, data)
+    negatives = Negatives.read(negative_paths(args))
+    if negatives is not None:
+        print(f"negatives ({NO_GESTURE}): {len(negatives.val)} rows to choose the threshold, "
+              f"{len(negatives.test)} to report it, from {len(negatives.files)} file(s)")
     sp = split(data.y)
     labels = sorted(set(data.y.tolist()))
     fingerprint = {"sha256": ds.fingerprint(), "rows": len(ds), "rows_used": len(data.y),
                    "n_classes": len(labels), "classes": labels, "files": [Path(f).name for f in ds.files],
                    "skipped": dict(ds.skipped), "duplicates_dropped": data.duplicates,
                    "conflicting_dropped": data.conflicting}
-    ctx = Context(data, sp, labels, fingerprint, args.quick)
+    ctx = Context(data, sp, labels, fingerprint, args.quick, negatives)
+    run_loso = not args.quick and not args.no_loso
     train_idx = _quick_subset(data, sp.train, 150) if args.quick else sp.train
     sweep_idx = _subsample(data, train_idx, args.sweep_rows)
     print(f"split: train={len(sp.train)} val={len(sp.val)} test={len(sp.test)} (stratified, seed fixed); "
@@ -360,35 +531,61 @@ def main(argv: Sequence[str] | None = None) -> int:
         mlflow.log_dict({k: int(v) for k, v in Counter(data.y.tolist()).items()}, "class_counts.json")
 
         ablation_results = None if args.quick else ablation(ctx, mlflow, sweep_idx)
-        entries = run_sweep(ctx, mlflow, sweep(args.quick), sweep_idx)
+        candidates = [parse_candidate(args.candidate)] if args.candidate else sweep(args.quick)
+        entries = run_sweep(ctx, mlflow, candidates, sweep_idx, loso=run_loso)
         table = leaderboard(entries)
-        print("\nLeaderboard (validation split; p50 ms = single-sample predict through GestureClassifier):")
+        print("\nLeaderboard (validation split after the temperature; LOSO = leave-one-source-out pooled "
+              "accuracy; ranked by val F1 + LOSO; p50 ms = single-sample predict):")
         print(table)
         print("\nBest per family:\n" + leaderboard(family_best(entries)))
         mlflow.log_text(table, "leaderboard.txt")
         mlflow.log_dict([{"model": e.name, "family": e.family, "val_accuracy": e.accuracy,
                           "val_f1_macro": e.f1_macro, "val_f1_min": e.f1_min, "train_s": e.train_s,
+                          "val_ece": e.ece, "loso_pooled_accuracy": e.loso,
                           "latency_p50_ms": e.latency_ms, "run_id": e.run_id} for e in entries],
                         "leaderboard.json")
 
-        best = max(entries, key=lambda e: e.f1_macro)
+        best = max(entries, key=lambda e: e.selection_score)
         cand: Candidate = best.extra["candidate"]
+        selected_by = "val_f1_macro+loso_pooled_accuracy" if run_loso else "val_f1_macro"
         final_idx = np.sort(np.concatenate([train_idx, sp.val]))
         X_fin, y_fin = with_mirrored(data, final_idx)
         X_test, y_test = data.X[sp.test], data.y[sp.test]
         with mlflow.start_run(run_name=f"final-{cand.name}", nested=True) as final_run:
             mlflow.set_tags({**_fingerprint_tags(ctx), "family": cand.family, "stage": "final"})
             mlflow.log_params({"family": cand.family, **cand.params, "train_rows": len(y_fin),
-                               "selected_by": "val_f1_macro", "mirrored_training_rows": True})
+                               "selected_by": selected_by, "mirrored_training_rows": True,
+                               "min_accept": args.min_accept,
+                               "negatives_files": ",".join(Path(f).name for f in (negatives.files if negatives
+                                                                                   else ()))})
+            # The head is fitted with the winner trained on train only (validation unseen), then
+            # carried over to the refit on train+val; its reference rows become the refit's rows.
+            head_model, _ = _fit(cand, *with_mirrored(data, sweep_idx))
+            open_fit = fit_openset(ctx, head_model, sweep_idx, args.min_accept)
             model, fit_s = _fit(cand, X_fin, y_fin)
-            test = score(y_test, _predict(model, X_test), labels)  # the one look at the test split
+            clf = _wrap(model, cand.name)
+            head = open_fit.head.with_reference(clf.scaled(X_fin))
+            clf = _wrap(model, cand.name, head)
+            proba = clf.predict_proba(X_test)  # the one look at the test split
+            pred = np.asarray(clf.classes)[np.argmax(proba, axis=1)]
+            test = score(y_test, pred, labels)
+            test_ece = expected_calibration_error(proba.max(axis=1), pred == y_test)
             test_m = score(y_test, _predict(model, mirrored_features(data, sp.test)), labels)
-            latency = single_sample_latency(_wrap(model, cand.name).predict, X_test)
+            open_test = evaluate_open_set(clf, X_test, negatives.test if negatives else None)
+            latency = single_sample_latency(clf.predict, X_test)
             mlflow.log_metrics({"train_time_s": fit_s, "latency_p50_ms": latency.p50_ms,
                                 "latency_p95_ms": latency.p95_ms, "mirrored_test_f1_macro": test_m.f1_macro,
-                                "mirrored_test_accuracy": test_m.accuracy})
+                                "mirrored_test_accuracy": test_m.accuracy, "test_ece": test_ece,
+                                **{f"ood_test_{k}": float(v) for k, v in open_test.items()}})
             _log_scores(mlflow, test, "test_", f"{cand.name} (test split)", tmp)
-            _log_model(mlflow, model, X_test, ctx)
+            _log_openset(mlflow, open_fit, tmp)
+            reliability = reliability_table(proba.max(axis=1), pred == y_test)
+            mlflow.log_dict(reliability, "reliability_test.json")
+            mlflow.log_artifact(str(reliability_png(proba.max(axis=1), pred == y_test,
+                                                    tmp / "reliability_test.png",
+                                                    f"{cand.name}: reliability on the test split")))
+            head_path = head.save(tmp / OPENSET_FILE)
+            _log_model(mlflow, model, X_test, ctx, openset=head_path)
             drift.log_reference(mlflow, X_fin, y_fin)  # drift monitoring's baseline (model/drift.py)
             final_run_id = final_run.info.run_id
 
@@ -396,7 +593,11 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"({len(y_test)} rows): accuracy {test.accuracy:.4f}  macro-F1 {test.f1_macro:.4f}  "
               f"min class F1 {min(test.per_class_f1.values()):.4f}  p50 {latency.p50_ms:.3f} ms "
               f"(p95 {latency.p95_ms:.3f}); mirrored test: acc {test_m.accuracy:.4f} "
-              f"F1 {test_m.f1_macro:.4f}")
+              f"F1 {test_m.f1_macro:.4f}; ECE {test_ece:.4f} (temperature beta {head.beta:.3f})")
+        print(f"no_gesture threshold {head.threshold:.4f} (validation: {open_fit.chosen.accepted:.3f} of "
+              f"gestures accepted, {open_fit.chosen.rejected:.3f} of negatives rejected); test: "
+              + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                          for k, v in open_test.items()))
         print("per-class test F1: " + ", ".join(f"{k}={v:.3f}" for k, v in test.per_class_f1.items()))
         print("largest confusions (true -> predicted: n): "
               + ", ".join(f"{t}->{p}: {n}" for t, p, n in test.top_confusions(6)))
@@ -415,10 +616,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         mlflow.set_tags({"registered_version": version, "champion_after": version if promoted
                          else str(champ_version)})
 
-        loso = None
-        if not args.quick and not args.no_loso:
-            loso = leave_one_source_out(ctx, BASELINE if cand.family == "mlp" else cand)
-            print(f"\nLeave-one-source-out ({cand.name if cand.family != 'mlp' else BASELINE.name}; "
+        loso = best.extra.get("loso")  # measured in the sweep
+        if loso is not None:
+            print(f"\nLeave-one-source-out ({cand.name}; "
                   "held-out source's rows of classes other sources also have):")
             for source, r in loso["per_source"].items():
                 print(f"  {source[:58]:<58} rows={r['rows']:>5} acc={r['accuracy']:.4f} "
@@ -440,8 +640,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "data": fingerprint,
                 "split": {"train+val": len(final_idx), "test": len(sp.test), "mirrored_training_rows": True},
                 "metrics": {"test": {k: round(v, 5) for k, v in test.metrics().items()},
+                            "test_ece": round(test_ece, 5),
                             "mirrored_test_f1_macro": round(test_m.f1_macro, 5),
                             "latency_p50_ms": round(latency.p50_ms, 4)},
+                "selected_by": selected_by,
+                "openset": {**head.summary(),
+                            "score": "nearest training row, PCA-16 of standardised features",
+                            "min_accept": args.min_accept,
+                            "validation": {"gestures_accepted": open_fit.chosen.accepted,
+                                           "negatives_rejected": open_fit.chosen.rejected},
+                            "test": open_test,
+                            "negatives_files": [Path(f).name for f in negatives.files] if negatives else []},
                 "leave_one_source_out": loso and {k: loso[k] for k in loso if k != "per_source"},
                 "ablation": ablation_results,
                 "mlflow": {"run_id": final_run_id, "registered_version": version},
@@ -449,7 +658,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
             out = write_model_dir(model, Path(args.out_default), metadata)
             drift.write_reference(out, X_fin, y_fin)
-            size = (out / "model.skops").stat().st_size / 1e6
+            head.save(out / OPENSET_FILE)
+            size = sum((out / f).stat().st_size for f in ("model.skops", OPENSET_FILE)) / 1e6
             print(f"default model written to {out} ({size:.2f} MB)")
         print(f"\nparent run {parent.info.run_id}; total {time.perf_counter() - started:.0f} s")
     return 0

@@ -140,6 +140,7 @@ async def _start(app: Starlette, settings: Settings) -> None:
         win_pause_s=settings.win_pause_s,
         slots=SlotPolicy(settings.max_sessions_per_ip, settings.unjoined_session_ttl_s),
         feel=FeelConfig.from_settings(settings),
+        donations_dir=Path(settings.data_dir) / "donations",  # opted-in calibration landmarks (issue 14)
     )
     state.pipeline = FramePipeline(settings.worker_count, metrics)
     state.models = await _load_models(settings, metrics)

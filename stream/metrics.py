@@ -48,7 +48,8 @@ class Metrics:
             buckets=_CONFIDENCE_BUCKETS, registry=r,
         )
         self.gestures = Counter(
-            f"{PREFIX}_gestures", "Predicted gestures by class.", ["gesture"], registry=r
+            f"{PREFIX}_gestures", "Predicted gestures by class (no_gesture: a hand showing none of them).",
+            ["gesture"], registry=r
         )
         self.frames_hand = Counter(
             f"{PREFIX}_frames_hand", "Processed frames by whether a hand was found.", ["detected"], registry=r

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from model.openset import NO_GESTURE
 from stream.metrics import Metrics
 
 R = TypeVar("R")
@@ -197,8 +198,9 @@ def observe_recognition(metrics: Metrics, result: Any) -> None:
     metrics.frame_sharpness.observe(stats.sharpness)
     metrics.frames_hand.labels(detected="true" if result.hand else "false").inc()
     if result.gesture is not None:
-        metrics.gestures.labels(gesture=result.gesture).inc()
-        metrics.prediction_confidence.observe(result.confidence)
+        metrics.gestures.labels(gesture=result.gesture).inc()  # no_gesture included: a hand, no gesture
+        if result.gesture != NO_GESTURE:  # its confidence is a novelty share, not a class probability
+            metrics.prediction_confidence.observe(result.confidence)
 
 
 def observe_frame_error(metrics: Metrics, code: str) -> None:

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from model.frames import FrameError, decode_jpeg, frame_stats
-from model.landmarks import HandTracker
+from model.landmarks import HandTracker, detect_padded
 from model.recognizer import RecognitionResult, classify_hand
 from model.schemes import SCHEMES, counting_table
 from stream.bodies import BodyTooLarge, read_capped
@@ -185,7 +185,8 @@ def _recognise(
     t1 = time.perf_counter()
     tracker = trackers.acquire()
     try:
-        hand = tracker.detect(rgb)
+        # A hand filling the whole picture is missed by the palm detector: retry on padded copies.
+        hand, _ = detect_padded(tracker, rgb, settings.predict_pad)
     finally:
         trackers.release(tracker)
     t2 = time.perf_counter()

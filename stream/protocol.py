@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -112,9 +113,33 @@ class ConsentMessage:
     type: ClassVar[str] = "consent"
 
 
+
+# --- per-player calibration (issue 14) ---
+@dataclass(frozen=True, slots=True)
+class CalibrateMessage:
+    """Record the frames from now on as samples of `gesture` (a model class or "relaxed");
+    `null` stops recording, after which the player's samples adapt recognition."""
+
+    gesture: str | None
+    type: ClassVar[str] = "calibrate"
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationResetMessage:
+    type: ClassVar[str] = "calibration_reset"
+
+
+@dataclass(frozen=True, slots=True)
+class DonateMessage:
+    """Opt in (true) or out (false) of keeping the calibration landmarks after the session ends."""
+
+    donate: bool
+    type: ClassVar[str] = "donate"
+
+
 ClientMessage = (
     MoveMessage | RestartMessage | NextLevelMessage | SchemeMessage | PingMessage | ShareHandMessage
-    | UndoMessage | ConsentMessage
+    | UndoMessage | ConsentMessage | CalibrateMessage | CalibrationResetMessage | DonateMessage
 )
 
 
@@ -131,10 +156,13 @@ def _scheme(value: Any) -> str:
     return value
 
 
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ProtocolError(BAD_FIELD, "enabled must be true or false")
-    return value
+def _boolean(name: str) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ProtocolError(BAD_FIELD, f"{name} must be true or false")
+        return value
+
+    return check
 
 
 _MAX_SAFE_INT = 2**53  # beyond this a JSON number is not exact in JavaScript (and float() may overflow)
@@ -153,18 +181,17 @@ def _number(value: Any) -> float | int:
 _LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 
 
-def _label(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not 1 <= len(value) <= 40 or not set(value) <= _LABEL_CHARS:
-        raise ProtocolError(BAD_FIELD, "label must be null or a gesture name (a-z, 0-9, _; at most 40)")
-    return value
+def _gesture_name(name: str) -> Callable[[Any], str | None]:
+    """Null or a gesture name (a-z, 0-9, _; at most 40): undo labels and calibration targets."""
 
+    def check(value: Any) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not 1 <= len(value) <= 40 or not set(value) <= _LABEL_CHARS:
+            raise ProtocolError(BAD_FIELD, f"{name} must be null or a gesture name (a-z, 0-9, _; at most 40)")
+        return value
 
-def _flag(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ProtocolError(BAD_FIELD, "feedback must be true or false")
-    return value
+    return check
 
 
 # type -> (message class, {field: validator})
@@ -174,9 +201,12 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
     "next_level": (NextLevelMessage, {}),
     "scheme": (SchemeMessage, {"scheme": _scheme}),
     "ping": (PingMessage, {"t": _number}),
-    "share_hand": (ShareHandMessage, {"enabled": _bool}),
-    "undo": (UndoMessage, {"label": _label}),
-    "consent": (ConsentMessage, {"feedback": _flag}),
+    "share_hand": (ShareHandMessage, {"enabled": _boolean("enabled")}),
+    "undo": (UndoMessage, {"label": _gesture_name("label")}),
+    "consent": (ConsentMessage, {"feedback": _boolean("feedback")}),
+    "calibrate": (CalibrateMessage, {"gesture": _gesture_name("gesture")}),
+    "calibration_reset": (CalibrationResetMessage, {}),
+    "donate": (DonateMessage, {"donate": _boolean("donate")}),
 }
 CLIENT_TYPES = tuple(_SCHEMA)
 _OPTIONAL = frozenset({("undo", "label")})  # may be left out (means null)
@@ -317,6 +347,19 @@ class FrameReply:
             "dropped": self.dropped,
             "landmarks": self.landmarks,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationStatus:
+    """Reply to every calibration message: what is being recorded and the samples kept so far."""
+
+    recording: str | None
+    samples: dict[str, int]
+    donate: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "calibration", "recording": self.recording, "samples": self.samples,
+                "donate": self.donate}
 
 
 @dataclass(frozen=True, slots=True)

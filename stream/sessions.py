@@ -17,10 +17,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from maze import Direction, Game, GameConfig, GameStatus, MoveOutcome, UndoableMove
+from model.personal import PlayerProfile
 from stream.connection import Connection
+from stream.donations import write_donation
 from stream.game_feel import FeelConfig, friendly_name
 from stream.metrics import Metrics
 from stream.protocol import CLOSE_GOING_AWAY, CLOSE_REPLACED, LastMove, StateSnapshot, Won, encode
@@ -75,8 +78,12 @@ class Session:
         win_pause_s: float = DEFAULT_WIN_PAUSE_S,
         clock: Callable[[], float] = time.monotonic,
         feel: FeelConfig = DEFAULT_FEEL,
+        donations_dir: Path | None = None,
     ) -> None:
         self.id = session_id
+        # Per-player calibration samples (landmark features only); deleted on close unless donated.
+        self.profile = PlayerProfile()
+        self.donations_dir = donations_dir
         self.options = options
         self.scheme = options.scheme
         self.private = options.private
@@ -358,6 +365,19 @@ class Session:
         recognizer, self.recognizer = self.recognizer, None
         if recognizer is not None:
             await asyncio.to_thread(_close_and_trim, recognizer)
+        if self.closed:
+            await self._forget_profile()
+
+    async def _forget_profile(self) -> None:
+        """The session is over: write donated calibration landmarks, then drop every sample."""
+        profile = self.profile
+        if profile.donate and self.donations_dir is not None and profile.landmarks:
+            try:
+                path = await asyncio.to_thread(write_donation, self.donations_dir, self.id, profile)
+                log.info("calibration samples donated: %s", path)
+            except OSError:
+                log.exception("could not write donated calibration samples")
+        profile.clear()
 
 
 def _close_and_trim(recognizer: Recognizer) -> None:
@@ -380,7 +400,9 @@ class SessionRegistry:
         clock: Callable[[], float] = time.monotonic,
         slots: SlotPolicy | None = None,
         feel: FeelConfig = DEFAULT_FEEL,
+        donations_dir: Path | None = None,
     ) -> None:
+        self.donations_dir = donations_dir
         self.max_sessions = max_sessions
         self.slots = slots or SlotPolicy()
         self._owned: Counter[str] = Counter()  # live sessions per creating address
@@ -416,6 +438,7 @@ class SessionRegistry:
             win_pause_s=self.win_pause_s,
             clock=self._clock,
             feel=self.feel,
+            donations_dir=self.donations_dir,
         )
         self._sessions[session_id] = session
         if owner is not None:

@@ -37,6 +37,13 @@ def _parse_tuple(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
+def _parse_fractions(raw: str) -> tuple[float, ...]:
+    values = tuple(float(part) for part in _parse_tuple(raw))
+    if any(not 0.0 < v <= 2.0 for v in values):
+        raise ValueError(f"expected fractions in (0, 2], got {raw!r}")
+    return values
+
+
 def _parse_mapping(raw: str) -> tuple[tuple[str, str], ...]:
     pairs = []
     for part in _parse_tuple(raw):
@@ -55,6 +62,7 @@ _PARSERS: dict[Any, Callable[[str], Any]] = {
     "str | None": lambda raw: raw or None,
     "int | None": lambda raw: int(raw) if raw else None,
     "tuple[str, ...]": _parse_tuple,
+    "tuple[float, ...]": lambda raw: _parse_fractions(raw),
     "tuple[tuple[str, str], ...]": _parse_mapping,
 }
 
@@ -182,6 +190,13 @@ class Settings:
     )
 
     # --- limits and security -----------------------------------------------------------------
+    # --- open-set recognition and close-ups (issue 14) ---
+    predict_pad: tuple[float, ...] = _env(
+        "GM_PREDICT_PAD", (0.25, 0.5),
+        "POST /predict: when no hand is found, retry on the image padded by these fractions of its longer "
+        "side on every side, in order (comma separated; empty: no retry).",
+    )
+
     max_frame_bytes: int = _env("GM_MAX_FRAME_BYTES", 512 * 1024, "Largest binary frame accepted.")
     max_frame_width: int = _env("GM_MAX_FRAME_WIDTH", 1920, "Largest decoded frame width.")
     max_frame_height: int = _env("GM_MAX_FRAME_HEIGHT", 1920, "Largest decoded frame height.")

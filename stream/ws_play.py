@@ -17,12 +17,14 @@ from typing import Any
 from starlette.websockets import WebSocket
 
 from model.frames import FrameError
+from model.personal import RELAXED
 from model.recognizer import RecognitionResult, Recognizer, RecognizerConfig
 from stream.connection import Connection
 from stream.feedback import after_recognition, gesture_moved, on_feedback_message
 from stream.limits import FrameGate
 from stream.pipeline import observe_frame_error, observe_recognition
 from stream.protocol import (
+    BAD_FIELD,
     CLOSE_IDLE,
     IDLE_TIMEOUT,
     MODEL_UNAVAILABLE,
@@ -31,7 +33,11 @@ from stream.protocol import (
     PROCESSING_FAILED,
     RATE_LIMITED,
     SHUTTING_DOWN,
+    CalibrateMessage,
+    CalibrationResetMessage,
+    CalibrationStatus,
     ConsentMessage,
+    DonateMessage,
     FrameReply,
     GestureNotice,
     MoveMessage,
@@ -152,6 +158,24 @@ class PlayerHandler:
                 session.set_share_hand(enabled)
             case UndoMessage() | ConsentMessage():
                 on_feedback_message(self, command)
+            case CalibrateMessage() | CalibrationResetMessage() | DonateMessage():
+                self._calibration(command)
+
+    def _calibration(self, command: CalibrateMessage | CalibrationResetMessage | DonateMessage) -> None:
+        """Per-player calibration: the samples live on the session (see model.personal)."""
+        profile = self.session.profile
+        match command:
+            case CalibrateMessage(gesture=gesture):
+                known = self.state.models.current.classes if self.state.models is not None else ()
+                if gesture is not None and gesture != RELAXED and gesture not in known:
+                    self.error(BAD_FIELD, f"gesture must be null, {RELAXED!r} or one of the model's classes")
+                    return
+                profile.recording = gesture
+            case CalibrationResetMessage():
+                profile.clear()
+            case DonateMessage(donate=donate):
+                profile.donate = donate
+        self.conn.send(CalibrationStatus(profile.recording, profile.counts(), profile.donate))
 
     # --- frames -------------------------------------------------------------------------------
     def on_frame(self, data: bytes) -> None:
@@ -189,7 +213,7 @@ class PlayerHandler:
                 return None
             state = self.state  # read state.models per frame: the poller may install a first model later
             config = RecognizerConfig.from_settings(self.settings, scheme=session.scheme)
-            session.recognizer = Recognizer(lambda: state.models.current, config)
+            session.recognizer = Recognizer(lambda: state.models.current, config, profile=session.profile)
             session.lane = pipeline.lane()
         return session.lane, session.recognizer
 

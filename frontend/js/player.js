@@ -8,6 +8,7 @@ import { ARROWS, gestureIcon, gestureWords, highlightLegend, markOpenDirections,
 import { HandOverlay } from "./hand-overlay.js";
 import { MazeView, publishState } from "./maze-view.js";
 import { FrameStreamer } from "./streamer.js";
+import { Calibration } from "./calibration.js";
 
 const $ = (id) => document.getElementById(id);
 const SETTINGS_KEY = "gesture-maze.settings";
@@ -41,6 +42,9 @@ const mazeCanvas = $("maze");
 const mazeView = new MazeView(mazeCanvas);
 const overlay = new HandOverlay($("overlay"));
 const camera = new Camera($("video"));
+const calibration = new Calibration({
+  slot: $("calibration-slot"), send: (msg) => socket?.send(msg), ready: () => camera.active && !!socket?.open,
+});
 let session = null;
 let socket = null;
 const feedback = new Feedback($("feedback-slot"), (m) => socket?.send(m) ?? false); // undo + consent
@@ -309,6 +313,9 @@ function onMessage(msg) {
     case "frame":
       streamer.onFrame(msg);
       onFrame(msg);
+      break;
+    case "calibration":
+      calibration.onMessage(msg);
       break;
     case "pong":
       if (pingSentAt !== null && streamer.stats.rttMs === null) $("stat-rtt").textContent = Math.round(performance.now() - pingSentAt);

@@ -142,13 +142,17 @@ async def test_held_gestures_move_once_each_and_spectators_see_it(server, frames
         assert all(r["dropped"] == 0 for r in replies)
         (up_seq, up), (down_seq, down) = [(r["seq"], r["command"]) for r in replies if r["command"]]
         # On the 3rd frame of the hold, or on the 2nd if the two were >= 180 ms apart (a busy server).
+        # The first dislike frame follows an abrupt cut from palm: the tracker's in-between hand is
+        # answered no_gesture (no direction), so that hold may start one frame later.
         assert (up, down) == ("up", "down")
-        assert up_seq in like_seqs[1:3] and down_seq in dislike_seqs[1:3]
+        assert up_seq in like_seqs[1:3] and down_seq in dislike_seqs[1:4]
+        first_dislike = next(r for r in replies if r["seq"] == dislike_seqs[0])
+        assert first_dislike["gesture"] in ("dislike", "no_gesture") and first_dislike["command"] is None
         by_seq = {r["seq"]: r for r in replies}
         assert [by_seq[s]["gesture"] for s in like_seqs] == ["like"] * 5
-        assert [by_seq[s]["gesture"] for s in dislike_seqs] == ["dislike"] * 5
+        assert [by_seq[s]["gesture"] for s in dislike_seqs[1:]] == ["dislike"] * 4
         assert [r["hand"] for r in replies] == [False] * 2 + [True] * 5 + [False] * 2 + [True] * 9 + [False]
-        assert {r["gesture"] for r in replies if r["hand"]} == {"like", "palm", "dislike"}
+        assert {r["gesture"] for r in replies if r["hand"]} - {"no_gesture"} == {"like", "palm", "dislike"}
         assert all(len(r["landmarks"]) == 21 for r in replies if r["hand"])
         # Spectators also see the player's current gesture (throttled).
         seen = {m["gesture"] for m in spectator.of("gesture")}

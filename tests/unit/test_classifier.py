@@ -79,8 +79,10 @@ def test_fast_single_sample_path_matches_scikit_learn(default, landmarks_csv):
     for row, proba in zip(rows, expected, strict=True):
         prediction = default.predict(row)
         best = int(np.argmax(proba))
-        assert prediction.gesture == default.classes[best]
-        assert prediction.confidence == pytest.approx(proba[best], rel=1e-6)
+        assert prediction.closest == default.classes[best]
+        if prediction.gesture != "no_gesture":  # a known gesture: its calibrated probability
+            assert prediction.gesture == default.classes[best]
+            assert prediction.confidence == pytest.approx(proba[best], rel=1e-5)  # float32 models
 
 
 def test_wrong_feature_count_is_refused(default):

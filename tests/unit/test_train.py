@@ -76,6 +76,14 @@ def test_runs_metrics_and_artifacts_are_logged(trained):
         assert {f"{prefix}confusion_matrix.png", f"{prefix}classification_report.txt"} <= artifacts
         if run in final:  # drift monitoring's baseline travels with the model (model/drift.py)
             assert "drift_reference.json" in artifacts
+    for run in sweep:
+        assert 0.0 <= run.data.metrics["val_ece"] <= 1.0 and run.data.metrics["temperature_beta"] > 0
+    for run in final:  # calibration and the no_gesture threshold, with their pictures
+        metrics = run.data.metrics
+        assert 0.0 <= metrics["test_ece"] <= 1.0
+        assert metrics["ood_val_accepted"] >= 0.95 and 0.0 <= metrics["ood_test_negatives_rejected"] <= 1.0
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"reliability_test.png", "reliability_test.json", "ood_tradeoff_validation.png"} <= artifacts
     parent = next(r for r in runs if r.data.tags.get("stage") == "parent")
     assert "leaderboard.txt" in {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert "Leaderboard" in first.stdout and "per-class test F1" in first.stdout
@@ -108,3 +116,6 @@ def test_registered_and_default_models_load(trained, landmarks_csv):
     ds = read_landmark_csv(landmarks_csv)
     rows = features_from_xy(ds.xy[:50])
     assert [champion.predict(r) for r in rows] == [default.predict(r) for r in rows]
+    # Both carry the open-set head (registry: extra_files/openset.npz; directory: beside model.skops).
+    assert champion.openset is not None and default.openset is not None
+    assert champion.openset.threshold == default.openset.threshold == meta["openset"]["threshold"]

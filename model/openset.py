@@ -1,0 +1,183 @@
+"""Open-set recognition: a confidence that means something, and an answer for "none of the gestures".
+
+The classifier's job ends at "which of the known gestures is most like this hand". Two numbers are
+added on top of it, both fitted on data the classifier was not trained on:
+
+* **Calibrated probabilities.** One temperature over the classifier's class scores (the SVM's
+  one-vs-rest vote scores, or log-probabilities for probabilistic models), fitted by minimising the
+  negative log-likelihood on the validation split. It never changes which class wins.
+* **An out-of-distribution (OOD) score.** The distance from the hand's feature vector (standardised,
+  projected on the first principal components of the training rows) to the nearest training row.
+  A hand far from every recorded gesture is answered `no_gesture`. The threshold is chosen on the
+  validation split (known gestures) and on held-out real negatives (hands in other poses); see
+  docs/recognition.md for the trade-off curve and why this score won over the alternatives.
+
+Everything is plain numbers saved in one `.npz` file beside the model (`openset.npz`, loaded with
+`allow_pickle=False`), so it adds no type the model loader must trust.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+NO_GESTURE = "no_gesture"
+OPENSET_FILE = "openset.npz"
+DEFAULT_COMPONENTS = 16
+DEFAULT_MIN_ACCEPT = 0.95  # the threshold keeps at least this share of the validation's true gestures
+_FORMAT = 1
+
+
+def softmax(logits: np.ndarray, beta: float) -> np.ndarray:
+    """Row-wise softmax of `beta * logits` ((K,) or (N, K))."""
+    z = beta * np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    p = np.exp(z)
+    return p / p.sum(axis=-1, keepdims=True)
+
+
+def fit_temperature(logits: np.ndarray, y_index: np.ndarray) -> float:
+    """The inverse temperature `beta` minimising the NLL of `softmax(beta * logits)` on held-out rows."""
+    from scipy.optimize import minimize_scalar
+
+    rows = np.arange(len(y_index))
+
+    def nll(log_beta: float) -> float:
+        p = softmax(logits, float(np.exp(log_beta)))[rows, y_index]
+        return float(-np.mean(np.log(np.maximum(p, 1e-12))))
+
+    best = minimize_scalar(nll, bounds=(np.log(1e-3), np.log(1e3)), method="bounded")
+    return float(np.exp(best.x))
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
+    """ECE: the bin-weighted gap between mean confidence and accuracy (equal-width bins over (0, 1])."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    total = 0.0
+    for lo, hi in itertools.pairwise(edges):
+        inside = (confidence > lo) & (confidence <= hi)
+        if inside.any():
+            total += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
+    return float(total)
+
+
+def reliability_table(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
+    """Per confidence bin: rows, mean confidence, accuracy (what the reliability diagram draws)."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    out = []
+    for lo, hi in itertools.pairwise(edges):
+        inside = (confidence > lo) & (confidence <= hi)
+        if inside.any():
+            out.append({"lo": float(lo), "hi": float(hi), "rows": int(inside.sum()),
+                        "confidence": float(confidence[inside].mean()),
+                        "accuracy": float(np.mean(correct[inside]))})
+    return out
+
+
+@dataclass(frozen=True)
+class TradeOff:
+    """One threshold's effect: share of true gestures accepted, share of non-gestures rejected."""
+
+    threshold: float
+    accepted: float
+    rejected: float
+
+
+def trade_off_curve(known: np.ndarray, negatives: np.ndarray, points: int = 60) -> list[TradeOff]:
+    """Thresholds at quantiles of the known gestures' scores (0.80 .. 1.0 accepted)."""
+    qs = np.linspace(0.80, 1.0, points)
+    thresholds = np.unique(np.quantile(known, qs))
+    return [TradeOff(float(t), float(np.mean(known <= t)), float(np.mean(negatives > t))) for t in thresholds]
+
+
+def choose_threshold(known: np.ndarray, negatives: np.ndarray | None,
+                     min_accept: float = DEFAULT_MIN_ACCEPT) -> TradeOff:
+    """The threshold with the best balanced accuracy (accepted + rejected) / 2 among those that keep at
+    least `min_accept` of the true gestures; without negatives, the `min_accept` quantile."""
+    if negatives is None or len(negatives) == 0:
+        t = float(np.quantile(known, min_accept))
+        return TradeOff(t, float(np.mean(known <= t)), float("nan"))
+    feasible = [p for p in trade_off_curve(known, negatives, points=400) if p.accepted >= min_accept]
+    return max(feasible, key=lambda p: (p.accepted + p.rejected, -p.threshold))
+
+
+@dataclass
+class OpenSetHead:
+    """Temperature + nearest-neighbour OOD score, over the model's standardised features."""
+
+    beta: float  # inverse temperature on the class scores
+    pca_mean: np.ndarray  # (D,)
+    pca_components: np.ndarray  # (C, D)
+    reference: np.ndarray  # (N, C) training rows in PCA space
+    threshold: float  # OOD score above this -> no_gesture
+    known_quantiles: np.ndarray  # (101,) the validation true gestures' OOD scores at 0..100 %
+
+    @classmethod
+    def fit_reference(cls, scaled_train: np.ndarray, components: int = DEFAULT_COMPONENTS) -> OpenSetHead:
+        """PCA basis + reference rows from standardised training features (beta/threshold set later)."""
+        x = np.asarray(scaled_train, dtype=np.float64)
+        mean = x.mean(axis=0)
+        _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
+        comps = vt[:components]
+        # float16 halves the file; distances change by < 0.1 % (the threshold is fitted on the same).
+        ref = ((x - mean) @ comps.T).astype(np.float16).astype(np.float32)
+        return cls(1.0, mean.astype(np.float32), comps.astype(np.float32), ref, float("inf"),
+                   np.zeros(101, dtype=np.float32))
+
+    def with_reference(self, scaled_train: np.ndarray) -> OpenSetHead:
+        """Same basis, threshold and temperature; reference rows replaced (the final refit's rows)."""
+        ref = ((np.asarray(scaled_train, np.float64) - self.pca_mean) @ self.pca_components.T)
+        return OpenSetHead(self.beta, self.pca_mean, self.pca_components,
+                           ref.astype(np.float16).astype(np.float32), self.threshold, self.known_quantiles)
+
+    def ood_scores(self, scaled: np.ndarray) -> np.ndarray:
+        """(N, D) standardised features -> (N,) distance to the nearest reference row."""
+        z = (np.atleast_2d(np.asarray(scaled, dtype=np.float32)) - self.pca_mean) @ self.pca_components.T
+        ref_sq = np.einsum("ij,ij->i", self.reference, self.reference)
+        out = np.empty(len(z), dtype=np.float64)
+        for start in range(0, len(z), 256):  # bounded memory for batch evaluation
+            block = z[start:start + 256]
+            block_sq = np.einsum("ij,ij->i", block, block)[:, None]
+            d2 = ref_sq[None, :] - 2.0 * block @ self.reference.T + block_sq
+            out[start:start + 256] = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+        return out
+
+    def ood_score(self, scaled: np.ndarray) -> float:
+        return float(self.ood_scores(scaled[None])[0])
+
+    def novelty(self, score: float) -> float:
+        """Share of the validation's true gestures that were closer to the training data (0..1)."""
+        return float(np.searchsorted(self.known_quantiles, score, side="right") - 1) / 100.0
+
+    def set_threshold(self, known_scores: np.ndarray, threshold: float) -> None:
+        self.threshold = float(threshold)
+        self.known_quantiles = np.quantile(known_scores, np.linspace(0, 1, 101)).astype(np.float32)
+
+    # ----------------------------------------------------------------------------------- persistence
+    def save(self, path: Path) -> Path:
+        np.savez_compressed(
+            path, format=np.int64(_FORMAT), beta=np.float64(self.beta), pca_mean=self.pca_mean,
+            pca_components=self.pca_components, reference=self.reference.astype(np.float16),
+            threshold=np.float64(self.threshold), known_quantiles=self.known_quantiles,
+        )
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> OpenSetHead:
+        with np.load(path, allow_pickle=False) as f:
+            if int(f["format"]) != _FORMAT:
+                raise ValueError(f"{path}: unknown open-set format {int(f['format'])}")
+            return cls(float(f["beta"]), f["pca_mean"].astype(np.float32),
+                       f["pca_components"].astype(np.float32), f["reference"].astype(np.float32),
+                       float(f["threshold"]), f["known_quantiles"].astype(np.float32))
+
+    def summary(self) -> dict[str, Any]:
+        return {"beta": self.beta, "threshold": self.threshold,
+                "components": int(self.pca_components.shape[0]),
+                "reference_rows": int(self.reference.shape[0])}
