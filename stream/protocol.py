@@ -182,13 +182,13 @@ _LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 
 
 def _gesture_name(name: str) -> Callable[[Any], str | None]:
-    """Null or a gesture name (a-z, 0-9, _; at most 40): undo labels and calibration targets."""
+    """Null or a gesture name (a-z, 0-9, _; at most 32): undo labels and calibration targets."""
 
     def check(value: Any) -> str | None:
         if value is None:
             return None
-        if not isinstance(value, str) or not 1 <= len(value) <= 40 or not set(value) <= _LABEL_CHARS:
-            raise ProtocolError(BAD_FIELD, f"{name} must be null or a gesture name (a-z, 0-9, _; at most 40)")
+        if not isinstance(value, str) or not 1 <= len(value) <= 32 or not set(value) <= _LABEL_CHARS:
+            raise ProtocolError(BAD_FIELD, f"{name} must be null or a gesture name (a-z, 0-9, _; at most 32)")
         return value
 
     return check
