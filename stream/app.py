@@ -27,6 +27,7 @@ from maze import GameConfig
 from model.classifier import ModelHandle
 from model.registry import default_tracking_uri
 from stream import api
+from stream.durable import Durability
 from stream.http_metrics import HTTPMetricsMiddleware, sample_event_loop_lag
 from stream.limits import ConnectionLimiter, KeyedRateLimiter
 from stream.metrics import Metrics
@@ -36,6 +37,7 @@ from stream.protocol import CLOSE_GOING_AWAY
 from stream.security import install_log_redaction, security_middleware
 from stream.sessions import SessionOptions, SessionRegistry, run_reaper
 from stream.settings import Settings
+from stream.store import open_store
 from stream.ws import watch_endpoint
 from stream.ws_play import play_endpoint
 
@@ -118,6 +120,14 @@ async def _start(app: Starlette, settings: Settings) -> None:
         metrics=metrics,
         win_pause_s=settings.win_pause_s,
     )
+    state.durability = Durability(
+        open_store(settings.store_url, data_dir=settings.data_dir, lease_s=settings.store_lease_s),
+        state.registry,
+        metrics,
+        grace_s=settings.session_grace_s,
+        lease_s=settings.store_lease_s,
+    )
+    await state.durability.start()
     state.pipeline = FramePipeline(settings.worker_count, metrics)
     state.models = await _load_models(settings, metrics)
     state.connection_limiter = ConnectionLimiter(settings.max_connections_per_ip)
@@ -160,6 +170,9 @@ async def _stop(app: Starlette) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    durability = getattr(app.state, "durability", None)
+    if durability is not None:
+        await durability.close()  # after the sessions closed: their last writes finish first
     await run_in_threadpool(close_predict_state, app)
 
 

@@ -35,6 +35,7 @@ PROCESSING_FAILED = "processing_failed"
 MODEL_UNAVAILABLE = "model_unavailable"
 IDLE_TIMEOUT = "idle_timeout"
 SHUTTING_DOWN = "shutting_down"
+STORE_UNAVAILABLE = "store_unavailable"  # the session store is unreachable: changes are paused
 
 # Close codes.
 CLOSE_NORMAL = 1000
@@ -203,6 +204,7 @@ class Welcome:
     scheme: str
     limits: Limits
     server_time: float
+    resumed: bool = False  # the player continues a game it (or the server, before a restart) had
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -212,6 +214,7 @@ class Welcome:
             "scheme": self.scheme,
             "limits": self.limits.to_dict(),
             "server_time": self.server_time,
+            "resumed": self.resumed,
         }
 
 

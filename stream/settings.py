@@ -150,6 +150,17 @@ class Settings:
         "GM_ALLOWED_ORIGINS", (), "Extra browser origins allowed for WebSockets and CORS (comma separated)."
     )
 
+    # --- durable sessions and scale-out (docs/scaling.md) -----------------------------------
+    store_url: str | None = _env(
+        "GM_STORE_URL",
+        None,
+        "Where game state lives: unset = sqlite file sessions.db under GM_DATA_DIR (one process); "
+        "sqlite:///path; redis://host:port/db = shared by several instances/processes.",
+    )
+    store_lease_s: float = _env(
+        "GM_STORE_LEASE_S", 10.0, "Player lease of an instance on a session (refreshed every third of it)."
+    )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read every field from `environ` (default: os.environ); keyword overrides win."""
