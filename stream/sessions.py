@@ -286,7 +286,7 @@ class Session:
         return {
             "session_id": self.id,
             "player_connected": self.player is not None,
-            "spectators": len(self.spectators),
+            "spectators": len(self.spectators) + self.remote_spectators,
             "level": game.level,
             "moves": game.moves,
             "status": game.status.value,
