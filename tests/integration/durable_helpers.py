@@ -12,7 +12,9 @@ from maze import Maze, Point, solve
 from tests.integration.test_play_watch import recv, recv_type
 
 
-async def play(player: ClientConnection, maze: Maze, state: dict[str, Any], count: int) -> list[dict[str, Any]]:
+async def play(
+    player: ClientConnection, maze: Maze, state: dict[str, Any], count: int
+) -> list[dict[str, Any]]:
     """`count` moves along the solution from the player's position; the states that acknowledged them."""
     path = solve(maze, Point(**state["player"]))[:count]
     acked = []
@@ -20,7 +22,8 @@ async def play(player: ClientConnection, maze: Maze, state: dict[str, Any], coun
         await player.send(json.dumps({"type": "move", "direction": direction.value}))
         while True:
             message = await recv(player)
-            if message["type"] == "state" and message.get("last_move", {}).get("direction") == direction.value:
+            moved = message.get("last_move", {}).get("direction")
+            if message["type"] == "state" and moved == direction.value:
                 acked.append(message)
                 break
     return acked
@@ -41,8 +44,8 @@ def assert_in_order(states: list[dict[str, Any]]) -> None:
     assert versions == sorted(set(versions)), versions  # strictly increasing
 
 
-async def eventually(check: Any, timeout: float = 10.0, interval: float = 0.1) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def eventually(check: Any, within_s: float = 10.0, interval: float = 0.1) -> Any:
+    deadline = asyncio.get_running_loop().time() + within_s
     while True:
         result = await check()
         if result:

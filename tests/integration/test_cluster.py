@@ -25,7 +25,9 @@ async def health(instance: Any) -> dict[str, Any]:
 
 async def test_any_instance_serves_any_session(tmp_path: Path) -> None:
     with redis_server(tmp_path / "redis") as redis:
-        env = {"GM_STORE_URL": redis.url, "GM_MAZE_WIDTH": "8", "GM_MAZE_HEIGHT": "8", "GM_STORE_LEASE_S": "3"}
+        env = {
+            "GM_STORE_URL": redis.url, "GM_MAZE_WIDTH": "8", "GM_MAZE_HEIGHT": "8", "GM_STORE_LEASE_S": "3",
+        }
         with instances(3, env, tmp_path) as (a, b, c):
             created = await create_session(a, seed=3)
             sid = created["session_id"]
@@ -83,7 +85,7 @@ async def test_any_instance_serves_any_session(tmp_path: Path) -> None:
                 assert 'gesture_maze_store_up{backend="redis"} 0.0' in metrics
                 redis.start()
                 back = asyncio.get_running_loop().time()
-                await eventually(lambda: _healthy(b, c), timeout=10)
+                await eventually(lambda: _healthy(b, c), within_s=10)
                 acked = await play(player, maze, acked[-1], 1)
                 assert acked[-1]["moves"] == 7
                 seen = await states_until(watch_c, acked[-1]["version"])

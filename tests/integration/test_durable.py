@@ -16,7 +16,7 @@ from tests.support.server import live_server
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["restart", "sigkill"])
-async def test_the_default_store_resumes_the_game_after_the_server_restarts(tmp_path: Path, stop: int) -> None:
+async def test_the_default_store_resumes_the_game_after_a_restart(tmp_path: Path, stop: int) -> None:
     env = {"GM_DATA_DIR": str(tmp_path / "data"), "GM_MAZE_WIDTH": "6", "GM_MAZE_HEIGHT": "6"}
     server = Instance(env, log=tmp_path / "server.log").start()
     try:
@@ -55,7 +55,8 @@ async def test_a_reaped_session_is_gone_from_the_store_too(tmp_path: Path) -> No
     with live_server(data_dir=str(settings_dir), session_grace_s=0.3, reaper_interval_s=0.1) as server:
         created = await create_session(server)
         await asyncio.sleep(1.0)
-        assert (await http("GET", f"{server.http_url}/api/sessions/{created['session_id']}")).status_code == 404
+        path = f"/api/sessions/{created['session_id']}"
+        assert (await http("GET", f"{server.http_url}{path}")).status_code == 404
     with live_server(data_dir=str(settings_dir)) as server:  # and it does not come back after a restart
-        assert (await http("GET", f"{server.http_url}/api/sessions/{created['session_id']}")).status_code == 404
+        assert (await http("GET", f"{server.http_url}{path}")).status_code == 404
         assert (await http("GET", f"{server.http_url}/api/sessions")).json() == {"sessions": []}
