@@ -156,8 +156,10 @@ async def drain(app: Starlette) -> None:
         return
     state.shutting_down = True
     connections = [conn for session in state.registry for conn in session.connections()]
+    connections += state.durability.relayed_connections()  # spectators of games run elsewhere
     await state.pipeline.shutdown()  # in-flight frames finish and their replies are queued
     await state.registry.close_all(CLOSE_GOING_AWAY, "server shutting down")
+    state.durability.close_relays()
     if connections:
         await asyncio.wait(
             [asyncio.ensure_future(conn.wait_closed()) for conn in connections], timeout=_DRAIN_TIMEOUT_S

@@ -228,6 +228,13 @@ class Durability:
             self.hub.close_all()
         await self.store.close()
 
+    def relayed_connections(self) -> list[Any]:
+        return [conn for watch in self.hub.watches.values() for conn in watch.conns] if self.hub else []
+
+    def close_relays(self) -> None:
+        if self.hub is not None:
+            self.hub.close_all()
+
     def health(self) -> dict[str, Any]:
         store = self.store
         info: dict[str, Any] = {"backend": store.backend, "shared": store.shared, "up": store.up}
