@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_ANNOUNCE_INTERVAL_S = 0.25
+
 
 def snapshot_of_record(record: SessionRecord) -> StateSnapshot:
     game = record.game
@@ -41,6 +43,7 @@ class RemoteWatch:
         self.maze_version: int | None = None
         self.maze: dict[str, Any] | None = None
         self.latest: StateSnapshot | None = None
+        self.announce_due = False
         self._resync: asyncio.Task[None] | None = None
 
     def latest_state(self) -> StateSnapshot | None:
@@ -154,7 +157,17 @@ class WatchHub:
             bus.unsubscribe(watch.session_id)
 
     def _announce(self, watch: RemoteWatch) -> None:
-        """Tell the instance running the game how many watch through us (the `spectators` count)."""
+        """Tell the instance running the game how many watch through us (the `spectators` count).
+
+        Coalesced: a crowd joining at once sends one count per interval, not one state per spectator
+        to every spectator."""
+        if watch.announce_due:
+            return
+        watch.announce_due = True
+        asyncio.get_running_loop().call_later(_ANNOUNCE_INTERVAL_S, self._send_count, watch)
+
+    def _send_count(self, watch: RemoteWatch) -> None:
+        watch.announce_due = False
         event = encode_event({"k": "w", "instance": self.durability.instance_id, "n": len(watch.conns)})
         task = asyncio.ensure_future(self.durability.store.publish(watch.session_id, event))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
