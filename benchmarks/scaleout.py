@@ -94,14 +94,23 @@ async def fanout(urls: list[str], spectators: int, moves_per_s: float, duration:
     ws_urls = [u.replace("http://", "ws://") for u in urls]
     received: list[tuple[int, float]] = []  # (version, receive time)
     joined: list[int] = []
+    failed: list[str] = []
     all_joined = asyncio.Event()
 
     async def spectate(index: int) -> None:
-        async with connect(f"{ws_urls[index % len(ws_urls)]}/ws/watch/{sid}", max_queue=None) as ws:
+        url = f"{ws_urls[index % len(ws_urls)]}/ws/watch/{sid}"
+        try:
+            ws = await connect(url, max_queue=None, open_timeout=60)
             await ws.recv()  # welcome
-            joined.append(index)
-            if len(joined) == spectators:
+        except Exception as exc:  # counted, reported: a refused spectator is a result too
+            failed.append(repr(exc)[:100])
+            if len(joined) + len(failed) == spectators:
                 all_joined.set()
+            return
+        joined.append(index)
+        if len(joined) + len(failed) == spectators:
+            all_joined.set()
+        async with ws:
             async for text in ws:
                 now = time.perf_counter()
                 if '"last_move"' in text and text.startswith('{"type":"state"'):
@@ -112,8 +121,9 @@ async def fanout(urls: list[str], spectators: int, moves_per_s: float, duration:
     for i in range(spectators):  # join in small batches: a real crowd does not arrive in one instant
         tasks.append(asyncio.ensure_future(spectate(i)))
         if i % 50 == 49:
-            await asyncio.sleep(0.05)
-    await asyncio.wait_for(all_joined.wait(), 120)
+            await asyncio.sleep(0.25)
+    await asyncio.wait_for(all_joined.wait(), 180)
+    await asyncio.sleep(1.0)  # the joins' presence states settle before the measured moves
     sent: dict[int, float] = {}
     async with connect(f"{ws_urls[0]}{created['play_url']}", max_queue=None) as player:
         state = await _next_state(player)
@@ -134,9 +144,11 @@ async def fanout(urls: list[str], spectators: int, moves_per_s: float, duration:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     latencies = sorted((t - sent[v]) * 1000 for v, t in received if v in sent)
-    expected = len(sent) * spectators
+    expected = len(sent) * len(joined)
     return {
         "spectators": spectators,
+        "joined": len(joined),
+        "join_failures": failed[:5],
         "moves": len(sent),
         "deliveries": len(latencies),
         "delivered_ratio": round(len(latencies) / expected, 4) if expected else None,
