@@ -186,11 +186,20 @@ class RedisStore(Store):
         if not ids:
             return []
         summaries = await self._call(self.client.mget([_keys(i)[1] for i in ids]))
+        leases = await self._call(self.client.mget([_keys(i)[2] for i in ids]))
         gone = [i for i, s in zip(ids, summaries, strict=True) if s is None]
         if gone:  # expired records: forget them in the lobby too
             with contextlib.suppress(StoreUnavailable):
                 await self._call(self.client.zrem(_LOBBY, *gone))
-        return [json.loads(s) for s in summaries if s is not None]
+        listed = []
+        for text, lease in zip(summaries, leases, strict=True):
+            if text is None:
+                continue
+            summary = json.loads(text)
+            if lease is None:  # no instance holds it (e.g. it crashed): nobody is playing right now
+                summary["player_connected"] = False
+            listed.append(summary)
+        return listed
 
     def bus(self, instance_id: str, on_event: EventHandler, on_resubscribed: ResubscribeHandler) -> RedisBus:
         return RedisBus(self, instance_id, on_event, on_resubscribed)

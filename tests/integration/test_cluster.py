@@ -32,9 +32,17 @@ async def test_any_instance_serves_any_session(tmp_path: Path) -> None:
             created = await create_session(a, seed=3)
             sid = created["session_id"]
 
-            # The lobby on B lists the session created on A.
+            # A private session: watchable from another instance only with its watch token.
+            private = await create_session(a, private=True)
+            async with connect(f"{b.ws_url}/ws/watch/{private['session_id']}") as intruder:
+                assert (await recv(intruder))["code"] == "forbidden"
+            async with connect(f"{c.ws_url}{private['watch_url']}") as friend:
+                assert (await recv(friend))["type"] == "welcome"
+                assert (await recv_type(friend, "state"))["session_id"] == private["session_id"]
+
+            # The lobby on B lists the session created on A (and not the private one).
             listed = (await http("GET", f"{b.http_url}/api/sessions")).json()["sessions"]
-            assert sid in [s["session_id"] for s in listed]
+            assert [s["session_id"] for s in listed] == [sid]
             assert (await http("GET", f"{c.http_url}/api/sessions/{sid}")).status_code == 200
 
             # A player on A, watched from B and C: every state in order, on both.
