@@ -468,11 +468,18 @@ class Durability:
             return
         session = self.registry.get(session_id)
         if kind == "c" and session is not None and event.get("owner") != self.instance_id:
-            asyncio.get_running_loop().create_task(self.lost(session))
+            asyncio.get_running_loop().create_task(self._taken_over(session))
         elif kind == "w" and session is not None:
             self._presence(session, event)
         if self.hub is not None:
             self.hub.on_event(session_id, kind, event)
+
+    async def _taken_over(self, session: Session) -> None:
+        # The announcement may be stale (this instance claimed the session again since): the
+        # lease decides. Unreachable store: the next lease refresh decides instead.
+        with contextlib.suppress(StoreUnavailable):
+            if await self.store.holder(session.id) != self.instance_id:
+                await self.lost(session)
 
     def _presence(self, session: Session, event: dict[str, Any]) -> None:
         counts = self._remote_counts.setdefault(session.id, {})

@@ -109,6 +109,10 @@ class Store(ABC):
         """Take the session's lease (a takeover always wins); returns the previous holder."""
         return owner
 
+    async def holder(self, session_id: str) -> str | None:
+        """The instance holding the session's lease now (None: nobody, or an embedded store)."""
+        return None
+
     async def publish(self, session_id: str, event: bytes) -> None:  # noqa: B027 - shared stores only
         pass
 

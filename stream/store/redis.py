@@ -175,6 +175,10 @@ class RedisStore(Store):
         )
         return previous.decode() if isinstance(previous, bytes) else previous
 
+    async def holder(self, session_id: str) -> str | None:
+        held = await self._call(self.client.get(_keys(session_id)[2]))
+        return held.decode() if isinstance(held, bytes) else held
+
     async def publish_heartbeat(self, name: str) -> None:
         await self.client.publish(name, b"1")  # errors propagate to the bus, which reconnects
 
