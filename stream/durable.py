@@ -284,6 +284,7 @@ class Durability:
             game=session.game.to_dict(session._clock()),
             state=snapshot.body,
             summary=session.summary(),
+            players_joined=session.players_joined,
         )
 
     def _ttl_s(self) -> float:
@@ -402,6 +403,7 @@ class Durability:
         session.scheme = options.scheme
         session.version = record.version
         session.created_at = record.created_at
+        session.players_joined = record.players_joined
         session.player_token = None  # only its hash is stored
         session.player_token_hash = record.player_token_hash
         session.watch_token = None

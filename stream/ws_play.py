@@ -50,7 +50,7 @@ _PAUSED = "game storage is unreachable: moves are paused until it is back"
 
 
 async def play_endpoint(websocket: WebSocket) -> None:
-    session, restored = await find_session(websocket, "player")
+    session, _ = await find_session(websocket, "player")
     if session is None:
         return
     async with admitted(websocket, "player") as ok:
@@ -61,7 +61,7 @@ async def play_endpoint(websocket: WebSocket) -> None:
             await refuse(websocket, "not_found", "no such session")
             return
         conn = new_connection(websocket, "player", session.latest_state)
-        resumed = restored or session.players_joined > 0
+        resumed = session.players_joined > 0  # kept in the store: true after a restart too
         conn.send(welcome(websocket, "player", session.id, session.scheme, resumed))
         session.attach_player(conn)
         player = PlayerHandler(websocket, session, conn)

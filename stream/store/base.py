@@ -41,6 +41,7 @@ class SessionRecord:
     game: dict[str, Any]  # maze.Game.to_dict()
     state: dict[str, Any]  # body of the latest state message (no maze)
     summary: dict[str, Any]  # what the lobby lists
+    players_joined: int = 0  # player connections so far: a returning player is told "resumed"
 
     @property
     def public(self) -> bool:

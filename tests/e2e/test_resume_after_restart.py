@@ -44,9 +44,19 @@ def test_the_page_resumes_the_game_after_the_server_restarts(launch, tmp_path: P
             page.keyboard.press(KEYS[path[0]])
             first = Point(maze.start.x + path[0].dx, maze.start.y + path[0].dy)
             wait_for_position(page, first, timeout=10_000)
+            spectator = browser.new_page(viewport=VIEWPORT)
+            spectator.goto(f"{proxy.http_url}/watch.html?session={session['session_id']}")
+            spectator.wait_for_function(
+                "() => document.getElementById('player-pill').textContent.includes('online')", timeout=15_000
+            )
 
             first_server.stop()  # graceful: the page is told 1001 and keeps retrying
             page.wait_for_selector('#conn[data-state="retrying"]', timeout=10_000)
+            # Meanwhile the spectator page does not pretend the player is still there.
+            spectator.wait_for_function(
+                "() => document.getElementById('player-pill').textContent.includes('connection lost')",
+                timeout=10_000,
+            )
             second_server = LiveServer(settings).start()  # a new process would read the same file
             proxy.target_port = second_server.port
 
@@ -60,6 +70,11 @@ def test_the_page_resumes_the_game_after_the_server_restarts(launch, tmp_path: P
             wait_for_position(page, Point(first.x + path[1].dx, first.y + path[1].dy), timeout=10_000)
             assert page.get_attribute("#maze", "data-moves") == "2"
             assert page.get_attribute("#banner", "data-code") != "session_gone"
+            spectator.wait_for_function(
+                "() => document.getElementById('f-moves').textContent === '2'"
+                " && document.getElementById('player-pill').textContent.includes('online')",
+                timeout=15_000,
+            )
             assert errors.uncaught() == []
     finally:
         proxy.close()
