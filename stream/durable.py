@@ -162,8 +162,13 @@ class SessionJournal:
                 return
             except StoreUnavailable:
                 self.stalled = True
-                if self.session.closed:
-                    return
+            except OwnershipLost:
+                raise
+            except Exception:  # a bug or an unexpected backend reply: keep the state, retry, tell
+                log.exception("storing session %s failed", self.session.id)
+                self.stalled = True
+            if self.session.closed:
+                return
             await asyncio.sleep(delay)
             delay = min(_RETRY_S[1], delay * 2)
 
