@@ -80,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env(**overrides)
         check_store_url(settings.store_url)
+        if settings.store_lease_s <= 0:
+            raise SettingsError("GM_STORE_LEASE_S must be above 0")
         if args.workers != 1:
             from stream.workers import check_workers
 
