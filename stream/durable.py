@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -275,14 +276,11 @@ class Durability:
 
     def record_of(self, session: Session) -> SessionRecord:
         snapshot = session.made_state()
-        options = session.options
         return SessionRecord(
             session_id=session.id,
             version=snapshot.version,
-            options={
-                "width": options.width, "height": options.height, "seed": options.seed,
-                "scheme": session.scheme, "private": options.private,
-            },
+            # Every SessionOptions field (a new one is stored without changes here), current scheme.
+            options={**dataclasses.asdict(session.options), "scheme": session.scheme},
             player_token_hash=session.player_token_hash,
             watch_token_hash=session.watch_token_hash,
             created_at=session.created_at,
