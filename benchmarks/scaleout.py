@@ -5,7 +5,8 @@ Two measurements, each against a same-run baseline on the same machine:
 - `players`: the most players at F fps within p99 < 100 ms and < 5 % lost (the capacity search of
   benchmarks.capacity, `ws` mode), for `single` (one `gesture-maze serve`, default store) and for
   `workers` (`gesture-maze serve --workers W` with GM_STORE_URL on a redis-server this benchmark
-  starts). Ratio = workers / single.
+  starts). Ratio = workers / single. (In `workers` mode the load test's server CPU/RSS figures come
+  from whichever worker answered its /metrics scrape: latency and loss are the comparable numbers.)
 - `spectators`: 1 player making M moves/s and S spectators; delivery latency from the player's move
   to each spectator's state (p50/p99), for S spectators on one instance (`single`) and spread evenly
   over I instances sharing Redis (`cluster`, relayed through pub/sub).
