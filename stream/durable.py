@@ -304,6 +304,9 @@ class Durability:
 
     async def created(self, session: Session) -> None:
         """A new session: its first state is stored (and the lease taken) before its id is handed out."""
+        if not self.store.up:  # known to be down: refuse at once instead of waiting for a retry
+            await self.registry.remove(session)
+            raise StoreUnavailable("the session store is unreachable")
         session.broadcast_state(maze_changed=True)
         assert session.journal is not None
         try:
