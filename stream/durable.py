@@ -306,6 +306,7 @@ class Durability:
         """A new session: its first state is stored (and the lease taken) before its id is handed out."""
         if not self.store.up:  # known to be down: refuse at once instead of waiting for a retry
             await self.registry.remove(session)
+            self._release(session)
             raise StoreUnavailable("the session store is unreachable")
         session.broadcast_state(maze_changed=True)
         assert session.journal is not None
