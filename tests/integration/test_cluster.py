@@ -91,6 +91,9 @@ async def test_any_instance_serves_any_session(tmp_path: Path) -> None:
                 assert refused["code"] == "store_unavailable"
                 metrics = (await http("GET", f"{b.http_url}/metrics")).text
                 assert 'gesture_maze_store_up{backend="redis"} 0.0' in metrics
+                refused_create = await http("POST", f"{b.http_url}/api/sessions", json={})
+                assert refused_create.status_code == 503
+                assert refused_create.json()["error"]["code"] == "store_unavailable"
                 redis.start()
                 back = asyncio.get_running_loop().time()
                 await eventually(lambda: _healthy(b, c), within_s=10)
