@@ -16,7 +16,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from stream.connection import Connection
-from stream.durable import encode_event
+from stream.journal import encode_event
 from stream.protocol import CLOSE_GOING_AWAY, StateSnapshot, encode
 from stream.store import SessionRecord, StoreUnavailable
 

@@ -27,7 +27,7 @@ from stream.store.base import token_hash
 
 if TYPE_CHECKING:
     from model.recognizer import Recognizer
-    from stream.durable import SessionJournal
+    from stream.journal import SessionJournal
     from stream.pipeline import FrameLane
 
 log = logging.getLogger(__name__)
