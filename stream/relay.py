@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _ANNOUNCE_INTERVAL_S = 0.25
+_SETTLE_S = 0.5
 
 
 def snapshot_of_record(record: SessionRecord) -> StateSnapshot:
@@ -129,9 +130,13 @@ class WatchHub:
     async def join(self, watch: RemoteWatch, conn: Connection) -> bool:
         """Add a spectator (reserved with `reserve`) and send it the current state; False if gone."""
         watch.joining -= 1
-        if watch.latest is None and not await watch.resync():
-            self._maybe_drop(watch)
-            return False
+        if watch.latest is None:
+            if not await watch.resync():
+                self._maybe_drop(watch)
+                return False
+            # The channel subscription is confirmed asynchronously: a state published between our
+            # read and the subscription would be missed until the next one. Read once more.
+            asyncio.get_running_loop().call_later(_SETTLE_S, watch.schedule_resync)
         watch.conns.add(conn)
         if watch.latest is not None:
             conn.send_state(watch.latest)
