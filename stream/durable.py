@@ -195,6 +195,8 @@ class Durability:
     async def forget(self, session: Session) -> None:
         """A reaped session: gone from the store too (unless another instance took it over)."""
         self._release(session)
+        if self.registry.get(session.id) is not None:
+            return  # a player came back meanwhile and the game was loaded again: keep it
         with contextlib.suppress(StoreUnavailable):
             await self.store.delete(session.id, self.instance_id)
 
