@@ -62,6 +62,7 @@ def redis_server() -> Iterator[str]:
 def capacity(kind: str, args: argparse.Namespace, tag: str, redis_url: str | None) -> dict[str, Any]:
     steps: list[dict[str, Any]] = []
     best = None
+    failures = 0
     n = args.start
     while n <= args.max:
         env = dict(args.server_env)
@@ -78,10 +79,13 @@ def capacity(kind: str, args: argparse.Namespace, tag: str, redis_url: str | Non
         ok = within_bounds(report, args.p99_ms, args.max_loss)
         row = _row(kind, n, report, ok)
         steps.append(row)
-        print(_line(row).replace(f"{kind:>8}", f"{kind:>8}"), flush=True)
-        if not ok:
-            break
-        best = row
+        print(_line(row), flush=True)
+        if ok:
+            best, failures = row, 0
+        else:
+            failures += 1
+            if failures >= args.patience:
+                break
         n += args.step
     return {"kind": kind, "steps": steps, "best": best}
 
@@ -193,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--start", type=int, default=4)
     p.add_argument("--step", type=int, default=2)
     p.add_argument("--max", type=int, default=40)
+    p.add_argument("--patience", type=int, default=2, help="failing steps in a row before a search stops")
     p.add_argument("--p99-ms", type=float, default=100.0)
     p.add_argument("--max-loss", type=float, default=0.05)
     p.add_argument("--images", type=Path, default=None)
