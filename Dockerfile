@@ -22,7 +22,8 @@ WORKDIR /app
 # dependencies of pyproject are installed with requirements.lock (`pip freeze`) as constraints, so
 # every package, transitive ones included, has the locked version, and test-only tools stay out.
 COPY requirements.lock pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+# The `redis` extra too: replicas share sessions through GM_STORE_URL=redis://... (docker-compose.yml).
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['redis']))" \
         > /tmp/runtime-requirements.txt \
     && pip install -c requirements.lock -r /tmp/runtime-requirements.txt \
     && rm /tmp/runtime-requirements.txt

@@ -67,7 +67,9 @@ class Server:
 
 
 @contextlib.contextmanager
-def server(name: str, env: Mapping[str, str] | None = None, timeout: float = 90.0) -> Iterator[Server]:
+def server(
+    name: str, env: Mapping[str, str] | None = None, timeout: float = 90.0, args: Sequence[str] = ()
+) -> Iterator[Server]:
     """A fresh `gesture-maze serve` on a free loopback port; stopped (SIGTERM, then SIGKILL) on exit."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -75,7 +77,7 @@ def server(name: str, env: Mapping[str, str] | None = None, timeout: float = 90.
     full_env = {**os.environ, **BENCH_ENV, "GM_HOST": "127.0.0.1", "GM_PORT": str(port), **(env or {})}
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [*gesture_maze_cmd(), "serve", "--port", str(port)],
+            [*gesture_maze_cmd(), "serve", "--port", str(port), *args],
             cwd=REPO, env=full_env, stdout=out, stderr=subprocess.STDOUT,
         )
     srv = Server(process, port, log)

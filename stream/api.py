@@ -20,9 +20,10 @@ from stream.bodies import BodyTooLarge, read_capped
 from stream.game_feel import clean_name
 from stream.limits import address_key
 from stream.metrics import CONTENT_TYPE
-from stream.protocol import SCHEMES
+from stream.protocol import SCHEMES, STORE_UNAVAILABLE
 from stream.sessions import SessionLimitError, SessionOptions
 from stream.slots import OwnerLimitError
+from stream.store import StoreUnavailable
 
 _CREATE_FIELDS = frozenset({"width", "height", "seed", "scheme", "private", "name", "share_hand"})
 _MAX_SEED = 2**63
@@ -110,10 +111,13 @@ async def create_session(request: Request) -> Response:
         return error_response(429, "rate_limited", "too many sessions created from this address", headers)
     try:
         session = state.registry.create(options, owner=key)
+        await state.durability.created(session)  # stored before its id is handed out
     except OwnerLimitError as exc:
         return error_response(429, "too_many_sessions", str(exc), {"Retry-After": "30"})
     except SessionLimitError as exc:
         return error_response(503, "server_full", str(exc), {"Retry-After": "30"})
+    except StoreUnavailable:
+        return error_response(503, STORE_UNAVAILABLE, "game storage is unreachable", {"Retry-After": "5"})
     watch_url = f"/ws/watch/{session.id}"
     body: dict[str, Any] = {
         "session_id": session.id,
@@ -133,24 +137,29 @@ async def create_session(request: Request) -> Response:
 
 
 async def list_sessions(request: Request) -> Response:
-    sessions = request.app.state.registry.public()
-    return JSONResponse({"sessions": [s.summary() for s in sessions]})
+    # Every instance's public sessions (a shared store), or this one's incl. those from before a restart.
+    return JSONResponse({"sessions": await request.app.state.durability.public_summaries()})
 
 
 async def get_session(request: Request) -> Response:
-    session = request.app.state.registry.get(request.path_params["session_id"])
-    if session is None:
+    try:
+        summary = await request.app.state.durability.summary(request.path_params["session_id"])
+    except StoreUnavailable:
+        return error_response(503, STORE_UNAVAILABLE, "game storage is unreachable", {"Retry-After": "5"})
+    if summary is None:
         return error_response(404, "not_found", "no such session")
-    return JSONResponse(session.summary())
+    return JSONResponse(summary)
 
 
 async def health(request: Request) -> Response:
     state = request.app.state
     models = getattr(state, "models", None)
     info = models.current.info if models is not None else None
+    durability = state.durability
     return JSONResponse(
         {
-            "status": "ok" if info is not None else "degraded",
+            "status": "ok" if info is not None and not durability.degraded else "degraded",
+            "store": durability.health(),
             "uptime_s": round(time.monotonic() - state.started_at, 1),
             "sessions": len(state.registry),
             "model": {"name": info.name, "version": info.version} if info is not None else None,

@@ -29,6 +29,7 @@ from model.feedback import default_feedback_url
 from model.registry import default_tracking_uri
 from stream import api
 from stream.drift import DriftMonitor, run_drift
+from stream.durable import Durability
 from stream.errors import exception_handlers
 from stream.feedback import FeedbackRecorder
 from stream.game_feel import FeelConfig
@@ -43,6 +44,7 @@ from stream.security import install_log_redaction, security_middleware
 from stream.sessions import SessionOptions, SessionRegistry, run_reaper
 from stream.settings import Settings
 from stream.slots import SlotPolicy
+from stream.store import open_store
 from stream.ws import watch_endpoint
 from stream.ws_play import play_endpoint
 
@@ -142,6 +144,14 @@ async def _start(app: Starlette, settings: Settings) -> None:
         feel=FeelConfig.from_settings(settings),
         donations_dir=Path(settings.data_dir) / "donations",  # opted-in calibration landmarks (issue 14)
     )
+    state.durability = Durability(
+        open_store(settings.store_url, data_dir=settings.data_dir, lease_s=settings.store_lease_s),
+        state.registry,
+        metrics,
+        grace_s=settings.session_grace_s,
+        lease_s=settings.store_lease_s,
+    )
+    await state.durability.start()
     state.pipeline = FramePipeline(settings.worker_count, metrics)
     state.models = await _load_models(settings, metrics)
     # Feedback loop and drift (stream.feedback, stream.drift): the store opens on the first write.
@@ -180,8 +190,10 @@ async def drain(app: Starlette) -> None:
         return
     state.shutting_down = True
     connections = [conn for session in state.registry for conn in session.connections()]
+    connections += state.durability.relayed_connections()  # spectators of games run elsewhere
     await state.pipeline.shutdown()  # in-flight frames finish and their replies are queued
     await state.registry.close_all(CLOSE_GOING_AWAY, "server shutting down")
+    state.durability.close_relays()
     if connections:
         await asyncio.wait(
             [asyncio.ensure_future(conn.wait_closed()) for conn in connections], timeout=_DRAIN_TIMEOUT_S
@@ -194,6 +206,9 @@ async def _stop(app: Starlette) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    durability = getattr(app.state, "durability", None)
+    if durability is not None:
+        await durability.close()  # after the sessions closed: their last writes finish first
     await run_in_threadpool(close_predict_state, app)
     feedback = getattr(app.state, "feedback", None)
     if feedback is not None:

@@ -174,6 +174,21 @@ class Metrics:
             f"{PREFIX}_drift_window_frames", "Frames in the drift window, by content (hand, all).",
             ["content"], registry=r,
         )
+        # --- session store (docs/scaling.md) ---------------------------------------------------
+        self.store_up = Gauge(
+            f"{PREFIX}_store_up", "1 while the session store is reachable, 0 while degraded.", ["backend"],
+            registry=r,
+        )
+        self.store_errors = Counter(
+            f"{PREFIX}_store_errors", "Session store writes that failed (store unreachable).", registry=r
+        )
+        self.store_write_seconds = Histogram(
+            f"{PREFIX}_store_write_seconds", "Time to store one state change (before it is sent).",
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.spectator_resyncs = Counter(
+            f"{PREFIX}_spectator_resyncs", "Full-state resyncs of relayed spectators after a gap.", registry=r
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -37,6 +37,7 @@ MODEL_UNAVAILABLE = "model_unavailable"
 IDLE_TIMEOUT = "idle_timeout"
 SHUTTING_DOWN = "shutting_down"
 NOTHING_TO_UNDO = "nothing_to_undo"
+STORE_UNAVAILABLE = "store_unavailable"  # the session store is unreachable: changes are paused
 
 # Close codes.
 CLOSE_NORMAL = 1000
@@ -292,6 +293,7 @@ class Welcome:
     scheme: str
     limits: Limits
     server_time: float
+    resumed: bool = False  # the player continues a game it (or the server, before a restart) had
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -301,6 +303,7 @@ class Welcome:
             "scheme": self.scheme,
             "limits": self.limits.to_dict(),
             "server_time": self.server_time,
+            "resumed": self.resumed,
         }
 
 

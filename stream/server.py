@@ -23,6 +23,7 @@ import uvicorn
 
 from stream.app import create_app, drain
 from stream.settings import Settings, SettingsError
+from stream.store import StoreError, check_store_url
 from stream.transport import (
     GuardedConfig,
     GuardedHttpProtocol,
@@ -82,6 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", help="address to bind (GM_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="TCP port (GM_PORT, default 8000)")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="GM_LOG_LEVEL")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes (e.g. one per core); more than 1 needs GM_STORE_URL=redis://...",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
     overrides = {
         name: value
@@ -90,12 +97,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         settings = Settings.from_env(**overrides)
-    except SettingsError as exc:
+        check_store_url(settings.store_url)
+        if settings.store_lease_s <= 0:
+            raise SettingsError("GM_STORE_LEASE_S must be above 0")
+        if args.workers != 1:
+            from stream.workers import check_workers
+
+            check_workers(settings, args.workers)
+    except (SettingsError, StoreError) as exc:
         parser.error(str(exc))
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     raise_fd_limit()  # before build_config: limit_concurrency is derived from it
+    if args.workers > 1:
+        from stream.workers import serve_workers
+
+        return serve_workers(settings, args.workers)
     try:
         GracefulServer(build_config(settings)).run()
     except KeyboardInterrupt:  # uvicorn re-raises the signal after its (graceful) shutdown

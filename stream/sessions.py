@@ -15,7 +15,7 @@ import logging
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,10 +29,12 @@ from stream.metrics import Metrics
 from stream.protocol import CLOSE_GOING_AWAY, CLOSE_REPLACED, LastMove, StateSnapshot, Won, encode
 from stream.security import new_token, tokens_equal
 from stream.slots import OwnerLimitError, SlotPolicy
+from stream.store.base import token_hash
 
 if TYPE_CHECKING:
     from model.recognizer import Recognizer
     from stream.feedback import SessionFeedback
+    from stream.journal import SessionJournal
     from stream.pipeline import FrameLane
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,7 @@ class Session:
         clock: Callable[[], float] = time.monotonic,
         feel: FeelConfig = DEFAULT_FEEL,
         donations_dir: Path | None = None,
+        game: Game | None = None,
     ) -> None:
         self.id = session_id
         # Per-player calibration samples (landmark features only); deleted on close unless donated.
@@ -89,13 +92,20 @@ class Session:
         self.private = options.private
         self.player_token = new_token()
         self.watch_token = new_token() if options.private else None
+        # What is checked (and stored, stream.store): a restored session knows only the hashes.
+        self.player_token_hash = token_hash(self.player_token)
+        self.watch_token_hash = token_hash(self.watch_token) if self.watch_token else None
         self.created_at = time.time()  # wall clock, for listings only
         self.metrics = metrics
         self.win_pause_s = win_pause_s
         self._clock = clock
         now = clock()
-        self.game = Game.new(config, options.seed, now)
+        self.game = game if game is not None else Game.new(config, options.seed, now)
         self.version = 0
+        # Durability (stream.durable): when set, every state is stored before it is delivered.
+        self.journal: SessionJournal | None = None
+        self.remote_spectators = 0  # watching through other instances (shared store)
+        self.players_joined = 0
         self.player: Connection | None = None
         self.spectators: set[Connection] = set()
         self.joining_spectators = 0  # handshakes between the cap check and add_spectator()
@@ -105,7 +115,8 @@ class Session:
         self.owner: str | None = None  # client address that created it (stream.slots: per-address cap)
         self.last_activity = now
         self.closed = False
-        self._latest: StateSnapshot | None = None
+        self._latest: StateSnapshot | None = None  # the newest state delivered
+        self._made: StateSnapshot | None = None  # the newest state made (maybe not stored yet)
         self._advance_task: asyncio.Task[None] | None = None
         self._last_gesture_notice = 0.0
         # Recognition, created on the first frame by the play handler (stream.ws_play).
@@ -123,13 +134,10 @@ class Session:
 
     # --- access ---------------------------------------------------------------------------------
     def player_token_ok(self, token: str | None) -> bool:
-        return tokens_equal(token, self.player_token)
+        return bool(token) and tokens_equal(token_hash(token), self.player_token_hash)
 
     def watch_token_ok(self, token: str | None) -> bool:
-        if not self.private:
-            return True
-        # The player's token also lets its holder watch (e.g. a second screen).
-        return tokens_equal(token, self.watch_token) or tokens_equal(token, self.player_token)
+        return watch_allowed(self.private, self.player_token_hash, self.watch_token_hash, token)
 
     # --- state ----------------------------------------------------------------------------------
     def _snapshot(self, last_move: LastMove | None = None, maze_changed: bool = False) -> StateSnapshot:
@@ -147,7 +155,7 @@ class Session:
             "status": game.status.value,
             "elapsed_s": round(game.elapsed(now), 3),
             "scheme": self.scheme,
-            "spectators": len(self.spectators),
+            "spectators": len(self.spectators) + self.remote_spectators,
             "player_connected": self.player is not None,
             "share_hand": self.share_hand,
             "version": self.version,
@@ -155,28 +163,51 @@ class Session:
         if last_move is not None:
             body["last_move"] = last_move.to_dict()
         snapshot = StateSnapshot(self.version, game.maze_version, maze_changed, body, game.maze.to_dict())
-        self._latest = snapshot
+        self._made = snapshot
         return snapshot
 
     def latest_state(self) -> StateSnapshot:
-        """The newest snapshot (used to resync a connection whose outbox overflowed)."""
-        return self._latest if self._latest is not None else self._snapshot()
+        """The newest delivered snapshot (used to resync a connection whose outbox overflowed)."""
+        if self._latest is None:
+            self._latest = self._made or self._snapshot()
+        return self._latest
+
+    def made_state(self) -> StateSnapshot:
+        """The newest snapshot made, stored or not (what a journal stores)."""
+        return self._made or self._snapshot()
 
     def connections(self) -> list[Connection]:
         return [self.player, *self.spectators] if self.player is not None else list(self.spectators)
 
     def broadcast_state(self, last_move: LastMove | None = None, maze_changed: bool = False) -> StateSnapshot:
         snapshot = self._snapshot(last_move, maze_changed)
-        for conn in self.connections():
-            conn.send_state(snapshot)
+        if self.journal is not None:
+            self.journal.state(snapshot)  # stored first, then delivered (deliver_state) in order
+        else:
+            self.deliver_state(snapshot)
         return snapshot
 
+    def deliver_state(self, snapshot: StateSnapshot) -> None:
+        self._latest = snapshot
+        for conn in self.connections():
+            conn.send_state(snapshot)
+
     def broadcast(self, message: Any, *, spectators_only: bool = False) -> None:
-        targets = self.spectators if spectators_only else self.connections()
         payload = message if isinstance(message, dict) else message.to_dict()
         text = encode(payload)  # once for everyone, like states
-        for conn in targets:
-            conn.send_encoded(payload["type"], text)
+        if self.journal is not None:
+            self.journal.message(payload, text, spectators_only)  # in order with the states
+        else:
+            self.deliver_encoded(payload["type"], text, spectators_only)
+
+    def deliver_encoded(self, kind: str, text: str, spectators_only: bool = False) -> None:
+        for conn in self.spectators if spectators_only else self.connections():
+            conn.send_encoded(kind, text)
+
+    @property
+    def paused(self) -> bool:
+        """True while the store cannot take changes: moves are refused rather than lost."""
+        return self.journal is not None and self.journal.paused
 
     # --- game actions ---------------------------------------------------------------------------
     @property
@@ -286,7 +317,7 @@ class Session:
 
     def gesture_notice_due(self, interval_s: float) -> bool:
         """Throttle for spectators' `gesture` messages (at most one per `interval_s`)."""
-        if not self.spectators:
+        if not self.spectators and not self.remote_spectators:
             return False
         now = self._clock()
         if now - self._last_gesture_notice < interval_s:
@@ -298,6 +329,7 @@ class Session:
     def attach_player(self, conn: Connection) -> None:
         """Make `conn` the player; an older player connection is closed with 4000 "replaced"."""
         old, self.player = self.player, conn
+        self.players_joined += 1
         if old is not None and old is not conn:
             old.close(CLOSE_REPLACED, "replaced")
         if self.player_left_at is not None and self.playing and self.game.moves > 0:
@@ -336,7 +368,7 @@ class Session:
             "session_id": self.id,
             "name": self.name,
             "player_connected": self.player is not None,
-            "spectators": len(self.spectators),
+            "spectators": len(self.spectators) + self.remote_spectators,
             "level": game.level,
             "moves": game.moves,
             "status": game.status.value,
@@ -380,6 +412,16 @@ class Session:
         profile.clear()
 
 
+def watch_allowed(private: bool, player_hash: str, watch_hash: str | None, token: str | None) -> bool:
+    if not private:
+        return True
+    if not token:
+        return False
+    # The player's token also lets its holder watch (e.g. a second screen).
+    given = token_hash(token)
+    return tokens_equal(given, watch_hash) or tokens_equal(given, player_hash)
+
+
 def _close_and_trim(recognizer: Recognizer) -> None:
     recognizer.close()
     # A closed MediaPipe graph's memory stays in glibc's arenas unless handed back explicitly.
@@ -412,6 +454,10 @@ class SessionRegistry:
         self.win_pause_s = win_pause_s
         self._clock = clock
         self._sessions: dict[str, Session] = {}
+        # Durability hooks (stream.durable): a new or restored session gets its journal; a reaped
+        # one is deleted from the store.
+        self.on_admit: Callable[[Session], None] | None = None
+        self.on_reaped: Callable[[Session], Awaitable[None]] | None = None
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -440,11 +486,34 @@ class SessionRegistry:
             feel=self.feel,
             donations_dir=self.donations_dir,
         )
-        self._sessions[session_id] = session
+        return self._admit(session, owner)
+
+    def restore(self, session_id: str, options: SessionOptions, game: Game) -> Session:
+        """A session brought back from the store (after a restart, or from another instance)."""
+        if session_id not in self._sessions and len(self._sessions) >= self.max_sessions:
+            raise SessionLimitError(f"the server is full ({self.max_sessions} sessions)")
+        session = Session(
+            session_id,
+            options,
+            game.config,
+            metrics=self.metrics,
+            win_pause_s=self.win_pause_s,
+            clock=self._clock,
+            feel=self.feel,
+            donations_dir=self.donations_dir,
+            game=game,
+        )
+        session.joined = True  # it was created before: the unjoined-slot expiry is for fresh ones
+        return self._admit(session)
+
+    def _admit(self, session: Session, owner: str | None = None) -> Session:
+        self._sessions[session.id] = session
         if owner is not None:
             session.owner = owner
             self._owned[owner] += 1
         self._update_gauge()
+        if self.on_admit is not None:
+            self.on_admit(session)
         return session
 
     def public(self) -> list[Session]:
@@ -470,6 +539,8 @@ class SessionRegistry:
             unjoined = self.slots.unjoined_expired(session.joined, now - session.started_at)
             if session.abandoned(now, grace_s) or unjoined:
                 await self.remove(session, CLOSE_GOING_AWAY, "session expired")
+                if self.on_reaped is not None:
+                    await self.on_reaped(session)
                 reaped += 1
         return reaped
 

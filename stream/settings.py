@@ -261,6 +261,16 @@ class Settings:
     unjoined_session_ttl_s: float = _env(
         "GM_UNJOINED_SESSION_TTL_S", 30.0, "A session no player has ever joined is removed after this long."
     )
+    # --- durable sessions and scale-out (docs/scaling.md) -----------------------------------
+    store_url: str | None = _env(
+        "GM_STORE_URL",
+        None,
+        "Where game state lives: unset = sqlite file sessions.db under GM_DATA_DIR (one process); "
+        "sqlite:///path; redis://host:port/db = shared by several instances/processes.",
+    )
+    store_lease_s: float = _env(
+        "GM_STORE_LEASE_S", 10.0, "Player lease of an instance on a session (refreshed every third of it)."
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketState
@@ -20,14 +20,17 @@ from stream.protocol import (
     CLOSE_POLICY,
     READ_ONLY,
     SHUTTING_DOWN,
+    STORE_UNAVAILABLE,
     TOO_MANY_CONNECTIONS,
     TOO_MANY_SPECTATORS,
     ErrorMessage,
     Limits,
+    StateSnapshot,
     Welcome,
     encode,
 )
-from stream.sessions import Session
+from stream.sessions import Session, SessionLimitError, watch_allowed
+from stream.store import StoreUnavailable
 
 _REFUSE_TIMEOUT_S = 2.0
 
@@ -69,7 +72,9 @@ async def admitted(websocket: WebSocket, role: str) -> AsyncIterator[bool]:
         limiter.release(key)
 
 
-def new_connection(websocket: WebSocket, role: str, session: Session) -> Connection:
+def new_connection(
+    websocket: WebSocket, role: str, latest_state: Callable[[], StateSnapshot | None]
+) -> Connection:
     state = websocket.app.state
     settings, metrics = state.settings, state.metrics
     dropped = metrics.messages_dropped.labels(role=role)
@@ -79,18 +84,19 @@ def new_connection(websocket: WebSocket, role: str, session: Session) -> Connect
         queue_size=settings.send_queue_size,
         send_timeout_s=settings.send_timeout_s,
         on_drop=dropped.inc,
-        latest_state=session.latest_state,
+        latest_state=latest_state,
     )
 
 
-def welcome(websocket: WebSocket, role: str, session: Session) -> Welcome:
+def welcome(websocket: WebSocket, role: str, session_id: str, scheme: str, resumed: bool = False) -> Welcome:
     settings = websocket.app.state.settings
     return Welcome(
         role=role,
-        session_id=session.id,
-        scheme=session.scheme,
+        session_id=session_id,
+        scheme=scheme,
         limits=Limits(max_frame_bytes=settings.max_frame_bytes, max_fps=settings.max_fps),
         server_time=round(time.time(), 3),
+        resumed=resumed,
     )
 
 
@@ -99,25 +105,42 @@ def send_error(conn: Connection, metrics: Any, code: str, message: str) -> None:
     conn.send(ErrorMessage(code, message))
 
 
-async def find_session(websocket: WebSocket, role: str) -> Session | None:
-    """The session named in the path if this client may join it as `role`; otherwise refused (1008)."""
-    session = websocket.app.state.registry.get(websocket.path_params["session_id"])
+async def find_session(websocket: WebSocket, role: str) -> tuple[Session | None, bool]:
+    """(session, restored): the session named in the path if this client may join it as `role`
+    (restored from the store if needed; for a player, with this instance holding its lease);
+    otherwise the socket is refused (1008) and the session is None."""
+    durability = websocket.app.state.durability
+    session_id = websocket.path_params["session_id"]
+    token = websocket.query_params.get("token")
+    try:
+        if role == "player":
+            session, restored = await durability.for_player(session_id, token)
+        else:
+            session, restored = await durability.local(session_id)
+    except PermissionError as exc:
+        await refuse(websocket, "forbidden", str(exc))
+        return None, False
+    except StoreUnavailable:
+        await refuse(websocket, STORE_UNAVAILABLE, "game storage is unreachable: try again in a moment")
+        return None, False
+    except SessionLimitError as exc:
+        await refuse(websocket, "server_full", str(exc))
+        return None, False
     if session is None:
         await refuse(websocket, "not_found", "no such session")
-        return None
-    token = websocket.query_params.get("token")
-    if role == "player" and not session.player_token_ok(token):
-        await refuse(websocket, "forbidden", "a valid player token is needed to play this session")
-        return None
+        return None, False
     if role == "spectator" and not session.watch_token_ok(token):
         await refuse(websocket, "forbidden", "this session is private: a valid watch token is needed")
-        return None
-    return session
+        return None, False
+    return session, restored
 
 
 async def watch_endpoint(websocket: WebSocket) -> None:
     state = websocket.app.state
-    session = await find_session(websocket, "spectator")
+    if state.durability.shared:
+        await watch_remote(websocket)
+        return
+    session, _ = await find_session(websocket, "spectator")
     if session is None:
         return
     async with admitted(websocket, "spectator") as ok:
@@ -132,8 +155,8 @@ async def watch_endpoint(websocket: WebSocket) -> None:
             await websocket.accept()
         finally:
             session.joining_spectators -= 1
-        conn = new_connection(websocket, "spectator", session)
-        conn.send(welcome(websocket, "spectator", session))
+        conn = new_connection(websocket, "spectator", session.latest_state)
+        conn.send(welcome(websocket, "spectator", session.id, session.scheme))
         session.add_spectator(conn)
         try:
             await conn.serve(_spectator_reader(websocket, conn, state.metrics))
@@ -149,3 +172,43 @@ async def _spectator_reader(websocket: WebSocket, conn: Connection, metrics: Any
             return
         send_error(conn, metrics, READ_ONLY, "spectators cannot send messages")
         await asyncio.sleep(0)  # a flooding spectator must not monopolise the loop
+
+
+async def watch_remote(websocket: WebSocket) -> None:
+    """`/ws/watch/{id}` on a shared store: the game may run on any instance (stream.relay)."""
+    state = websocket.app.state
+    durability, hub = state.durability, state.durability.hub
+    session_id = websocket.path_params["session_id"]
+    try:
+        record = await durability.load(session_id)
+    except StoreUnavailable:
+        await refuse(websocket, STORE_UNAVAILABLE, "game storage is unreachable: try again in a moment")
+        return
+    if record is None:
+        await refuse(websocket, "not_found", "no such session")
+        return
+    token = websocket.query_params.get("token")
+    if not watch_allowed(not record.public, record.player_token_hash, record.watch_token_hash, token):
+        await refuse(websocket, "forbidden", "this session is private: a valid watch token is needed")
+        return
+    async with admitted(websocket, "spectator") as ok:
+        if not ok:
+            return
+        if hub.spectators(session_id) >= state.settings.max_spectators:
+            await refuse(websocket, TOO_MANY_SPECTATORS, "this session has the maximum number of spectators")
+            return
+        watch = hub.reserve(session_id)
+        try:
+            await websocket.accept()
+        except BaseException:
+            hub.unreserve(watch)
+            raise
+        conn = new_connection(websocket, "spectator", watch.latest_state)
+        conn.send(welcome(websocket, "spectator", session_id, str(record.options.get("scheme", ""))))
+        if not await hub.join(watch, conn):
+            await refuse(websocket, "not_found", "no such session")
+            return
+        try:
+            await conn.serve(_spectator_reader(websocket, conn, state.metrics))
+        finally:
+            hub.leave(watch, conn)

@@ -33,6 +33,7 @@ from stream.protocol import (
     PROCESSING_FAILED,
     RATE_LIMITED,
     SHUTTING_DOWN,
+    STORE_UNAVAILABLE,
     CalibrateMessage,
     CalibrationResetMessage,
     CalibrationStatus,
@@ -55,10 +56,11 @@ from stream.sessions import Session
 from stream.ws import admitted, find_session, new_connection, refuse, send_error, welcome
 
 log = logging.getLogger(__name__)
+_PAUSED = "game storage is unreachable: moves are paused until it is back"
 
 
 async def play_endpoint(websocket: WebSocket) -> None:
-    session = await find_session(websocket, "player")
+    session, _ = await find_session(websocket, "player")
     if session is None:
         return
     async with admitted(websocket, "player") as ok:
@@ -68,8 +70,9 @@ async def play_endpoint(websocket: WebSocket) -> None:
         if session.closed:  # reaped while we were accepting
             await refuse(websocket, "not_found", "no such session")
             return
-        conn = new_connection(websocket, "player", session)
-        conn.send(welcome(websocket, "player", session))
+        conn = new_connection(websocket, "player", session.latest_state)
+        resumed = session.players_joined > 0  # kept in the store: true after a restart too
+        conn.send(welcome(websocket, "player", session.id, session.scheme, resumed))
         session.attach_player(conn)
         player = PlayerHandler(websocket, session, conn)
         try:
@@ -141,6 +144,9 @@ class PlayerHandler:
             self.error(exc.code, exc.message)
             return
         session = self.session
+        if session.paused and not isinstance(command, PingMessage):
+            self.error(STORE_UNAVAILABLE, _PAUSED)
+            return
         match command:
             case MoveMessage(direction=direction):
                 if session.move(direction, "keyboard") is None:
@@ -244,7 +250,9 @@ class PlayerHandler:
         session = self.session
         # Only the connection that is still the player may move (a replaced one's late frame may not).
         if session.player is self.conn and not session.closed:
-            if result.command is not None and session.gesture_move(result.command) is not None:
+            if result.command is not None and session.paused:
+                self.error(STORE_UNAVAILABLE, _PAUSED)
+            elif result.command is not None and session.gesture_move(result.command) is not None:
                 gesture_moved(self, result)
             session.observe_hand(result.direction if result.hand else None)
         if session.gesture_notice_due(self._gesture_interval_s):

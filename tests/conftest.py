@@ -11,9 +11,10 @@ from tests.support.server import LiveServer, live_server
 
 
 @pytest.fixture
-def settings() -> Settings:
-    """Defaults, untouched by the developer's environment."""
-    return Settings.from_env({})
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Defaults, untouched by the developer's environment; local state (the session store) in a
+    fresh temporary directory, never the checkout."""
+    return Settings.from_env({}).replace(data_dir=str(tmp_path_factory.mktemp("gm-data")))
 
 
 @pytest.fixture

@@ -303,6 +303,10 @@ function onMessage(msg) {
       serverMaxFps = msg.limits?.max_fps ?? Infinity;
       streamer.setFps(Math.min(settings.fps, serverMaxFps));
       if (msg.scheme) setScheme(msg.scheme);
+      if (msg.resumed) { // the server kept the game (across a restart or another server): say so
+        setConn("open", "Connected — game resumed");
+        announce("Game resumed where you left off.");
+      }
       break;
     case "state":
       onState(msg);

@@ -105,6 +105,16 @@ function tick() {
   $("f-time").textContent = formatTime(shownElapsed());
 }
 
+function offline() {
+  // Cut off from the server (e.g. it restarts): stop the clock where it is, and don't claim the player is online.
+  if (!state || !state.player_connected) return;
+  const ran = state.status === "playing" ? (performance.now() - stateAt) / 1000 : 0;
+  state = { ...state, player_connected: false, elapsed_s: state.elapsed_s + ran };
+  stateAt = performance.now();
+  $("player-pill").dataset.on = "false";
+  $("player-pill").textContent = "○ connection lost";
+}
+
 function gone(title, text) {
   showBanner($("banner"), {
     code: "session_gone", title, text,
@@ -136,6 +146,7 @@ if (!sessionId) {
       } else if (status === "connecting") setConn("connecting", "Connecting…");
       else if (status === "retrying") {
         setConn("retrying", "Reconnecting…");
+        offline();
         if (info.delay !== undefined) {
           showBanner($("banner"), {
             kind: "warn", code: "reconnecting", title: "Connection lost — reconnecting.",

@@ -323,7 +323,7 @@ class ProductionServer(LiveServer):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        config = build_config(settings, log_level="warning")
+        config = build_config(self.settings, log_level="warning")  # with its temporary store
         self.app = config.app
         self._server = GracefulServer(config)
 

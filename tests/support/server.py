@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from stream.server import GracefulServer, build_config
 from stream.settings import Settings
@@ -20,6 +22,12 @@ class LiveServer:
         self.settings = settings
         # Exactly what `gesture-maze serve` runs: its uvicorn options (ws_max_size, ws implementation)
         # and GracefulServer (drain with 1001 on stop).
+        if settings.store_url is None and not Path(settings.data_dir).is_absolute():
+            # Never the checkout's data/: each server gets its own session store unless a test
+            # points data_dir somewhere on purpose (e.g. to restart on the same store).
+            self._store_dir = tempfile.TemporaryDirectory(prefix="gm-store-")
+            settings = settings.replace(store_url=f"sqlite:///{self._store_dir.name}/sessions.db")
+        self.settings = settings
         config = build_config(settings, log_level="warning")
         self.app = config.app
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -54,6 +62,9 @@ class LiveServer:
         self._thread.join(timeout)
         with contextlib.suppress(OSError):
             self._sock.close()
+        store_dir = getattr(self, "_store_dir", None)
+        if store_dir is not None:
+            store_dir.cleanup()
 
 
 @contextlib.contextmanager

@@ -179,7 +179,8 @@ def test_prometheus_scrapes_the_app_metrics_endpoint() -> None:
     config = yaml.safe_load(PROMETHEUS_YML.read_text())
     (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "gesture-maze"]
     assert job.get("metrics_path", "/metrics") == "/metrics"
-    assert job["static_configs"][0]["targets"] == ["app:8000"]
+    # Every replica of compose service `app` (docker-compose.yml scales it behind the proxy).
+    assert job["dns_sd_configs"][0]["names"] == ["app"] and job["dns_sd_configs"][0]["port"] == 8000
     assert config["rule_files"] == ["rules/*.yml"]
 
 

@@ -156,8 +156,13 @@ def test_health_route_exists_in_the_app() -> None:
 
 def test_compose_services_ports_and_health_checks() -> None:
     services = compose()["services"]
-    assert set(services) >= {"app", "mlflow", "prometheus", "grafana"}
-    assert published(services["app"]) == {Settings().port: 8000}
+    assert set(services) >= {"app", "proxy", "redis", "mlflow", "prometheus", "grafana"}
+    # Replicas are reached through the proxy only (deploy/nginx/cluster.conf listens on 8080).
+    assert published(services["app"]) == {}
+    assert published(services["proxy"]) == {8080: Settings().port}
+    assert "./deploy/nginx/cluster.conf:/etc/nginx/nginx.conf:ro" in services["proxy"]["volumes"]
+    assert services["app"]["environment"]["GM_STORE_URL"] == "redis://redis:6379/0"
+    assert str(services["app"]["deploy"]["replicas"]).endswith("3}")
     assert published(services["mlflow"]) == {5000: 5000}
     assert published(services["prometheus"]) == {9090: 9090}
     assert published(services["grafana"]) == {3000: 3000}
@@ -194,9 +199,10 @@ def test_compose_monitoring_mounts_exist_and_target_the_app() -> None:
             if source.startswith("./"):
                 assert (REPO_ROOT / source).exists(), f"{name} mounts missing {source}"
     prometheus = yaml.safe_load((REPO_ROOT / "monitoring" / "prometheus.yml").read_text())
-    targets = [t for job in prometheus["scrape_configs"] if job["job_name"] == "gesture-maze"
-               for sc in job["static_configs"] for t in sc["targets"]]
-    assert targets == [f"app:{Settings().port}"]
+    # Every replica: DNS service discovery of the compose service name.
+    discovery = [sd for job in prometheus["scrape_configs"] if job["job_name"] == "gesture-maze"
+                 for sd in job["dns_sd_configs"]]
+    assert discovery == [{"names": ["app"], "type": "A", "port": Settings().port, "refresh_interval": "15s"}]
 
 
 def test_grafana_is_anonymous_read_only_and_needs_an_admin_password() -> None:

@@ -139,6 +139,7 @@ def test_encode_is_compact_json_with_a_type() -> None:
         "scheme": "counting",
         "limits": {"max_frame_bytes": 512, "max_fps": 30.0},
         "server_time": 1.5,
+        "resumed": False,
     }
     frame = json.loads(encode(FrameReply(1, False, None, 0.0, None, 3.5, 0, None)))
     assert frame["type"] == "frame" and frame["landmarks"] is None and frame["command"] is None

@@ -1,0 +1,77 @@
+"""The real nginx (Debian package) running deploy/nginx/cluster.conf against live upstreams.
+
+The config is used as shipped except for what differs between compose and a test: the upstream
+servers (compose's `app:8000` -> the test's replicas), the listen port, and paths nginx writes to
+(pid, logs, temp files -> a temporary directory), which are passed on the command line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests.support.paths import require_binary
+from tests.support.redis import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+CLUSTER_CONF = REPO / "deploy" / "nginx" / "cluster.conf"
+UPSTREAM_LINE = re.compile(r"^(\s*)server app:8000 (.*)$", re.MULTILINE)
+
+
+def render(conf: str, upstreams: list[str], port: int, workdir: Path) -> str:
+    match = UPSTREAM_LINE.search(conf)
+    assert match is not None, "cluster.conf has no `server app:8000 ...` upstream line"
+    indent, options = match.groups()
+    servers = "\n".join(f"{indent}server {address} {options}" for address in upstreams)
+    conf = UPSTREAM_LINE.sub(lambda _: servers, conf, count=1)
+    assert "listen 8080;" in conf
+    conf = conf.replace("listen 8080;", f"listen 127.0.0.1:{port};")
+    kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    temp = "\n".join(f"    {kind}_temp_path {workdir / kind};" for kind in kinds)
+    return conf.replace("http {", f"http {{\n    access_log off;\n{temp}", 1)
+
+
+@contextlib.contextmanager
+def nginx_proxy(upstreams: list[str], workdir: Path) -> Iterator[str]:
+    """Yields the proxy's base URL (http://127.0.0.1:port)."""
+    binary = require_binary("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else "nginx")
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    conf = workdir / "nginx.conf"
+    conf.write_text(render(CLUSTER_CONF.read_text(), upstreams, port, workdir))
+    globals_ = f"daemon off; pid {workdir / 'nginx.pid'}; error_log {workdir / 'error.log'} warn;"
+    if os.geteuid() == 0:
+        globals_ += " user root;"  # workers may write the temporary directory
+    check = subprocess.run(
+        [binary, "-t", "-p", str(workdir), "-c", str(conf), "-g", globals_], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stderr
+    process = subprocess.Popen(
+        [binary, "-p", str(workdir), "-c", str(conf), "-g", globals_],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"nginx did not start: {(workdir / 'error.log').read_text()[-1000:]}")
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.send_signal(signal.SIGQUIT)  # graceful: finish open requests
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+        if process.stderr is not None:
+            process.stderr.close()
