@@ -180,6 +180,8 @@ def test_compose_allows_the_host_name_prometheus_scrapes() -> None:
     scrape = yaml.safe_load((REPO_ROOT / "monitoring" / "prometheus.yml").read_text())
     jobs = scrape["scrape_configs"]
     targets = [t for job in jobs for static in job.get("static_configs", []) for t in static["targets"]]
+    # dns_sd_configs scrape every replica by the address its name resolves to: Host is an IP literal.
+    targets += [f"172.18.0.5:{sd['port']}" for job in jobs for sd in job.get("dns_sd_configs", [])]
     app_target = next(t for t in targets if t.endswith(":8000"))
     names = allowed_host_names(env["GM_HOST"], tuple(env.get("GM_ALLOWED_HOSTS", "").split(",")))
     assert host_allowed(app_target, names), f"Prometheus scrapes {app_target}, which the app would refuse"
