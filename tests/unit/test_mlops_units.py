@@ -163,6 +163,33 @@ def test_promotion_gate(test_f1, drop, fb, passed):
 
 
 # ------------------------------------------------------------------------------------- the recorder
+async def test_undone_waits_for_the_state_it_describes():
+    """With durable sessions a state is delivered once stored: `undone` must not overtake it."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from stream.feedback import reply_after_state
+
+    stored = asyncio.Event()
+    sent: list[str] = []
+
+    class Journal:
+        async def flush(self) -> None:
+            await stored.wait()
+            sent.append("state")
+
+    reply_after_state(SimpleNamespace(journal=Journal()), SimpleNamespace(send=sent.append), "undone")
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert sent == []
+    stored.set()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert sent == ["state", "undone"]
+    reply_after_state(SimpleNamespace(journal=None), SimpleNamespace(send=sent.append), "direct")
+    assert sent[-1] == "direct"
+
+
 async def test_feedback_writes_are_bounded_and_counted(tmp_path, monkeypatch):
     import asyncio
     import threading
