@@ -9,11 +9,17 @@ Steps:
 2. base rows -> the same de-duplication and frozen stratified split as `gesture-maze train`;
 3. labelled feedback from the store (`model.feedback`), split by event into a training part and a
    held-out slice (a fixed hash of the event id, `--holdout` of the events);
-4. the challenger is fitted on train+val + the feedback training part (both hands, mirrored);
-5. challenger and champion are scored on the frozen test split and on the held-out feedback slice;
+4. the challenger is trained with `gesture-maze train`'s own steps (model.train), for the champion's
+   one candidate: the open-set head (temperature + `no_gesture` threshold) is fitted with the
+   candidate trained on the train split and chosen on the validation split and held-out negatives;
+   the model is then fitted on train+val + the feedback training part (both hands, mirrored) and the
+   head's reference rows become those rows, so a corrected hand is no longer "none of the gestures";
+5. challenger and champion are scored on the frozen test split (closed set, as `train` scores it) and
+   on the held-out feedback slice (the answer the server would give, `no_gesture` included);
 6. the challenger is registered with lineage (parent version, base-data fingerprint, feedback ids and
    counts); the `champion` alias moves to it only if it (a) scores at least the champion's macro-F1 on
-   the test split, (b) loses no class's F1 by more than `--max-class-drop` (0.02) and (c) is strictly
+   the test split (ties pass, see docs/decisions/15-retrain-gate.md), (b) loses no class's F1 by
+   more than `--max-class-drop` (0.02) and (c) is strictly
    more accurate than the champion on the held-out feedback slice. A server serving
    `models:/gesture-classifier@champion` picks the new version up on its next poll.
 
@@ -28,6 +34,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,6 +50,7 @@ from model.estimators import Candidate, build
 from model.evaluation import Scores, score
 from model.features import features_from_xy, mirror_xy
 from model.feedback import FeedbackStore, StoredFeedback, default_feedback_url, fingerprint
+from model.openset import DEFAULT_MIN_ACCEPT, NO_GESTURE, OPENSET_FILE
 from model.registry import current_champion, default_tracking_uri, ensure_experiment, register, set_champion
 from model.splits import prepare, split, with_mirrored
 
@@ -50,7 +58,8 @@ log = logging.getLogger("gesture_maze.retrain")
 # Params `gesture-maze train` and `retrain` log next to the estimator's own (not estimator kwargs).
 RUN_ONLY_PARAMS = frozenset({
     "family", "train_rows", "selected_by", "mirrored_training_rows", "feedback_train_events",
-    "feedback_train_frames", "feedback_holdout_events", "parent_version",
+    "feedback_train_frames", "feedback_holdout_events", "parent_version", "min_accept", "negatives_files",
+    "quick",
 })
 
 
@@ -117,6 +126,13 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--max-class-drop", type=float, default=0.02,
                    help="largest per-class test F1 loss allowed for promotion (default 0.02)")
     p.add_argument("--force", action="store_true", help="retrain even without new feedback")
+    p.add_argument("--negatives", action="append", default=None, metavar="PATH",
+                   help="landmark CSV of non-gesture hands for the no_gesture threshold (as for train)")
+    p.add_argument("--no-negatives", action="store_true",
+                   help="choose the no_gesture threshold from known gestures only")
+    p.add_argument("--min-accept", type=float, default=None,
+                   help="share of validation gestures the no_gesture threshold keeps (default: the "
+                   f"champion's run param, else {DEFAULT_MIN_ACCEPT})")
     return p.parse_args(list(argv))
 
 
@@ -156,8 +172,17 @@ def feedback_rows(events: Sequence[StoredFeedback]) -> tuple[np.ndarray, np.ndar
 
 
 def _predict(clf: Any, X: np.ndarray) -> np.ndarray:
-    classes = np.asarray(getattr(clf, "classes", None) or clf.classes_)
-    return classes[np.argmax(clf.predict_proba(X), axis=1)]
+    """Closed-set answers of a GestureClassifier (argmax over the known gestures)."""
+    return np.asarray(clf.classes)[np.argmax(clf.predict_proba(X), axis=1)]
+
+
+def _answers(clf: Any, X: np.ndarray) -> np.ndarray:
+    """What the server would answer: the closed-set gesture, or `no_gesture` beyond the open-set
+    threshold (for models with an open-set head)."""
+    pred = _predict(clf, X).astype(object)
+    if clf.openset is not None and len(X):
+        pred[clf.ood_scores(X) > clf.openset.threshold] = NO_GESTURE
+    return pred.astype(str)
 
 
 def evaluate(candidate_pred: np.ndarray, champion_pred: np.ndarray, y_test: np.ndarray,
@@ -179,7 +204,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from model.train import _log_model
+    from model.train import (
+        Context,
+        Negatives,
+        _log_model,
+        _log_openset,
+        _wrap,
+        evaluate_open_set,
+        fit_openset,
+        negative_paths,
+    )
     from stream.settings import Settings
 
     settings = Settings.from_env()
@@ -235,14 +269,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     X_test, y_test = data.X[sp.test], data.y[sp.test]
     X_ho = features_from_xy(ho_xy) if len(ho_y) else np.empty((0, X.shape[1]), dtype=np.float32)
 
+    # `gesture-maze train`'s steps for one candidate: the open-set head from the candidate fitted on
+    # the train split (temperature and threshold chosen on validation + held-out negatives), carried
+    # over to the final fit whose rows (feedback included) become its reference.
+    negatives = Negatives.read(negative_paths(args))
+    min_accept = args.min_accept
+    if min_accept is None:
+        min_accept = float(champ_run.data.params.get("min_accept", DEFAULT_MIN_ACCEPT))
+    ctx = Context(data, sp, labels, {"sha256": ds.fingerprint()}, False, negatives)
+    head_model = build(candidate).fit(*with_mirrored(data, sp.train))
+    open_fit = fit_openset(ctx, head_model, sp.train, min_accept)
     model = build(candidate).fit(X, y)
+    head = open_fit.head.with_reference(_wrap(model, candidate.name).scaled(X))
+    challenger = _wrap(model, candidate.name, head)
     champion = load_registered(REGISTERED_MODEL_NAME, str(champ.version), tracking_uri=tracking_uri)
     empty = np.empty(0, dtype=str)
     gate, new, old = evaluate(
-        _predict(model, X_test), _predict(champion, X_test), y_test,
-        _predict(model, X_ho) if len(ho_y) else empty, _predict(champion, X_ho) if len(ho_y) else empty,
+        _predict(challenger, X_test), _predict(champion, X_test), y_test,
+        _answers(challenger, X_ho) if len(ho_y) else empty, _answers(champion, X_ho) if len(ho_y) else empty,
         ho_y, labels, args.max_class_drop,
     )
+    open_test = evaluate_open_set(challenger, X_test, negatives.test if negatives else None)
 
     base_fp = {"sha256": ds.fingerprint(), "rows": len(ds), "rows_used": len(data.y),
                "files": [Path(f).name for f in ds.files], "split_test": len(sp.test)}
@@ -258,6 +305,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with mlflow.start_run(run_name=f"retrain-{datetime.now(UTC):%Y%m%d-%H%M%S}") as run:
         mlflow.set_tags(tags)
         mlflow.log_params({"family": candidate.family, **candidate.params, "train_rows": len(y),
+                           "min_accept": min_accept, "mirrored_training_rows": True,
+                           "negatives_files": ",".join(Path(f).name for f in (negatives.files if negatives
+                                                                               else ())),
                            "feedback_train_events": len(training), "feedback_train_frames": len(fb_y),
                            "feedback_holdout_events": len(holdout), "parent_version": str(champ.version)})
         champion_metrics = {f"champion_{k}": v for k, v in old.metrics("test_").items()}
@@ -269,7 +319,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         mlflow.log_dict(lineage, "lineage.json")
         mlflow.log_dict(gate.to_dict(), "gate.json")
         mlflow.log_text(new.report, "test_classification_report.txt")
-        _log_model(mlflow, model, X_test, None)
+        mlflow.log_metrics({f"ood_test_{k}": float(v) for k, v in open_test.items()})
+        with tempfile.TemporaryDirectory() as tmp_name:
+            _log_openset(mlflow, open_fit, Path(tmp_name))
+            _log_model(mlflow, model, X_test, ctx, openset=head.save(Path(tmp_name) / OPENSET_FILE))
         drift.log_reference(mlflow, X, y)
         version = register(client, run.info.run_id, "model", {**tags, "test_f1_macro": f"{new.f1_macro:.4f}",
                                                                "promoted": str(gate.passed).lower()})

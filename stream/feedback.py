@@ -162,7 +162,34 @@ def on_feedback_message(handler: Any, command: UndoMessage | ConsentMessage) -> 
             session_key=feedback.key,
         )
         stored = handler.state.feedback.submit(event)
-    handler.conn.send(Undone(undone.direction.value, gesture, label, stored))
+    reply_after_state(session, handler.conn, Undone(undone.direction.value, gesture, label, stored))
+
+
+_REPLY_WAIT_S = 10.0
+_pending_replies: set[asyncio.Task[None]] = set()
+
+
+def reply_after_state(session: Session, conn: Any, message: Any) -> None:
+    """Send `message` to `conn` after the state the session just made. With durable sessions
+    (stream.journal) a state reaches the connections only once stored, while a direct send is queued at
+    once: `undone` would overtake the state it describes (the player would still be shown where the
+    undone move took them). So the reply waits for the journal to deliver what it holds."""
+    journal = session.journal
+    if journal is None:
+        conn.send(message)
+        return
+
+    async def deliver() -> None:
+        try:
+            async with asyncio.timeout(_REPLY_WAIT_S):
+                await journal.flush()
+        except Exception:  # the store is away or the write failed: the journal reports that itself
+            log.debug("reply sent before the journal was flushed", exc_info=True)
+        conn.send(message)
+
+    task = asyncio.get_running_loop().create_task(deliver(), name="reply-after-state")
+    _pending_replies.add(task)
+    task.add_done_callback(_pending_replies.discard)
 
 
 def after_recognition(handler: Any, result: RecognitionResult) -> None:

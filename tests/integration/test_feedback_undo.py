@@ -3,6 +3,8 @@ frames that fired it) reaches the feedback database only after the player opted 
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -93,6 +95,9 @@ async def test_undo_takes_the_move_back_and_consent_gates_storage(server, photos
         await player.wait_for(lambda p: len(p.of("error")) >= 3)
         assert player.of("error")[-1]["code"] == "bad_field"
         assert stored_events(server) == []
+        # The keyboard move above paused gesture moves for GM_MANUAL_LOCKOUT_MS (issue 16's shared-control
+        # rule: the last manual input wins); the server had handled it before answering the undo after it.
+        await asyncio.sleep(server.settings.manual_lockout_ms / 1000)
 
         # 2. With consent: the landmarks of the frames that fired the move are stored with both labels.
         await player.ws.send('{"type":"consent","feedback":true}')

@@ -153,16 +153,45 @@ def test_champion_configuration_is_read_back_from_run_params():
 
 @pytest.mark.parametrize(
     ("test_f1", "drop", "fb", "passed"),
-    [(0.95, 0.0, 0.9, True), (0.94, 0.0, 0.9, False), (0.95, 0.03, 0.9, False), (0.95, 0.0, 0.5, False),
-     (0.95, 0.0, None, False)],
+    [(0.95, 0.0, 0.9, True), (0.96, 0.02, 0.51, True), (0.94, 0.0, 0.9, False), (0.9499, 0.0, 0.9, False),
+     (0.95, 0.03, 0.9, False), (0.95, 0.0, 0.5, False), (0.95, 0.0, None, False)],
 )
 def test_promotion_gate(test_f1, drop, fb, passed):
+    """docs/decisions/15-retrain-gate.md: test macro-F1 ties pass and any loss refuses; no class may drop
+    by more than 0.02; the held-out feedback slice must be strictly better (and present)."""
     gate = Gate(test_f1, 0.95, "like", drop, fb, None if fb is None else 0.5, 0.02)
     assert gate.passed is passed
     assert bool(gate.reasons()) is not passed
 
 
 # ------------------------------------------------------------------------------------- the recorder
+async def test_undone_waits_for_the_state_it_describes():
+    """With durable sessions a state is delivered once stored: `undone` must not overtake it."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from stream.feedback import reply_after_state
+
+    stored = asyncio.Event()
+    sent: list[str] = []
+
+    class Journal:
+        async def flush(self) -> None:
+            await stored.wait()
+            sent.append("state")
+
+    reply_after_state(SimpleNamespace(journal=Journal()), SimpleNamespace(send=sent.append), "undone")
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert sent == []
+    stored.set()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert sent == ["state", "undone"]
+    reply_after_state(SimpleNamespace(journal=None), SimpleNamespace(send=sent.append), "direct")
+    assert sent[-1] == "direct"
+
+
 async def test_feedback_writes_are_bounded_and_counted(tmp_path, monkeypatch):
     import asyncio
     import threading
