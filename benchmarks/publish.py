@@ -2,8 +2,10 @@
 
 `python -m benchmarks.publish` takes the newest `stages-*.json` and the newest capacity summary
 (`capacity-<stamp>.json`, not the per-step files) from benchmarks/results/ and writes them as
-`stages.json` and `capacity.json`, which the Performance page renders when the site is built.
-Give files explicitly with `--stages FILE` / `--capacity FILE`.
+`stages.json` and `capacity.json`, and the newest `scaleout-<stamp>.json` of each kind (players,
+spectators) as `scaleout-players.json` / `scaleout-spectators.json`; the Performance page renders
+them when the site is built. Give files explicitly with `--stages FILE`, `--capacity FILE`,
+`--scaleout-players FILE`, `--scaleout-spectators FILE`.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from benchmarks.common import REPO, RESULTS
 
 DOCS_RESULTS = REPO / "docs" / "performance" / "results"
 # A benchmark's result file and the key that tells it apart from the other files it writes.
-KINDS = {"stages": "configs", "capacity": "summary"}
+KINDS = {"stages": "configs", "capacity": "summary", "scaleout-players": "players",
+         "scaleout-spectators": "spectators"}
 
 
 def newest(kind: str, results: Path = RESULTS) -> Path | None:
     """The most recent `<kind>-*.json` in `results` that is a full result (not a per-step report)."""
     candidates = []
-    for path in results.glob(f"{kind}-*.json"):
+    for path in results.glob(f"{kind.split('-')[0]}-*.json"):  # scaleout-players: scaleout-<stamp>.json
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -57,9 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     sources = {}
     for kind in KINDS:
-        source = getattr(args, kind) or newest(kind)
+        source = getattr(args, kind.replace("-", "_")) or newest(kind)
         if source is None:
-            print(f"publish: no {kind} result in {RESULTS} (run python -m benchmarks.{kind})")
+            print(f"publish: no {kind} result in {RESULTS} (run python -m benchmarks.{kind.split('-')[0]})")
             continue
         sources[kind] = source
     for out in publish(sources):

@@ -9,6 +9,7 @@ A page asks for a generated block with an HTML comment on a line of its own:
     <!-- generated: contracts -->          the module contracts section of DEVELOPERS.md
     <!-- generated: results stages -->     a table from docs/performance/results/stages.json
     <!-- generated: results capacity -->   a table from docs/performance/results/capacity.json
+    <!-- generated: results scaleout-players -->, `scaleout-spectators`: benchmarks.scaleout results
 
 So a setting, metric, option, decision record or benchmark result added anywhere appears in the site
 without an edit here. Decision records and pages missing from `nav` are added to it as well. The
@@ -253,7 +254,38 @@ def capacity_markdown(data: dict[str, Any]) -> str:
     return f"```\n{command}\n```\n\n{table}\n\n{summary}"
 
 
-_RESULTS = {"stages": stages_markdown, "capacity": capacity_markdown}
+def scaleout_markdown(data: dict[str, Any]) -> str:
+    """benchmarks.scaleout: players (one process vs one per core on Redis) and/or spectator fan-out."""
+    parts = []
+    if "players" in data:
+        players = data["players"]
+        rows = [
+            [mode, s["players"], _n(s["p50_ms"]), _n(s["p99_ms"]), _n(100 * s["delivered_ratio"], 1, " %"),
+             _n(s["throughput_fps"]), "**yes**" if s["ok"] else "no"]
+            for mode in ("single", "workers") for s in players.get(mode, {}).get("steps", [])
+        ]
+        parts.append(_table(["Mode", "players", "p50 ms", "p99 ms", "delivered", "frames/s", "within bounds"], rows))
+        s = players.get("summary", {})
+        parts.append(_table(["Measure", "one process", "one per core + Redis", "ratio"], [
+            ["largest N within bounds", _n(s.get("single_max_players")), _n(s.get("workers_max_players")),
+             _n(s.get("ratio_players"), 2, "x")],
+        ]))
+    if "spectators" in data:
+        rows = [
+            [r["instances"], r["spectators"], r["moves"], _n(100 * r["delivered_ratio"], 1, " %"), _n(r["p50_ms"]),
+             _n(r["p99_ms"]), _n(r["max_ms"])]
+            for r in data["spectators"].values()
+        ]
+        parts.append(_table(["instances", "spectators", "moves", "delivered", "p50 ms", "p99 ms", "max ms"], rows))
+    return "\n\n".join(parts)
+
+
+_RESULTS = {
+    "stages": stages_markdown,
+    "capacity": capacity_markdown,
+    "scaleout-players": scaleout_markdown,
+    "scaleout-spectators": scaleout_markdown,
+}
 
 
 def results_markdown(name: str, results_dir: Path = RESULTS_DIR) -> str:

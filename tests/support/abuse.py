@@ -23,8 +23,6 @@ import json
 import math
 import os
 import resource
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +36,7 @@ import httpx
 import psutil
 from websockets.asyncio.client import connect
 
+from tests.support.net import LoopbackUrls, free_port, stop_process
 from tests.support.paths import REPO_ROOT
 
 HONEST = "127.0.0.2"
@@ -57,14 +56,9 @@ HEALTH_LIMIT_S = 1.0
 RSS_LIMIT = 50 * 1024 * 1024
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 # --- the server under test ---------------------------------------------------------------------
-class ServerProcess:
+class ServerProcess(LoopbackUrls):
     def __init__(self, env: dict[str, str], log_path: Path, fd_limit: int | None = None) -> None:
         self.port = free_port()
         self.fd_limit = fd_limit
@@ -72,13 +66,6 @@ class ServerProcess:
         self.env = {**os.environ, **env, "GM_HOST": "127.0.0.1", "GM_PORT": str(self.port)}
         self.proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 60.0) -> ServerProcess:
         with self.log_path.open("wb") as log:
@@ -106,14 +93,8 @@ class ServerProcess:
         resource.setrlimit(resource.RLIMIT_NOFILE, (self.fd_limit, self.fd_limit))
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        if self.proc is not None:
+            stop_process(self.proc, grace_s=20)
 
     def predict(self, jpeg: bytes) -> int:
         headers = {"content-type": "image/jpeg"}
@@ -260,20 +241,13 @@ class Probes:
 
 # --- the run -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Target:
+class Target(LoopbackUrls):
     """What an attack process gets: where the server is and which address to attack from."""
 
     port: int
     address: str = ATTACKER
     duration_s: float = 3.0
 
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
 
 
 Attack = Callable[[Target], Awaitable[dict[str, Any]]]

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.redis import free_port
+from tests.support.net import LoopbackUrls, free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-class Instance:
+class Instance(LoopbackUrls):
     def __init__(self, env: dict[str, str], *, log: Path, args: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.env = {
@@ -35,13 +35,6 @@ class Instance:
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
 
     def launch(self) -> Instance:
         with self.log.open("ab") as out:
@@ -70,14 +63,8 @@ class Instance:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(sig)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        if process is not None:
+            stop_process(process, sig, timeout)
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)

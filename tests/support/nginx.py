@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.net import LoopbackUrls, free_port, stop_process
 from tests.support.paths import REPO_ROOT, require_binary
 
 SITE_CONF = REPO_ROOT / "deploy" / "nginx" / "gesture-maze.conf"
@@ -44,18 +45,11 @@ http {{
 
 
 @dataclass
-class Nginx:
+class Nginx(LoopbackUrls):
     port: int
     prefix: Path
     process: subprocess.Popen[bytes]
 
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
 
     def error_log(self) -> str:
         path = self.prefix / "error.log"
@@ -73,11 +67,6 @@ def render_site(backends: Sequence[str], port: int) -> str:
     return site
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @contextlib.contextmanager
 def running_nginx(backends: Sequence[str], tmp_path: Path, timeout_s: float = 10.0) -> Iterator[Nginx]:
@@ -86,7 +75,7 @@ def running_nginx(backends: Sequence[str], tmp_path: Path, timeout_s: float = 10
         raise ValueError("nginx needs at least one backend")
     prefix = tmp_path / "nginx"
     prefix.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     (prefix / "site.conf").write_text(render_site(backends, port))
     (prefix / "nginx.conf").write_text(_MAIN.format(prefix=prefix))
     command = [str(binary), "-p", str(prefix), "-c", str(prefix / "nginx.conf")]
@@ -108,10 +97,4 @@ def running_nginx(backends: Sequence[str], tmp_path: Path, timeout_s: float = 10
             time.sleep(0.05)
         yield nginx
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGQUIT)  # graceful: finish open requests
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+        stop_process(process, signal.SIGQUIT, grace_s=5)  # graceful: finish open requests

@@ -17,8 +17,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.support.net import free_port, stop_process
 from tests.support.paths import require_binary
-from tests.support.redis import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER_CONF = REPO / "deploy" / "nginx" / "cluster.conf"
@@ -67,11 +67,4 @@ def nginx_proxy(upstreams: list[str], workdir: Path) -> Iterator[str]:
             time.sleep(0.05)
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.send_signal(signal.SIGQUIT)  # graceful: finish open requests
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        if process.stderr is not None:
-            process.stderr.close()
+        stop_process(process, signal.SIGQUIT)  # graceful: finish open requests

@@ -3,7 +3,6 @@ and temp storage (the Prometheus integration test and `benchmarks.render_dashboa
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -11,16 +10,12 @@ from pathlib import Path
 import httpx
 import yaml
 
+from tests.support.net import free_port
 from tests.support.paths import REPO_ROOT
 
 RULES = REPO_ROOT / "monitoring" / "rules" / "alerts.yml"
 JOB = "gesture-maze"
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class PrometheusProcess:

@@ -9,13 +9,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.support.net import free_port, stop_process
 from tests.support.paths import require_binary
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class RedisServer:
@@ -63,14 +58,7 @@ class RedisServer:
         process, self.process = self.process, None
         if process is None:
             return
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        if process.stderr is not None:
-            process.stderr.close()
+        stop_process(process)
 
     def restart(self) -> None:
         self.stop()

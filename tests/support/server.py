@@ -13,9 +13,10 @@ from pathlib import Path
 
 from stream.server import GracefulServer, build_config
 from stream.settings import Settings
+from tests.support.net import LoopbackUrls
 
 
-class LiveServer:
+class LiveServer(LoopbackUrls):
     """Serves `create_app(settings)` on 127.0.0.1:<free port> until `stop()`."""
 
     def __init__(self, settings: Settings) -> None:
@@ -37,13 +38,6 @@ class LiveServer:
         self._server = GracefulServer(config)
         self._thread = threading.Thread(target=self._run, name=f"uvicorn-{self.port}", daemon=True)
 
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
 
     def _run(self) -> None:
         asyncio.run(self._server.serve(sockets=[self._sock]))
