@@ -264,7 +264,8 @@ def scaleout_markdown(data: dict[str, Any]) -> str:
              _n(s["throughput_fps"]), "**yes**" if s["ok"] else "no"]
             for mode in ("single", "workers") for s in players.get(mode, {}).get("steps", [])
         ]
-        parts.append(_table(["Mode", "players", "p50 ms", "p99 ms", "delivered", "frames/s", "within bounds"], rows))
+        header = ["Mode", "players", "p50 ms", "p99 ms", "delivered", "frames/s", "within bounds"]
+        parts.append(_table(header, rows))
         s = players.get("summary", {})
         parts.append(_table(["Measure", "one process", "one per core + Redis", "ratio"], [
             ["largest N within bounds", _n(s.get("single_max_players")), _n(s.get("workers_max_players")),
@@ -272,8 +273,8 @@ def scaleout_markdown(data: dict[str, Any]) -> str:
         ]))
     if "spectators" in data:
         rows = [
-            [r["instances"], r["spectators"], r["moves"], _n(100 * r["delivered_ratio"], 1, " %"), _n(r["p50_ms"]),
-             _n(r["p99_ms"]), _n(r["max_ms"])]
+            [r["instances"], r["spectators"], r["moves"], _n(100 * r["delivered_ratio"], 1, " %"),
+             _n(r["p50_ms"]), _n(r["p99_ms"]), _n(r["max_ms"])]
             for r in data["spectators"].values()
         ]
         parts.append(_table(["instances", "spectators", "moves", "delivered", "p50 ms", "p99 ms", "max ms"], rows))
