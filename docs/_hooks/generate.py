@@ -277,7 +277,8 @@ def scaleout_markdown(data: dict[str, Any]) -> str:
              _n(r["p50_ms"]), _n(r["p99_ms"]), _n(r["max_ms"])]
             for r in data["spectators"].values()
         ]
-        parts.append(_table(["instances", "spectators", "moves", "delivered", "p50 ms", "p99 ms", "max ms"], rows))
+        header = ["instances", "spectators", "moves", "delivered", "p50 ms", "p99 ms", "max ms"]
+        parts.append(_table(header, rows))
     return "\n\n".join(parts)
 
 
