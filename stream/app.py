@@ -142,7 +142,7 @@ async def _start(app: Starlette, settings: Settings) -> None:
         win_pause_s=settings.win_pause_s,
         slots=SlotPolicy(settings.max_sessions_per_ip, settings.unjoined_session_ttl_s),
         feel=FeelConfig.from_settings(settings),
-        donations_dir=Path(settings.data_dir) / "donations",  # opted-in calibration landmarks (issue 14)
+        donations_dir=Path(settings.data_dir) / "donations",  # opted-in calibration landmarks
     )
     state.durability = Durability(
         open_store(settings.store_url, data_dir=settings.data_dir, lease_s=settings.store_lease_s),

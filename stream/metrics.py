@@ -136,7 +136,7 @@ class Metrics:
             ["route", "method"], buckets=_LATENCY_BUCKETS, registry=r,
         )
 
-        # --- live quality, feedback and drift (issue 15; docs/monitoring.md) --------------------
+        # --- live quality, feedback and drift (docs/mlops-loop.md) --------------------
         self.gesture_moves = Counter(
             f"{PREFIX}_gesture_moves", "Moves fired by a gesture, by the gesture that fired them.",
             ["gesture"], registry=r,

@@ -115,7 +115,7 @@ class ConsentMessage:
 
 
 
-# --- per-player calibration (issue 14) ---
+# --- per-player calibration (model.personal) ---
 @dataclass(frozen=True, slots=True)
 class CalibrateMessage:
     """Record the frames from now on as samples of `gesture` (a model class or "relaxed");

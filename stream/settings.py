@@ -165,7 +165,7 @@ class Settings:
         "GM_MODEL_POLL_S", 30.0, "How often the registry alias is checked for a new champion (0 = never)."
     )
 
-    # --- feedback loop and drift (issue 15; docs/training.md, docs/monitoring.md) -----------
+    # --- feedback loop and drift (docs/mlops-loop.md) -----------
     undo_window_s: float = _env(
         "GM_UNDO_WINDOW_S", 4.0, "Seconds after a gesture move during which the player may undo it."
     )
@@ -190,7 +190,7 @@ class Settings:
     )
 
     # --- limits and security -----------------------------------------------------------------
-    # --- open-set recognition and close-ups (issue 14) ---
+    # --- open-set recognition and close-ups (docs/recognition.md) ---
     predict_pad: tuple[float, ...] = _env(
         "GM_PREDICT_PAD", (0.25, 0.5),
         "POST /predict: when no hand is found, retry on the image padded by these fractions of its longer "

@@ -55,7 +55,7 @@ def _blocks(source: str, assignment: re.Pattern[str]) -> dict[str, str]:
     block = "Other"
     for line in source.splitlines():
         header = _BLOCK.match(line)
-        if header:  # "Feedback loop (issue 15; docs/x.md)" -> "Feedback loop": references are for coders
+        if header:  # "Feedback loop (docs/x.md)" -> "Feedback loop": references are for coders
             block = re.sub(r"\s*\([^)]*\)\s*$", "", header.group(1)).strip() or header.group(1).strip()
             continue
         match = assignment.match(line)

@@ -298,7 +298,7 @@ function onMessage(msg) {
   if (feedback.onMessage(msg)) return;
   switch (msg.type) {
     case "welcome":
-      // Back after an outage: the server kept the game (issue 13's durable sessions also say resumed:true).
+      // Back after an outage: the server kept the game (durable sessions also say resumed:true).
       if (paused || msg.resumed) showResumed();
       serverMaxFps = msg.limits?.max_fps ?? Infinity;
       streamer.setFps(Math.min(settings.fps, serverMaxFps));
