@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from model.personal import PlayerProfile
 
 
+class RecognizerClosed(RuntimeError):
+    """A frame reached a recognizer that was closed meanwhile (its player left): not an error."""
+
+
 @dataclass(frozen=True)
 class RecognizerConfig:
     scheme: str = "counting"
@@ -148,7 +152,7 @@ class Recognizer:
         """Recognise one frame taken at `now` (monotonic seconds). Raises FrameError for bad input."""
         with self._lock:
             if self._closed:
-                raise RuntimeError("Recognizer is closed")
+                raise RecognizerClosed("Recognizer is closed")
             c = self.config
             t0 = time.perf_counter()
             rgb = decode_jpeg(jpeg, c.max_frame_bytes, c.max_frame_width, c.max_frame_height)

@@ -18,7 +18,7 @@ from starlette.websockets import WebSocket
 
 from model.frames import FrameError
 from model.personal import RELAXED
-from model.recognizer import RecognitionResult, Recognizer, RecognizerConfig
+from model.recognizer import RecognitionResult, Recognizer, RecognizerClosed, RecognizerConfig
 from stream.connection import Connection
 from stream.feedback import after_recognition, gesture_moved, on_feedback_message
 from stream.limits import FrameGate
@@ -228,6 +228,8 @@ class PlayerHandler:
             observe_frame_error(self.metrics, outcome.code)
             self.error(outcome.code, outcome.message)
             return
+        if isinstance(outcome, RecognizerClosed):
+            return  # the player left while this frame waited: nobody to answer, nothing went wrong
         if isinstance(outcome, BaseException):
             log.error("frame processing failed", exc_info=outcome)
             self.error(PROCESSING_FAILED, "this frame could not be processed")
