@@ -292,8 +292,9 @@ class Session:
             self._advance_task = None
 
     def next_level(self) -> bool:
-        """Start the next (larger) level now; False unless the current one is won."""
-        if self.playing:
+        """Start the next (larger) level now; False unless the current one is won, and while the
+        store cannot take changes (the timer, a neutral hand and `next_level` all come through here)."""
+        if self.playing or self.paused:
             return False
         self._cancel_advance()
         self.game.next_level(_level_seed(self.options.seed, self.game.level + 1), self._clock())

@@ -73,6 +73,24 @@ async def test_a_neutral_hand_starts_the_next_level_after_the_win_card_showed() 
     assert sock.sent[-1]["level"] == 2 and "maze" in sock.sent[-1]
 
 
+async def test_no_level_change_while_the_store_cannot_take_it() -> None:
+    class DownJournal:
+        paused = True  # the store is unreachable: every change is refused, none is lost
+
+    clock = Clock()
+    session = feel_session(clock)
+    connect(session, "player")
+    win(session)
+    clock.now += 2
+    session.journal = DownJournal()  # type: ignore[assignment]
+    neutral_hand(session, clock)
+    assert not session.next_level()
+    assert session.game.level == 1 and not session.playing
+    session.journal = None  # back
+    neutral_hand(session, clock)
+    assert session.game.level == 2 and session.playing
+
+
 async def test_timer_advance_only_for_players_without_a_camera() -> None:
     clock = Clock()
     streaming = feel_session(clock, win_pause_s=0.01)
