@@ -69,6 +69,30 @@ def render_site(backends: Sequence[str], port: int) -> str:
 
 
 @contextlib.contextmanager
+def serve_nginx(command: Sequence[str], port: int, prefix: Path, timeout_s: float = 10.0) -> Iterator[Nginx]:
+    """Check the config, run nginx in the foreground until it listens on `port`, stop it on exit."""
+    check = subprocess.run([*command, "-t", "-q"], capture_output=True, text=True)
+    if check.returncode != 0:
+        raise RuntimeError(f"nginx rejected the config:\n{check.stderr}")
+    process = subprocess.Popen(list(command), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    nginx = Nginx(port, prefix, process)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if process.poll() is not None:
+                stderr = process.stderr.read().decode() if process.stderr else ""
+                raise RuntimeError(f"nginx exited: {stderr}{nginx.error_log()[-1000:]}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nginx did not start listening: {nginx.error_log()[-1000:]}")
+            time.sleep(0.05)
+        yield nginx
+    finally:
+        stop_process(process, signal.SIGQUIT, grace_s=5)  # graceful: finish open requests
+
+
+@contextlib.contextmanager
 def running_nginx(backends: Sequence[str], tmp_path: Path, timeout_s: float = 10.0) -> Iterator[Nginx]:
     binary = require_binary(NGINX)
     if not backends:
@@ -79,22 +103,5 @@ def running_nginx(backends: Sequence[str], tmp_path: Path, timeout_s: float = 10
     (prefix / "site.conf").write_text(render_site(backends, port))
     (prefix / "nginx.conf").write_text(_MAIN.format(prefix=prefix))
     command = [str(binary), "-p", str(prefix), "-c", str(prefix / "nginx.conf")]
-    check = subprocess.run([*command, "-t", "-q"], capture_output=True, text=True)
-    if check.returncode != 0:
-        raise RuntimeError(f"nginx rejected the config:\n{check.stderr}")
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    nginx = Nginx(port, prefix, process)
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if process.poll() is not None:
-                stderr = process.stderr.read().decode() if process.stderr else ""
-                raise RuntimeError(f"nginx exited: {stderr}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError("nginx did not start listening")
-            time.sleep(0.05)
+    with serve_nginx(command, port, prefix, timeout_s) as nginx:
         yield nginx
-    finally:
-        stop_process(process, signal.SIGQUIT, grace_s=5)  # graceful: finish open requests

@@ -10,18 +10,14 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.support.net import free_port, stop_process
-from tests.support.paths import require_binary
+from tests.support.net import free_port
+from tests.support.nginx import NGINX, serve_nginx
+from tests.support.paths import REPO_ROOT, require_binary
 
-REPO = Path(__file__).resolve().parents[2]
-CLUSTER_CONF = REPO / "deploy" / "nginx" / "cluster.conf"
+CLUSTER_CONF = REPO_ROOT / "deploy" / "nginx" / "cluster.conf"
 UPSTREAM_LINE = re.compile(r"^(\s*)server app:8000 (.*)$", re.MULTILINE)
 
 
@@ -41,7 +37,7 @@ def render(conf: str, upstreams: list[str], port: int, workdir: Path) -> str:
 @contextlib.contextmanager
 def nginx_proxy(upstreams: list[str], workdir: Path) -> Iterator[str]:
     """Yields the proxy's base URL (http://127.0.0.1:port)."""
-    binary = require_binary("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else "nginx")
+    binary = require_binary(NGINX)
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = workdir / "nginx.conf"
@@ -49,22 +45,6 @@ def nginx_proxy(upstreams: list[str], workdir: Path) -> Iterator[str]:
     globals_ = f"daemon off; pid {workdir / 'nginx.pid'}; error_log {workdir / 'error.log'} warn;"
     if os.geteuid() == 0:
         globals_ += " user root;"  # workers may write the temporary directory
-    check = subprocess.run(
-        [binary, "-t", "-p", str(workdir), "-c", str(conf), "-g", globals_], capture_output=True, text=True
-    )
-    assert check.returncode == 0, check.stderr
-    process = subprocess.Popen(
-        [binary, "-p", str(workdir), "-c", str(conf), "-g", globals_],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"nginx did not start: {(workdir / 'error.log').read_text()[-1000:]}")
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_process(process, signal.SIGQUIT)  # graceful: finish open requests
+    command = [str(binary), "-p", str(workdir), "-c", str(conf), "-g", globals_]
+    with serve_nginx(command, port, workdir) as nginx:
+        yield nginx.http_url
