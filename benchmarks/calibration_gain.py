@@ -30,7 +30,7 @@ from model.splits import prepare, with_mirrored
 from model.train import parse_candidate
 from stream.loadtest.frames import default_images_dir
 
-RADII = (1.5, 2.0, 3.0, 4.0, float("inf"))
+RADII = (2.0, 3.0, 4.0, 6.0, 8.0, float("inf"))
 
 
 def shipped_candidate() -> str:

@@ -84,7 +84,7 @@ def run() -> dict[str, object]:
         mahalanobis(Z_val), mahalanobis(Z_neg))
     for k in (1, 5):
         nn = NearestNeighbors(n_neighbors=k).fit(Z_tr)
-        scores[f"distance to the {k}-th nearest training row (72-d)"] = (
+        scores[f"distance to the {k}-th nearest training row (all features)"] = (
             nn.kneighbors(Z_val)[0][:, -1], nn.kneighbors(Z_neg)[0][:, -1])
     sv = NearestNeighbors(n_neighbors=1).fit(model[-1].support_vectors_)
     scores["distance to the nearest support vector"] = (

@@ -74,9 +74,10 @@ class ModelLoadError(RuntimeError):
 @dataclass(frozen=True)
 class Prediction:
     """`gesture` is a known class or `no_gesture`. `confidence` is the calibrated probability of a
-    known gesture, or for `no_gesture` the share of true gestures (validation) closer to the training
-    data than this hand. `closest` is the most likely known class either way; `ood_score` the distance
-    to the training data (0.0 for a model without an open-set head)."""
+    known gesture; for `no_gesture`, the share of true gestures (validation) closer to the training
+    data than this hand, or for a hand nearer a recorded non-gesture than to every gesture, how near
+    (0.5 halfway, 1.0 on top of it), whichever is larger. `closest` is the most likely known class
+    either way; `ood_score` the distance to the training data (0.0 for a model without a head)."""
 
     gesture: str
     confidence: float
@@ -246,6 +247,12 @@ class GestureClassifier:
         X = np.atleast_2d(np.asarray(features, dtype=np.float32))
         return np.asarray(self.estimator.steps[0][1].transform(X), dtype=np.float64)
 
+    def rejects(self, features: np.ndarray) -> np.ndarray:
+        """(N, n_features) -> (N,) bool: would `predict` answer `no_gesture` (False without a head)."""
+        if self.openset is None:
+            return np.zeros(len(np.atleast_2d(features)), dtype=bool)
+        return self.openset.rejects(self.scaled(features))
+
     def ood_scores(self, features: np.ndarray) -> np.ndarray:
         """(N, n_features) -> (N,) distance to the training data (0 when the model has no head)."""
         if self.openset is None:
@@ -275,9 +282,9 @@ class GestureClassifier:
             return Prediction(vote[0], vote[1], closest, 0.0)
         if self.openset is None:
             return Prediction(closest, confidence, closest)
-        score = self.openset.ood_score(z)
-        if score > self.openset.threshold:
-            return Prediction(NO_GESTURE, self.openset.novelty(score), closest, score)
+        rejected, score, sureness = self.openset.verdict(z)
+        if rejected:
+            return Prediction(NO_GESTURE, sureness, closest, score)
         return Prediction(closest, confidence, closest, score)
 
 

@@ -19,7 +19,7 @@ Live statistics compare a window of recent frames with that reference (`compare`
   window of one person, where PSI and KS are high even for good hands.
 * input quality: PSI of frame brightness and sharpness against `model/input_quality_reference.json`.
 
-Everything here is numpy over small arrays (window of a few hundred frames x 72 features): tens of ms,
+Everything here is numpy over small arrays (window of a few hundred frames x 307 features): tens of ms,
 run by the server on a timer in a worker thread, never per frame.
 """
 
@@ -45,12 +45,14 @@ _EPS = 1e-4  # floor for bin shares in PSI (an empty bin would make it infinite)
 
 
 def feature_names() -> list[str]:
-    """Names of the `model.features` columns, for metric labels: x0..x20, y0..y20, cos_*, dist_*."""
-    from model.features import _JOINTS, _PAIRS
+    """Names of the `model.features` columns, for metric labels (block by block, see BLOCKS):
+    x0..y20, cos_a_b_c, dist_a_b, dir_a_b_x/_y."""
+    from model.features import _BONES, _JOINTS, _PAIRS
 
     names = [n for i in range(N_LANDMARKS) for n in (f"x{i}", f"y{i}")]  # features interleave x,y
     names += [f"cos_{a}_{b}_{c}" for a, b, c in _JOINTS]
     names += [f"dist_{a}_{b}" for a, b in _PAIRS]
+    names += [f"dir_{a}_{b}_{axis}" for a, b in _BONES for axis in ("x", "y")]
     return names
 
 

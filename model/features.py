@@ -5,11 +5,15 @@ frame's width and height; HaGRID CSV rows are already pixels; kp42 rows are alre
 
 1. `xy42`: landmarks relative to the wrist, divided by the largest absolute coordinate (the kp42
    representation, so rows from every source line up exactly);
-2. derived, rotation-invariant shape features computed from `xy42`: the cosine of the bend at every
-   finger joint and the distances between fingertips (and from each fingertip to the wrist). They
-   separate gestures that differ by which fingers are bent, whatever the hand's roll; `xy42` keeps
-   the orientation that tells e.g. `like` from `dislike`. They were kept because they measured
-   better on held-out data (docs/training.md).
+2. derived shape features computed from `xy42`:
+   * `cos15`: the cosine of the bend at every finger joint;
+   * `dist210`: the distance between every pair of landmarks (how spread, curled, touching);
+   * `dir40`: the unit direction of each of the 20 bones (which way each finger segment points).
+   Bends and distances do not change with the hand's roll; `xy42` and the bone directions keep the
+   orientation that tells e.g. `like` from `dislike` and `peace` from `peace_inverted`. Each block was
+   kept because it measured better on the validation split and leave-one-source-out; a block that
+   did not (the hand rotated upright) was left out (docs/training.md,
+   docs/decisions/14-richer-features.md).
 
 Scaling to max-abs makes the vector independent of hand size and camera distance; z is not used (the
 kp42 sources have none, and MediaPipe's z is noisy).
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-FEATURE_VERSION = "xy42+cos15+dist15/v1"
+FEATURE_VERSION = "xy42+cos15+dist210+dir40/v2"
 N_LANDMARKS = 21
 WRIST = 0
 FINGERTIPS = (4, 8, 12, 16, 20)
@@ -27,11 +31,14 @@ FINGERTIPS = (4, 8, 12, 16, 20)
 _FINGERS = ((0, 1, 2, 3, 4), (0, 5, 6, 7, 8), (0, 9, 10, 11, 12), (0, 13, 14, 15, 16), (0, 17, 18, 19, 20))
 # Joints as (previous, joint, next): three per finger -> 15 bend angles.
 _JOINTS = tuple((c[i - 1], c[i], c[i + 1]) for c in _FINGERS for i in range(1, 4))
-# Distance pairs: every pair of fingertips (10) and wrist-to-fingertip (5) -> 15.
-_PAIRS = tuple((a, b) for i, a in enumerate(FINGERTIPS) for b in FINGERTIPS[i + 1 :]) + tuple(
-    (WRIST, t) for t in FINGERTIPS
-)
-N_FEATURES = 2 * N_LANDMARKS + len(_JOINTS) + len(_PAIRS)
+# Distance pairs: every pair of landmarks -> 210.
+_PAIRS = tuple((a, b) for a in range(N_LANDMARKS) for b in range(a + 1, N_LANDMARKS))
+# Bones: consecutive landmarks along each finger -> 20.
+_BONES = tuple((c[i], c[i + 1]) for c in _FINGERS for i in range(4))
+# Column blocks of the vector, in order (the ablation and drift monitoring name columns by them).
+BLOCKS = {"xy42": 2 * N_LANDMARKS, "cos15": len(_JOINTS), "dist210": len(_PAIRS),
+          "dir40": 2 * len(_BONES)}
+N_FEATURES = sum(BLOCKS.values())
 _EPS = 1e-9
 
 
@@ -67,6 +74,7 @@ def features_from_xy(xy: np.ndarray) -> np.ndarray:
     if not np.all(np.isfinite(xy)):
         raise FeatureError("non-finite landmark coordinate")
     norm = normalize_xy(xy)
+    n = len(norm)
     prev, joint, nxt = (np.array(idx) for idx in zip(*_JOINTS, strict=True))
     u = norm[:, prev] - norm[:, joint]
     v = norm[:, nxt] - norm[:, joint]
@@ -75,7 +83,10 @@ def features_from_xy(xy: np.ndarray) -> np.ndarray:
     cos = np.where(denom > _EPS, np.sum(u * v, axis=2) / np.maximum(denom, _EPS), 0.0)
     a, b = (np.array(idx) for idx in zip(*_PAIRS, strict=True))
     dist = np.linalg.norm(norm[:, a] - norm[:, b], axis=2)
-    return np.concatenate([norm.reshape(len(norm), -1), cos, dist], axis=1).astype(np.float32)
+    start, end = (np.array(idx) for idx in zip(*_BONES, strict=True))
+    bones = norm[:, end] - norm[:, start]
+    bones = bones / np.maximum(np.linalg.norm(bones, axis=2, keepdims=True), _EPS)
+    return np.concatenate([norm.reshape(n, -1), cos, dist, bones.reshape(n, -1)], axis=1).astype(np.float32)
 
 
 def landmark_features(

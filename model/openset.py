@@ -11,6 +11,10 @@ added on top of it, both fitted on data the classifier was not trained on:
   A hand far from every recorded gesture is answered `no_gesture`. The threshold is chosen on the
   validation split (known gestures) and on held-out real negatives (hands in other poses); see
   docs/recognition.md for the trade-off curve and why this score won over the alternatives.
+* **Known non-gestures.** The real negatives themselves are kept too (same projection): a hand that is
+  nearer to a recorded non-gesture than to every recorded gesture is `no_gesture` even when it is
+  not far from the training data (an L shape lies close to `one`). The distance threshold covers
+  poses nobody recorded; these rows cover the ones somebody did.
 
 Everything is plain numbers saved in one `.npz` file beside the model (`openset.npz`, loaded with
 `allow_pickle=False`), so it adds no type the model loader must trust.
@@ -117,6 +121,7 @@ class OpenSetHead:
     reference: np.ndarray  # (N, C) training rows in PCA space
     threshold: float  # OOD score above this -> no_gesture
     known_quantiles: np.ndarray  # (101,) the validation true gestures' OOD scores at 0..100 %
+    negatives: np.ndarray | None = None  # (M, C) recorded non-gesture hands in PCA space
 
     @classmethod
     def fit_reference(cls, scaled_train: np.ndarray, components: int = DEFAULT_COMPONENTS) -> OpenSetHead:
@@ -134,19 +139,43 @@ class OpenSetHead:
         """Same basis, threshold and temperature; reference rows replaced (the final refit's rows)."""
         ref = ((np.asarray(scaled_train, np.float64) - self.pca_mean) @ self.pca_components.T)
         return OpenSetHead(self.beta, self.pca_mean, self.pca_components,
-                           ref.astype(np.float16).astype(np.float32), self.threshold, self.known_quantiles)
+                           ref.astype(np.float16).astype(np.float32), self.threshold, self.known_quantiles,
+                           self.negatives)
+
+    def with_negatives(self, scaled_negatives: np.ndarray | None) -> OpenSetHead:
+        """Same head; the known non-gesture rows replaced (standardised features; None: none)."""
+        neg = None if scaled_negatives is None or len(scaled_negatives) == 0 else \
+            self._project(scaled_negatives).astype(np.float16).astype(np.float32)
+        return OpenSetHead(self.beta, self.pca_mean, self.pca_components, self.reference, self.threshold,
+                           self.known_quantiles, neg)
+
+    def _project(self, scaled: np.ndarray) -> np.ndarray:
+        return (np.atleast_2d(np.asarray(scaled, dtype=np.float32)) - self.pca_mean) @ self.pca_components.T
 
     def ood_scores(self, scaled: np.ndarray) -> np.ndarray:
         """(N, D) standardised features -> (N,) distance to the nearest reference row."""
-        z = (np.atleast_2d(np.asarray(scaled, dtype=np.float32)) - self.pca_mean) @ self.pca_components.T
-        ref_sq = np.einsum("ij,ij->i", self.reference, self.reference)
-        out = np.empty(len(z), dtype=np.float64)
-        for start in range(0, len(z), 256):  # bounded memory for batch evaluation
-            block = z[start:start + 256]
-            block_sq = np.einsum("ij,ij->i", block, block)[:, None]
-            d2 = ref_sq[None, :] - 2.0 * block @ self.reference.T + block_sq
-            out[start:start + 256] = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
-        return out
+        return _nearest(self._project(scaled), self.reference)
+
+    def negative_distances(self, scaled: np.ndarray) -> np.ndarray:
+        """(N, D) standardised features -> (N,) distance to the nearest known non-gesture (inf: none)."""
+        z = self._project(scaled)
+        if self.negatives is None:
+            return np.full(len(z), np.inf)
+        return _nearest(z, self.negatives)
+
+    def rejects(self, scaled: np.ndarray) -> np.ndarray:
+        """(N, D) -> (N,) bool: `no_gesture` (far from every gesture, or nearer a known non-gesture)."""
+        d_known = self.ood_scores(scaled)
+        return (d_known > self.threshold) | (self.negative_distances(scaled) < d_known)
+
+    def verdict(self, scaled: np.ndarray) -> tuple[bool, float, float]:
+        """One hand: (is it `no_gesture`, its OOD score, how sure the `no_gesture` is)."""
+        z = scaled[None]
+        d_known, d_negative = float(self.ood_scores(z)[0]), float(self.negative_distances(z)[0])
+        far, like_a_negative = d_known > self.threshold, d_negative < d_known
+        # Nearer a recorded non-gesture: 0.5 when halfway, 1.0 on top of it.
+        resemblance = d_known / (d_known + d_negative) if like_a_negative else 0.0
+        return far or like_a_negative, d_known, max(self.novelty(d_known) if far else 0.0, resemblance)
 
     def ood_score(self, scaled: np.ndarray) -> float:
         return float(self.ood_scores(scaled[None])[0])
@@ -161,10 +190,11 @@ class OpenSetHead:
 
     # ----------------------------------------------------------------------------------- persistence
     def save(self, path: Path) -> Path:
+        negatives = {} if self.negatives is None else {"negatives": self.negatives.astype(np.float16)}
         np.savez_compressed(
             path, format=np.int64(_FORMAT), beta=np.float64(self.beta), pca_mean=self.pca_mean,
             pca_components=self.pca_components, reference=self.reference.astype(np.float16),
-            threshold=np.float64(self.threshold), known_quantiles=self.known_quantiles,
+            threshold=np.float64(self.threshold), known_quantiles=self.known_quantiles, **negatives,
         )
         return path
 
@@ -173,11 +203,25 @@ class OpenSetHead:
         with np.load(path, allow_pickle=False) as f:
             if int(f["format"]) != _FORMAT:
                 raise ValueError(f"{path}: unknown open-set format {int(f['format'])}")
+            negatives = f["negatives"].astype(np.float32) if "negatives" in f.files else None
             return cls(float(f["beta"]), f["pca_mean"].astype(np.float32),
                        f["pca_components"].astype(np.float32), f["reference"].astype(np.float32),
-                       float(f["threshold"]), f["known_quantiles"].astype(np.float32))
+                       float(f["threshold"]), f["known_quantiles"].astype(np.float32), negatives)
 
     def summary(self) -> dict[str, Any]:
         return {"beta": self.beta, "threshold": self.threshold,
                 "components": int(self.pca_components.shape[0]),
-                "reference_rows": int(self.reference.shape[0])}
+                "reference_rows": int(self.reference.shape[0]),
+                "known_negative_rows": 0 if self.negatives is None else int(self.negatives.shape[0])}
+
+
+def _nearest(z: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(N, C) points -> (N,) Euclidean distance to the nearest of `rows` (M, C), in bounded blocks."""
+    rows_sq = np.einsum("ij,ij->i", rows, rows)
+    out = np.empty(len(z), dtype=np.float64)
+    for start in range(0, len(z), 256):  # bounded memory for batch evaluation
+        block = z[start:start + 256]
+        block_sq = np.einsum("ij,ij->i", block, block)[:, None]
+        d2 = rows_sq[None, :] - 2.0 * block @ rows.T + block_sq
+        out[start:start + 256] = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+    return out

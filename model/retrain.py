@@ -181,7 +181,7 @@ def _answers(clf: Any, X: np.ndarray) -> np.ndarray:
     threshold (for models with an open-set head)."""
     pred = _predict(clf, X).astype(object)
     if clf.openset is not None and len(X):
-        pred[clf.ood_scores(X) > clf.openset.threshold] = NO_GESTURE
+        pred[clf.rejects(X)] = NO_GESTURE
     return pred.astype(str)
 
 
@@ -290,6 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ho_y, labels, args.max_class_drop,
     )
     open_test = evaluate_open_set(challenger, X_test, negatives.test if negatives else None)
+    if negatives is not None:  # measured with half of them; the registered head knows them all
+        head = head.with_negatives(challenger.scaled(negatives.known(include_test=True)))
 
     base_fp = {"sha256": ds.fingerprint(), "rows": len(ds), "rows_used": len(data.y),
                "files": [Path(f).name for f in ds.files], "split_test": len(sp.test)}

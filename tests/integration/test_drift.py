@@ -11,6 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
+from model.features import N_FEATURES
 from stream.settings import Settings
 from tests.integration.test_gesture_stream import game, stream
 from tests.support.frames import jittered_frames, load_rgb
@@ -55,7 +56,7 @@ async def drift_after(server: LiveServer, sequence: list[bytes]) -> dict[str, fl
         text = (await http.get("/metrics")).text
     scores = {m[1]: float(m[2]) for m in re.finditer(r'gesture_maze_drift_score\{kind="(\w+)"\} (\S+)', text)}
     psi = [float(v) for v in re.findall(r'gesture_maze_feature_drift_psi\{feature="\w+"\} (\S+)', text)]
-    assert len(psi) == 72
+    assert len(psi) == N_FEATURES
     hands = re.search(r'gesture_maze_drift_window_frames\{content="hand"\} (\S+)', text)
     scores["hands"] = float(hands[1]) if hands else 0.0
     return scores

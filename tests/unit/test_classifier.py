@@ -20,7 +20,7 @@ from model.classifier import (
     load_directory,
 )
 from model.datasets import read_landmark_csv
-from model.features import FEATURE_VERSION, features_from_xy, landmark_features
+from model.features import FEATURE_VERSION, N_FEATURES, features_from_xy, landmark_features
 
 GESTURES = ("dislike", "fist", "four", "like", "one", "palm", "peace", "stop", "three")
 
@@ -86,7 +86,7 @@ def test_fast_single_sample_path_matches_scikit_learn(default, landmarks_csv):
 
 
 def test_wrong_feature_count_is_refused(default):
-    with pytest.raises(ValueError, match="expected 72 features"):
+    with pytest.raises(ValueError, match=f"expected {N_FEATURES} features"):
         default.predict(np.zeros(42, dtype=np.float32))
 
 

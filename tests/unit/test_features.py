@@ -11,6 +11,7 @@ import pytest
 
 from model.datasets import read_landmark_csv
 from model.features import (
+    BLOCKS,
     FEATURE_VERSION,
     N_FEATURES,
     FeatureError,
@@ -95,12 +96,39 @@ def test_invariant_to_position_and_scale():
     assert base[0] == base[1] == 0.0  # the wrist is the origin
 
 
+def _block(name: str) -> slice:
+    start = 0
+    for block, width in BLOCKS.items():
+        if block == name:
+            return slice(start, start + width)
+        start += width
+    raise KeyError(name)
+
+
 def test_mirroring_flips_x_and_keeps_shape_features():
     xy = np.random.default_rng(2).uniform(0, 1, size=(21, 2))
     plain, mirrored = landmark_features(xy), landmark_features(mirror_xy(xy))
-    np.testing.assert_allclose(mirrored[0:42:2], -plain[0:42:2], atol=1e-6)
-    np.testing.assert_allclose(mirrored[1:42:2], plain[1:42:2], atol=1e-6)
-    np.testing.assert_allclose(mirrored[42:], plain[42:], atol=1e-5)  # angles and distances
+    flips = np.ones(N_FEATURES)
+    for name in ("xy42", "dir40"):  # interleaved x,y: every x changes sign
+        flips[_block(name)][0::2] = -1.0
+    np.testing.assert_allclose(mirrored, plain * flips, atol=1e-5)
+    # Bends and distances do not change at all.
+    for name in ("cos15", "dist210"):
+        np.testing.assert_allclose(mirrored[_block(name)], plain[_block(name)], atol=1e-6)
+
+
+def test_bends_and_distances_do_not_change_with_the_hands_roll():
+    xy = np.random.default_rng(4).uniform(0, 200, size=(21, 2))
+    theta = np.deg2rad(70.0)
+    rotation = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    plain, rolled = landmark_features(xy), landmark_features(xy @ rotation.T)
+    # max-abs scaling is per axis-aligned box, so distances match up to one common factor
+    ratio = rolled[_block("dist210")] / plain[_block("dist210")]
+    np.testing.assert_allclose(ratio, ratio[0], rtol=1e-5)
+    np.testing.assert_allclose(rolled[_block("cos15")], plain[_block("cos15")], atol=1e-5)
+    # ...while the orientation blocks do change: they tell `peace` from `peace_inverted`.
+    assert not np.allclose(rolled[_block("dir40")], plain[_block("dir40")], atol=1e-3)
+    assert not np.allclose(rolled[_block("xy42")], plain[_block("xy42")], atol=1e-3)
 
 
 @pytest.mark.parametrize(
@@ -120,5 +148,5 @@ def test_bad_landmarks_raise(points, kwargs):
 
 
 def test_feature_version_names_the_layout():
-    assert FEATURE_VERSION.startswith("xy42")
-    assert N_FEATURES == 72
+    assert FEATURE_VERSION.split("/")[0] == "+".join(BLOCKS)
+    assert N_FEATURES == sum(BLOCKS.values()) == 307

@@ -66,6 +66,26 @@ def test_head_file_round_trip_and_nearest_row_distance(tmp_path):
     assert 0.0 <= loaded.novelty(float(brute[0])) <= 1.0
 
 
+def test_a_hand_nearer_a_known_non_gesture_is_no_gesture(tmp_path):
+    rng = np.random.default_rng(4)
+    gestures = rng.normal(size=(400, 8))
+    negatives = rng.normal(size=(50, 8)) + np.array([3.0] + [0.0] * 7)  # a pose next to the gestures
+    head = OpenSetHead.fit_reference(gestures, components=8)
+    head.set_threshold(head.ood_scores(rng.normal(size=(200, 8))), 10.0)  # far beyond both clouds
+    probe = np.vstack([np.array([3.0] + [0.0] * 7), np.zeros(8)])  # among the negatives / the gestures
+    assert not head.rejects(probe).any()  # the distance alone lets both through
+    known = head.with_negatives(negatives)
+    assert known.rejects(probe).tolist() == [True, False]
+    rejected, score, sureness = known.verdict(probe[0])
+    assert rejected and score <= known.threshold and 0.5 < sureness <= 1.0
+    assert known.verdict(probe[1])[0] is False
+    loaded = OpenSetHead.load(known.save(tmp_path / "openset.npz"))
+    assert loaded.rejects(probe).tolist() == [True, False]
+    assert loaded.summary()["known_negative_rows"] == 50
+    # An older head file without known non-gestures still loads and rejects by distance only.
+    assert OpenSetHead.load(head.save(tmp_path / "plain.npz")).negatives is None
+
+
 def test_no_gesture_never_moves():
     with pytest.raises(ValueError, match="no_gesture"):
         counting_table({NO_GESTURE: "up"})
@@ -95,5 +115,6 @@ def test_default_model_answers_no_gesture_for_most_real_negatives(default, landm
     rows = features_from_xy(known.xy[np.random.default_rng(0).choice(len(known), 400, replace=False)])
     assert np.mean([default.predict(x).gesture != NO_GESTURE for x in rows]) > 0.95
     p = default.predict(negatives[0])
-    if p.gesture == NO_GESTURE:
-        assert p.closest in default.classes and p.ood_score > default.openset.threshold
+    if p.gesture == NO_GESTURE:  # far from the gestures, or nearer a known non-gesture (sure >= 0.5)
+        assert p.closest in default.classes
+        assert p.ood_score > default.openset.threshold or p.confidence >= 0.5

@@ -13,7 +13,7 @@ import pytest
 
 from model.classifier import CHAMPION_ALIAS, REGISTERED_MODEL_NAME, load_classifier
 from model.datasets import read_landmark_csv
-from model.features import FEATURE_VERSION, features_from_xy
+from model.features import FEATURE_VERSION, N_FEATURES, features_from_xy
 from tests.support.paths import REPO_ROOT
 
 pytestmark = pytest.mark.slow  # two real (quick) training runs
@@ -112,7 +112,7 @@ def test_registered_and_default_models_load(trained, landmarks_csv):
     assert meta["data"]["rows"] == 18 * 120
     reference = json.loads((tmp / "default" / "drift_reference.json").read_text())
     assert reference["rows"] == 2 * meta["split"]["train+val"]  # train+val and its mirrored copies
-    assert set(reference["classes"]) == set(meta["classes"]) and len(reference["features"]) == 72
+    assert set(reference["classes"]) == set(meta["classes"]) and len(reference["features"]) == N_FEATURES
     ds = read_landmark_csv(landmarks_csv)
     rows = features_from_xy(ds.xy[:50])
     assert [champion.predict(r) for r in rows] == [default.predict(r) for r in rows]
