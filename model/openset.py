@@ -32,7 +32,7 @@ import numpy as np
 NO_GESTURE = "no_gesture"
 OPENSET_FILE = "openset.npz"
 DEFAULT_COMPONENTS = 16
-DEFAULT_MIN_ACCEPT = 0.95  # the threshold keeps at least this share of the validation's true gestures
+DEFAULT_MIN_ACCEPT = 0.99  # the threshold keeps at least this share of the validation split's true gestures
 _FORMAT = 1
 
 

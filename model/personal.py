@@ -27,10 +27,10 @@ import numpy as np
 
 from model.openset import NO_GESTURE
 
-MAX_SAMPLES_PER_GESTURE = 60  # ~4 s at 15 fps: bounded memory per session (60 x 72 floats each)
+MAX_SAMPLES_PER_GESTURE = 60  # ~4 s at 15 fps: bounded memory per session (60 x 307 floats each)
 MAX_GESTURES = 12
 RELAXED = "relaxed"  # calibration prompt for a resting hand: answered no_gesture afterwards
-DEFAULT_RADIUS = 3.0  # standardised feature units (see benchmarks/calibration_gain.py)
+DEFAULT_RADIUS = 6.0  # standardised feature units, 307 of them (benchmarks/calibration_gain.py)
 DEFAULT_K = 5
 
 

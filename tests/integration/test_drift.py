@@ -69,11 +69,15 @@ async def test_rotated_and_darkened_streams_raise_drift(server, gestures_dir):
     print(f"\nupright {upright}\nrotated {rotated}\ndark {dark}")
     assert upright["hands"] >= 30 and rotated["hands"] >= 30
     # Feature drift: the same hands, rotated, sit far outside their classes' training ranges.
-    assert upright["out_of_range"] < 0.02 < 0.05 < rotated["out_of_range"]  # the alert's threshold
+    assert upright["out_of_range"] < 0.005 < 0.02 < rotated["out_of_range"]  # 0.02: the alert's threshold
     assert rotated["out_of_range"] > 10 * upright["out_of_range"]
-    assert rotated["features_psi_mean"] > 1.3 * upright["features_psi_mean"]
-    assert rotated["features_ks_mean"] > upright["features_ks_mean"] + 0.08
+    # Rotation moves the orientation features only (distances and bends are the same hand's), so the
+    # per-feature maxima show it clearly and the means (over all 307) less so.
+    assert rotated["features_psi_max"] > 1.5 * upright["features_psi_max"]
+    assert rotated["features_ks_max"] > upright["features_ks_max"] + 0.1
+    assert rotated["features_psi_mean"] > upright["features_psi_mean"]
+    assert rotated["features_ks_mean"] > upright["features_ks_mean"] + 0.04
     # Input-quality drift: darkened frames, not the hands.
     assert dark["brightness_psi"] > 2.0 > upright["brightness_psi"]  # 2.0: the alert's threshold
     assert dark["brightness_psi"] > 5 * upright["brightness_psi"]
-    assert dark["out_of_range"] < 0.05
+    assert dark["out_of_range"] < 0.02

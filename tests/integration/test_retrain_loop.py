@@ -38,6 +38,7 @@ pytestmark = pytest.mark.slow  # one quick training run, two retrains (~1.5 min)
 
 PERSON_GESTURE = "three"
 ANGLE = 90.0
+PERSON_IMPORTED = 20  # rows from earlier sessions of the same person, imported as feedback
 CHAMPION_URI = f"models:/{REGISTERED_MODEL_NAME}@{CHAMPION_ALIAS}"
 DIRECTIONS = dict(DEFAULT_COUNTING_MAP)
 
@@ -137,7 +138,7 @@ async def test_feedback_fixes_a_persons_misread_and_poison_is_refused(world, lan
             await asyncio.sleep(0.05)
         assert played.count() == 3 and {e.label for e in played.events()} == {PERSON_GESTURE}
         # Earlier sessions of the same person (consented), as the store would hold them.
-        for i, xy in enumerate(person_rows(landmarks_csv, 0, 60)):
+        for i, xy in enumerate(person_rows(landmarks_csv, 0, PERSON_IMPORTED)):
             played.add(FeedbackEvent("four", 0.9, PERSON_GESTURE, "left", [xy], session_key=f"s{i % 6}",
                                      origin="import"))
         played.close()
@@ -177,9 +178,9 @@ async def test_feedback_fixes_a_persons_misread_and_poison_is_refused(world, lan
     assert str(client.get_model_version_by_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS).version) == "2"
     v2, v3 = (client.get_model_version(REGISTERED_MODEL_NAME, v) for v in ("2", "3"))
     lineage_tags = ("parent_version", "promoted", "feedback_events")
-    assert tuple(v2.tags[t] for t in lineage_tags) == ("1", "true", "63")
+    assert tuple(v2.tags[t] for t in lineage_tags) == ("1", "true", str(3 + PERSON_IMPORTED))
     assert tuple(v3.tags[t] for t in lineage_tags) == ("2", "false", "150")
-    for version, events in ((v2, 63), (v3, 150)):
+    for version, events in ((v2, 3 + PERSON_IMPORTED), (v3, 150)):
         data = read_json(client.download_artifacts(version.run_id, "lineage.json", str(tmp)))
         feedback = data["feedback"]["all"]
         assert feedback["events"] == events and sum(b - a + 1 for a, b in feedback["ids"]) == events
