@@ -39,6 +39,10 @@ _BONES = tuple((c[i], c[i + 1]) for c in _FINGERS for i in range(4))
 BLOCKS = {"xy42": 2 * N_LANDMARKS, "cos15": len(_JOINTS), "dist210": len(_PAIRS),
           "dir40": 2 * len(_BONES)}
 N_FEATURES = sum(BLOCKS.values())
+# The same pairs as index arrays, built once: features are computed for every frame.
+_JOINT_IDX = tuple(np.array(idx) for idx in zip(*_JOINTS, strict=True))
+_PAIR_IDX = tuple(np.array(idx) for idx in zip(*_PAIRS, strict=True))
+_BONE_IDX = tuple(np.array(idx) for idx in zip(*_BONES, strict=True))
 _EPS = 1e-9
 
 
@@ -75,15 +79,15 @@ def features_from_xy(xy: np.ndarray) -> np.ndarray:
         raise FeatureError("non-finite landmark coordinate")
     norm = normalize_xy(xy)
     n = len(norm)
-    prev, joint, nxt = (np.array(idx) for idx in zip(*_JOINTS, strict=True))
+    prev, joint, nxt = _JOINT_IDX
     u = norm[:, prev] - norm[:, joint]
     v = norm[:, nxt] - norm[:, joint]
     denom = np.linalg.norm(u, axis=2) * np.linalg.norm(v, axis=2)
     # A zero-length bone (two landmarks on top of each other) gives cos 0 rather than NaN.
     cos = np.where(denom > _EPS, np.sum(u * v, axis=2) / np.maximum(denom, _EPS), 0.0)
-    a, b = (np.array(idx) for idx in zip(*_PAIRS, strict=True))
+    a, b = _PAIR_IDX
     dist = np.linalg.norm(norm[:, a] - norm[:, b], axis=2)
-    start, end = (np.array(idx) for idx in zip(*_BONES, strict=True))
+    start, end = _BONE_IDX
     bones = norm[:, end] - norm[:, start]
     bones = bones / np.maximum(np.linalg.norm(bones, axis=2, keepdims=True), _EPS)
     return np.concatenate([norm.reshape(n, -1), cos, dist, bones.reshape(n, -1)], axis=1).astype(np.float32)

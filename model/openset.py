@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -152,26 +153,37 @@ class OpenSetHead:
     def _project(self, scaled: np.ndarray) -> np.ndarray:
         return (np.atleast_2d(np.asarray(scaled, dtype=np.float32)) - self.pca_mean) @ self.pca_components.T
 
+    @cached_property
+    def _reference_sq(self) -> np.ndarray:  # squared norms, once per head (not per frame)
+        return np.einsum("ij,ij->i", self.reference, self.reference)
+
+    @cached_property
+    def _negatives_sq(self) -> np.ndarray | None:
+        return None if self.negatives is None else np.einsum("ij,ij->i", self.negatives, self.negatives)
+
+    def _distances(self, scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, D) standardised -> nearest gesture row, nearest known non-gesture (inf: none); one
+        projection for both."""
+        z = self._project(scaled)
+        d_known = _nearest(z, self.reference, self._reference_sq)
+        negatives_sq = self._negatives_sq
+        if self.negatives is None or negatives_sq is None:
+            return d_known, np.full(len(z), np.inf)
+        return d_known, _nearest(z, self.negatives, negatives_sq)
+
     def ood_scores(self, scaled: np.ndarray) -> np.ndarray:
         """(N, D) standardised features -> (N,) distance to the nearest reference row."""
-        return _nearest(self._project(scaled), self.reference)
-
-    def negative_distances(self, scaled: np.ndarray) -> np.ndarray:
-        """(N, D) standardised features -> (N,) distance to the nearest known non-gesture (inf: none)."""
-        z = self._project(scaled)
-        if self.negatives is None:
-            return np.full(len(z), np.inf)
-        return _nearest(z, self.negatives)
+        return _nearest(self._project(scaled), self.reference, self._reference_sq)
 
     def rejects(self, scaled: np.ndarray) -> np.ndarray:
         """(N, D) -> (N,) bool: `no_gesture` (far from every gesture, or nearer a known non-gesture)."""
-        d_known = self.ood_scores(scaled)
-        return (d_known > self.threshold) | (self.negative_distances(scaled) < d_known)
+        d_known, d_negative = self._distances(scaled)
+        return (d_known > self.threshold) | (d_negative < d_known)
 
     def verdict(self, scaled: np.ndarray) -> tuple[bool, float, float]:
         """One hand: (is it `no_gesture`, its OOD score, how sure the `no_gesture` is)."""
-        z = scaled[None]
-        d_known, d_negative = float(self.ood_scores(z)[0]), float(self.negative_distances(z)[0])
+        known, negative = self._distances(scaled[None])
+        d_known, d_negative = float(known[0]), float(negative[0])
         far, like_a_negative = d_known > self.threshold, d_negative < d_known
         # Nearer a recorded non-gesture: 0.5 when halfway, 1.0 on top of it.
         resemblance = d_known / (d_known + d_negative) if like_a_negative else 0.0
@@ -215,9 +227,9 @@ class OpenSetHead:
                 "known_negative_rows": 0 if self.negatives is None else int(self.negatives.shape[0])}
 
 
-def _nearest(z: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """(N, C) points -> (N,) Euclidean distance to the nearest of `rows` (M, C), in bounded blocks."""
-    rows_sq = np.einsum("ij,ij->i", rows, rows)
+def _nearest(z: np.ndarray, rows: np.ndarray, rows_sq: np.ndarray) -> np.ndarray:
+    """(N, C) points -> (N,) Euclidean distance to the nearest of `rows` (M, C, squared norms
+    `rows_sq`), in bounded blocks."""
     out = np.empty(len(z), dtype=np.float64)
     for start in range(0, len(z), 256):  # bounded memory for batch evaluation
         block = z[start:start + 256]

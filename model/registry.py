@@ -60,14 +60,15 @@ def untrusted_types(estimator: Any) -> list[str]:
 
 
 def write_model_dir(estimator: Any, directory: Path, metadata: dict[str, Any]) -> Path:
-    """`model.skops` (zip-compressed) + `metadata.json`, the layout `load_directory` reads."""
+    """`model.skops` (LZMA zip) + `metadata.json`, the layout `load_directory` reads. LZMA, not
+    deflate: support vectors are float32 values held as float64, which LZMA packs to less than half."""
     import zipfile
 
     import skops.io
 
     untrusted_types(estimator)
     directory.mkdir(parents=True, exist_ok=True)
-    skops.io.dump(estimator, directory / MODEL_FILE, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
+    skops.io.dump(estimator, directory / MODEL_FILE, compression=zipfile.ZIP_LZMA)
     (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
     return directory
 
