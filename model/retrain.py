@@ -45,14 +45,13 @@ import numpy as np
 
 from model import drift
 from model.classifier import REGISTERED_MODEL_NAME, load_registered
-from model.datasets import read_datasets
 from model.estimators import Candidate, build
 from model.evaluation import Scores, score
 from model.features import features_from_xy, mirror_xy
 from model.feedback import FeedbackStore, StoredFeedback, default_feedback_url, fingerprint
 from model.openset import DEFAULT_MIN_ACCEPT, NO_GESTURE, OPENSET_FILE
 from model.registry import current_champion, default_tracking_uri, ensure_experiment, register, set_champion
-from model.splits import prepare, split, with_mirrored
+from model.splits import with_mirrored
 
 log = logging.getLogger("gesture_maze.retrain")
 # Params `gesture-maze train` and `retrain` log next to the estimator's own (not estimator kwargs).
@@ -133,6 +132,9 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--min-accept", type=float, default=None,
                    help="share of validation gestures the no_gesture threshold keeps (default: the "
                    f"champion's run param, else {DEFAULT_MIN_ACCEPT})")
+    from model.train import add_train_only_arguments
+
+    add_train_only_arguments(p)
     return p.parse_args(list(argv))
 
 
@@ -212,6 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _wrap,
         evaluate_open_set,
         fit_openset,
+        load_split_data,
         negative_paths,
     )
     from stream.settings import Settings
@@ -240,9 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         store.close()
 
-    ds = read_datasets(args.data)
-    data = prepare(ds)
-    sp = split(data.y)
+    loaded = load_split_data(args, verbose=False)
+    ds, data, sp = loaded.dataset, loaded.data, loaded.split
     labels = sorted(set(data.y.tolist()))
     usable = [e for e in labelled if e.label in labels]
     fb_all = fingerprint(usable)
@@ -293,8 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if negatives is not None:  # measured with half of them; the registered head knows them all
         head = head.with_negatives(challenger.scaled(negatives.known(include_test=True)))
 
-    base_fp = {"sha256": ds.fingerprint(), "rows": len(ds), "rows_used": len(data.y),
-               "files": [Path(f).name for f in ds.files], "split_test": len(sp.test)}
+    base_fp = {**loaded.fingerprint(), "split_test": len(sp.test)}
     lineage = {"parent_version": str(champ.version), "parent_run_id": champ.run_id, "base_data": base_fp,
                "feedback": {"url": _redact(feedback_url), "stored_events": stored, "all": fb_all,
                             "train": fingerprint(training), "holdout": fingerprint(holdout)}}

@@ -78,3 +78,44 @@ def with_mirrored(data: Prepared, index: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def mirrored_features(data: Prepared, index: np.ndarray) -> np.ndarray:
     return features_from_xy(mirror_xy(data.xy[index]))
+
+
+@dataclass
+class TrainOnlyReport:
+    """What became of rows offered for training only."""
+
+    added: int
+    duplicates: int  # the same feature vector as a row already in the data (any split) or offered twice
+    unknown_label: int  # a label the split data does not have (a class cannot be learned from extras)
+    conflicting: int
+
+
+def add_train_only(
+    data: Prepared, sp: Split, extra: LandmarkDataset
+) -> tuple[Prepared, Split, TrainOnlyReport]:
+    """Append `extra` rows to the training split only, so validation and test stay exactly as `split`
+    made them (comparable with every earlier model). A row whose feature vector is already in the data,
+    in any split, is dropped: an exact copy of a test row must never be trained on."""
+    extra_data = prepare(extra)
+    seen = {row.tobytes() for row in data.X}
+    known_labels = set(data.y.tolist())
+    keep, duplicates, unknown = [], 0, 0
+    for i, row in enumerate(extra_data.X):
+        if row.tobytes() in seen:
+            duplicates += 1
+        elif extra_data.y[i] not in known_labels:
+            unknown += 1
+        else:
+            keep.append(i)
+    idx = np.array(keep, dtype=np.intp)
+    merged = Prepared(
+        np.vstack([data.X, extra_data.X[idx]]),
+        np.concatenate([data.y, extra_data.y[idx]]),
+        np.concatenate([data.xy, extra_data.xy[idx]]),
+        np.concatenate([data.sources, extra_data.sources[idx]]),
+        data.duplicates,
+        data.conflicting,
+    )
+    train = np.concatenate([sp.train, np.arange(len(data.y), len(merged.y), dtype=sp.train.dtype)])
+    report = TrainOnlyReport(len(idx), duplicates + extra_data.duplicates, unknown, extra_data.conflicting)
+    return merged, Split(train, sp.val, sp.test), report

@@ -78,12 +78,24 @@ from model.registry import (
     untrusted_types,
     write_model_dir,
 )
-from model.splits import SPLIT_SEED, Prepared, Split, mirrored_features, prepare, split, with_mirrored
+from model.splits import (
+    SPLIT_SEED,
+    Prepared,
+    Split,
+    TrainOnlyReport,
+    add_train_only,
+    mirrored_features,
+    prepare,
+    split,
+    with_mirrored,
+)
 
 log = logging.getLogger("gesture_maze.train")
 DEFAULT_OUT = Path(__file__).resolve().parent / "default"
 # Real negatives (hands in poses that are none of the gestures) shipped with the repository.
 DEFAULT_NEGATIVES_DIR = Path(__file__).resolve().parent.parent / "data" / "negatives"
+# Real gesture rows recorded by other people, shipped with the repository: training split only.
+DEFAULT_TRAIN_ONLY_DIR = Path(__file__).resolve().parent.parent / "data" / "gestures"
 # Feature-vector column prefixes for the ablation: each adds the next block of model.features.BLOCKS.
 _BLOCK_ENDS = np.cumsum(list(BLOCKS.values()))
 FEATURE_SUBSETS = {"+".join(list(BLOCKS)[: k + 1]): slice(0, int(end)) for k, end in enumerate(_BLOCK_ENDS)}
@@ -155,6 +167,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
                    f"{DEFAULT_NEGATIVES_DIR} when it exists)")
     p.add_argument("--no-negatives", action="store_true",
                    help="choose the no_gesture threshold from known gestures only")
+    add_train_only_arguments(p)
     p.add_argument("--min-accept", type=float, default=DEFAULT_MIN_ACCEPT,
                    help="share of validation gestures the no_gesture threshold must keep (default "
                    f"{DEFAULT_MIN_ACCEPT})")
@@ -186,6 +199,61 @@ def negative_paths(args: argparse.Namespace) -> list[Path]:
     if args.negatives:
         return [Path(p) for p in args.negatives]
     return sorted(DEFAULT_NEGATIVES_DIR.glob("*.csv")) if DEFAULT_NEGATIVES_DIR.is_dir() else []
+
+
+def add_train_only_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--train-only", action="append", default=None, metavar="PATH",
+                   help="landmark CSV whose rows join the training split only (repeat; default: every CSV "
+                   f"in {DEFAULT_TRAIN_ONLY_DIR} when it exists); validation and test stay --data's")
+    p.add_argument("--no-train-only", action="store_true", help="train on --data alone")
+
+
+def train_only_paths(args: argparse.Namespace) -> list[Path]:
+    if args.no_train_only:
+        return []
+    if args.train_only:
+        return [Path(p) for p in args.train_only]
+    return sorted(DEFAULT_TRAIN_ONLY_DIR.glob("*.csv")) if DEFAULT_TRAIN_ONLY_DIR.is_dir() else []
+
+
+@dataclass
+class SplitData:
+    dataset: LandmarkDataset  # --data as read
+    data: Prepared  # de-duplicated --data rows, then the train-only rows
+    split: Split
+    train_only: LandmarkDataset | None
+    train_only_report: TrainOnlyReport | None
+
+    def fingerprint(self) -> dict[str, Any]:
+        ds, data = self.dataset, self.data
+        labels = sorted(set(data.y.tolist()))
+        extra = self.train_only
+        return {"sha256": ds.fingerprint(), "rows": len(ds), "rows_used": len(data.y),
+                "n_classes": len(labels), "classes": labels, "files": [Path(f).name for f in ds.files],
+                "skipped": dict(ds.skipped), "duplicates_dropped": data.duplicates,
+                "conflicting_dropped": data.conflicting} | ({} if extra is None else {
+                "train_only": {"sha256": extra.fingerprint(), "rows": len(extra),
+                               "files": [Path(f).name for f in extra.files],
+                               **vars(self.train_only_report)}})
+
+
+def load_split_data(args: argparse.Namespace, *, verbose: bool = True) -> SplitData:
+    """--data read, de-duplicated and split (fixed seed); train-only rows appended to the training split."""
+    ds = read_datasets(args.data)
+    data = prepare(ds)
+    sp = split(data.y)
+    if verbose:
+        _describe(ds, data)
+    paths = train_only_paths(args)
+    extra = read_datasets(paths) if paths else None
+    report = None
+    if extra is not None:
+        data, sp, report = add_train_only(data, sp, extra)
+        if verbose:
+            print(f"train-only rows from {len(paths)} file(s): {report.added} added to the training split "
+                  f"({report.duplicates} duplicates, {report.unknown_label} unknown labels, "
+                  f"{report.conflicting} conflicting dropped)")
+    return SplitData(ds, data, sp, extra, report)
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -510,19 +578,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     mlflow.set_registry_uri(tracking_uri)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
-    ds = read_datasets(args.data)
-    data = prepare(ds)
-    _describe(ds, data)
+    loaded = load_split_data(args)
+    data, sp = loaded.data, loaded.split
     negatives = Negatives.read(negative_paths(args))
     if negatives is not None:
         print(f"negatives ({NO_GESTURE}): {len(negatives.val)} rows to choose the threshold, "
               f"{len(negatives.test)} to report it, from {len(negatives.files)} file(s)")
-    sp = split(data.y)
     labels = sorted(set(data.y.tolist()))
-    fingerprint = {"sha256": ds.fingerprint(), "rows": len(ds), "rows_used": len(data.y),
-                   "n_classes": len(labels), "classes": labels, "files": [Path(f).name for f in ds.files],
-                   "skipped": dict(ds.skipped), "duplicates_dropped": data.duplicates,
-                   "conflicting_dropped": data.conflicting}
+    fingerprint = loaded.fingerprint()
     ctx = Context(data, sp, labels, fingerprint, args.quick, negatives)
     run_loso = not args.quick and not args.no_loso
     train_idx = _quick_subset(data, sp.train, 150) if args.quick else sp.train

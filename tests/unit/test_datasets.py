@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from model.datasets import DatasetError, read_datasets, read_landmark_csv
-from model.splits import prepare, split, with_mirrored
+from model.splits import add_train_only, prepare, split, with_mirrored
 
 HEADER = ",".join(f"{a}{i}" for i in range(1, 22) for a in "xyz") + ",label"
 
@@ -114,3 +114,26 @@ def test_split_is_stratified_disjoint_and_repeatable(landmarks_csv):
     X, y = with_mirrored(data, a.train[:10])
     assert X.shape == (20, data.X.shape[1]) and (y[:10] == y[10:]).all()
     np.testing.assert_allclose(X[10:, 0:42:2], -X[:10, 0:42:2], atol=1e-6)
+
+
+def test_train_only_rows_join_training_and_leave_validation_and_test_alone(tmp_path, landmarks_csv):
+    data = prepare(read_landmark_csv(landmarks_csv))
+    sp = split(data.y)
+    rng = np.random.default_rng(1)
+    new = [data.xy[i] + rng.normal(0, 0.02, size=(21, 2)) for i in sp.train[:5]]
+    rows = [_row(xy, str(data.y[i])) for xy, i in zip(new, sp.train[:5], strict=True)]
+    rows += [_row(data.xy[sp.test[0]] * 300 + 7, str(data.y[sp.test[0]])),  # a test row, rescaled
+             _row(data.xy[sp.val[0]] + rng.normal(0, 0.02, size=(21, 2)), "a_class_nobody_else_has"),
+             _row(new[0], str(data.y[sp.train[0]]))]  # offered twice
+    path = tmp_path / "extra.csv"
+    path.write_text(HEADER + "\n" + "\n".join(rows) + "\n")
+    merged, msp, report = add_train_only(data, sp, read_landmark_csv(path))
+    assert (report.added, report.duplicates, report.unknown_label) == (5, 2, 1)
+    np.testing.assert_array_equal(msp.val, sp.val)
+    np.testing.assert_array_equal(msp.test, sp.test)
+    np.testing.assert_array_equal(merged.X[: len(data.y)], data.X)
+    added = msp.train[len(sp.train):]
+    assert added.tolist() == list(range(len(data.y), len(data.y) + 5))
+    assert merged.y[added].tolist() == data.y[sp.train[:5]].tolist()
+    test_rows = {row.tobytes() for row in merged.X[msp.test]}
+    assert not any(row.tobytes() in test_rows for row in merged.X[msp.train])
