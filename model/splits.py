@@ -31,6 +31,12 @@ class Prepared:
     sources: np.ndarray
     duplicates: int  # rows dropped as exact copies of a kept row
     conflicting: int  # rows dropped because the same vector carried different labels
+    train_only: int = 0  # the last rows are train-only (`add_train_only`): never validation or test
+
+    @property
+    def split_sources(self) -> list[str]:
+        """Sources of the rows that are split (train-only rows are always trained on)."""
+        return sorted(set(self.sources[: len(self.y) - self.train_only].tolist()))
 
 
 @dataclass
@@ -115,6 +121,7 @@ def add_train_only(
         np.concatenate([data.sources, extra_data.sources[idx]]),
         data.duplicates,
         data.conflicting,
+        data.train_only + len(idx),
     )
     train = np.concatenate([sp.train, np.arange(len(data.y), len(merged.y), dtype=sp.train.dtype)])
     report = TrainOnlyReport(len(idx), duplicates + extra_data.duplicates, unknown, extra_data.conflicting)

@@ -129,6 +129,7 @@ def test_train_only_rows_join_training_and_leave_validation_and_test_alone(tmp_p
     path.write_text(HEADER + "\n" + "\n".join(rows) + "\n")
     merged, msp, report = add_train_only(data, sp, read_landmark_csv(path))
     assert (report.added, report.duplicates, report.unknown_label) == (5, 2, 1)
+    assert merged.train_only == 5 and merged.split_sources == data.split_sources
     np.testing.assert_array_equal(msp.val, sp.val)
     np.testing.assert_array_equal(msp.test, sp.test)
     np.testing.assert_array_equal(merged.X[: len(data.y)], data.X)

@@ -14,6 +14,8 @@ import pytest
 from model.classifier import CHAMPION_ALIAS, REGISTERED_MODEL_NAME, load_classifier
 from model.datasets import read_landmark_csv
 from model.features import FEATURE_VERSION, N_FEATURES, features_from_xy
+from model.splits import prepare, split
+from model.train import DEFAULT_TRAIN_ONLY_DIR
 from tests.support.paths import REPO_ROOT
 
 pytestmark = pytest.mark.slow  # two real (quick) training runs
@@ -110,6 +112,11 @@ def test_registered_and_default_models_load(trained, landmarks_csv):
     meta = json.loads((tmp / "default" / "metadata.json").read_text())
     assert meta["feature_version"] == FEATURE_VERSION and meta["mlflow"]["registered_version"] == "1"
     assert meta["data"]["rows"] == 18 * 120
+    # data/gestures joined the training split only: the test split is the subset's own.
+    extra = meta["data"]["train_only"]
+    assert extra["files"] == sorted(p.name for p in DEFAULT_TRAIN_ONLY_DIR.glob("*.csv"))
+    assert extra["added"] > 0
+    assert meta["split"]["test"] == len(split(prepare(read_landmark_csv(tmp / "subset.csv")).y).test)
     reference = json.loads((tmp / "default" / "drift_reference.json").read_text())
     assert reference["rows"] == 2 * meta["split"]["train+val"]  # train+val and its mirrored copies
     assert set(reference["classes"]) == set(meta["classes"]) and len(reference["features"]) == N_FEATURES
