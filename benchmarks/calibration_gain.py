@@ -1,9 +1,10 @@
 """Per-player calibration gain on held-out people (leave-one-source-out).
 
 For every source (one person's or one project's recordings) with at least 100 rows of classes other
-sources also have: train the default model family on every *other* source (with mirrored copies),
-then play that source's person calibrating: `--per-class` random rows of each of their gestures are
-their calibration samples (`model.personal.PlayerProfile`), the rest is their test set. Accuracy on
+sources also have: train the default model family on every *other* source plus the train-only rows of
+`data/gestures/` (with mirrored copies; `--no-train-only` leaves those out), then play that
+source's person calibrating: `--per-class` random rows of each of their gestures are their
+calibration samples (`model.personal.PlayerProfile`), the rest is their test set. Accuracy on
 that test set without and with the player's adapter, for several neighbour radii, pooled over sources
 of each kind: `keypoint_csv` sources are one person's (or one small project's) recordings, i.e. a
 player; `hagrid_svm_support_vectors` sources are boundary rows of many different people, where a
@@ -26,8 +27,8 @@ from model.datasets import read_datasets
 from model.estimators import Candidate, build
 from model.features import FEATURE_VERSION
 from model.personal import PlayerProfile
-from model.splits import prepare, with_mirrored
-from model.train import parse_candidate
+from model.splits import Prepared, Split, add_train_only, prepare, with_mirrored
+from model.train import DEFAULT_TRAIN_ONLY_DIR, parse_candidate
 from stream.loadtest.frames import default_images_dir
 
 RADII = (2.0, 3.0, 4.0, 6.0, 8.0, float("inf"))
@@ -65,13 +66,24 @@ def pooled_by_kind(
     return out
 
 
-def run(candidate: Candidate, per_class: int, seed: int = 0) -> dict[str, object]:
+def _data(train_only: bool) -> Prepared:
+    """The shared rows, plus (as `gesture-maze train` does) the train-only rows of `data/gestures/`,
+    which are in every fold's training set and never held out."""
     d = prepare(read_datasets([_landmarks_csv()]))
+    paths = sorted(DEFAULT_TRAIN_ONLY_DIR.glob("*.csv")) if train_only else []
+    if paths:
+        every = np.arange(len(d.y))
+        d, _, _ = add_train_only(d, Split(every, every[:0], every[:0]), read_datasets(paths))
+    return d
+
+
+def run(candidate: Candidate, per_class: int, seed: int = 0, train_only: bool = True) -> dict[str, object]:
+    d = _data(train_only)
     rng = np.random.default_rng(seed)
     per_source: dict[str, dict[str, float]] = {}
     hits: dict[str, int] = {"global": 0, **{f"r={r}": 0 for r in RADII}}
     total = 0
-    for source in sorted(set(d.sources.tolist())):
+    for source in d.split_sources:
         held = d.sources == source
         rows = np.flatnonzero(held & np.isin(d.y, sorted(set(d.y[~held].tolist()))))
         if len(rows) < 100:
@@ -106,7 +118,8 @@ def run(candidate: Candidate, per_class: int, seed: int = 0) -> dict[str, object
     by_kind = pooled_by_kind(per_source, source_kinds(_landmarks_csv()))
     for kind, figures in by_kind.items():
         print(f"pooled {kind}", json.dumps({k: round(v, 4) for k, v in figures.items()}))
-    return {"candidate": candidate.name, "per_class": per_class, "pooled": pooled, "by_kind": by_kind,
+    return {"candidate": candidate.name, "per_class": per_class, "train_only_rows": d.train_only,
+            "pooled": pooled, "by_kind": by_kind,
             "per_source": per_source}
 
 
@@ -116,8 +129,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--candidate", default=None, metavar="FAMILY:K=V,...",
                         help="model family (default: the shipped default model's)")
+    parser.add_argument("--no-train-only", action="store_true",
+                        help="train without the train-only rows of data/gestures/")
     args = parser.parse_args()
-    result = run(parse_candidate(args.candidate or shipped_candidate()), args.per_class)
+    result = run(parse_candidate(args.candidate or shipped_candidate()), args.per_class,
+                 train_only=not args.no_train_only)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 
