@@ -225,16 +225,18 @@ class SplitData:
     train_only_report: TrainOnlyReport | None
 
     def fingerprint(self) -> dict[str, Any]:
-        ds, data = self.dataset, self.data
+        """What was trained on: `--data` (whose split is the one scored) and the train-only files."""
+        ds, data, extra = self.dataset, self.data, self.train_only
         labels = sorted(set(data.y.tolist()))
-        extra = self.train_only
-        return {"sha256": ds.fingerprint(), "rows": len(ds), "rows_used": len(data.y),
-                "n_classes": len(labels), "classes": labels, "files": [Path(f).name for f in ds.files],
-                "skipped": dict(ds.skipped), "duplicates_dropped": data.duplicates,
-                "conflicting_dropped": data.conflicting} | ({} if extra is None else {
-                "train_only": {"sha256": extra.fingerprint(), "rows": len(extra),
-                               "files": [Path(f).name for f in extra.files],
-                               **vars(self.train_only_report)}})
+        out: dict[str, Any] = {
+            "sha256": ds.fingerprint(), "rows": len(ds), "rows_used": len(data.y), "n_classes": len(labels),
+            "classes": labels, "files": [Path(f).name for f in ds.files], "skipped": dict(ds.skipped),
+            "duplicates_dropped": data.duplicates, "conflicting_dropped": data.conflicting,
+        }
+        if extra is not None:
+            out["train_only"] = {"sha256": extra.fingerprint(), "rows": len(extra),
+                                 "files": [Path(f).name for f in extra.files], **vars(self.train_only_report)}
+        return out
 
 
 def load_split_data(args: argparse.Namespace, *, verbose: bool = True) -> SplitData:
