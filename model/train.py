@@ -193,12 +193,17 @@ def parse_candidate(text: str) -> Candidate:
     return Candidate(family.strip(), params)
 
 
-def negative_paths(args: argparse.Namespace) -> list[Path]:
-    if args.no_negatives:
+def _csv_paths(given: Sequence[str] | None, default_dir: Path, off: bool) -> list[Path]:
+    """The files given, else every CSV in the shipped folder; none when switched off."""
+    if off:
         return []
-    if args.negatives:
-        return [Path(p) for p in args.negatives]
-    return sorted(DEFAULT_NEGATIVES_DIR.glob("*.csv")) if DEFAULT_NEGATIVES_DIR.is_dir() else []
+    if given:
+        return [Path(p) for p in given]
+    return sorted(default_dir.glob("*.csv")) if default_dir.is_dir() else []
+
+
+def negative_paths(args: argparse.Namespace) -> list[Path]:
+    return _csv_paths(args.negatives, DEFAULT_NEGATIVES_DIR, args.no_negatives)
 
 
 def add_train_only_arguments(p: argparse.ArgumentParser) -> None:
@@ -209,11 +214,7 @@ def add_train_only_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def train_only_paths(args: argparse.Namespace) -> list[Path]:
-    if args.no_train_only:
-        return []
-    if args.train_only:
-        return [Path(p) for p in args.train_only]
-    return sorted(DEFAULT_TRAIN_ONLY_DIR.glob("*.csv")) if DEFAULT_TRAIN_ONLY_DIR.is_dir() else []
+    return _csv_paths(args.train_only, DEFAULT_TRAIN_ONLY_DIR, args.no_train_only)
 
 
 @dataclass
