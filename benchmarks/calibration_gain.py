@@ -23,12 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from model.classifier import GestureClassifier, ModelInfo, default_model_dir
-from model.datasets import read_datasets
 from model.estimators import Candidate, build
 from model.features import FEATURE_VERSION
 from model.personal import PlayerProfile
-from model.splits import Prepared, Split, add_train_only, prepare, with_mirrored
-from model.train import DEFAULT_TRAIN_ONLY_DIR, parse_candidate
+from model.splits import Prepared, with_mirrored
+from model.train import load_split_data, parse_candidate
 from stream.loadtest.frames import default_images_dir
 
 RADII = (2.0, 3.0, 4.0, 6.0, 8.0, float("inf"))
@@ -67,14 +66,10 @@ def pooled_by_kind(
 
 
 def _data(train_only: bool) -> Prepared:
-    """The shared rows, plus (as `gesture-maze train` does) the train-only rows of `data/gestures/`,
-    which are in every fold's training set and never held out."""
-    d = prepare(read_datasets([_landmarks_csv()]))
-    paths = sorted(DEFAULT_TRAIN_ONLY_DIR.glob("*.csv")) if train_only else []
-    if paths:
-        every = np.arange(len(d.y))
-        d, _, _ = add_train_only(d, Split(every, every[:0], every[:0]), read_datasets(paths))
-    return d
+    """The shared rows, plus (read as `gesture-maze train` reads them) the train-only rows of
+    `data/gestures/`, which are in every fold's training set and never held out."""
+    args = argparse.Namespace(data=[_landmarks_csv()], train_only=None, no_train_only=not train_only)
+    return load_split_data(args, verbose=False).data
 
 
 def run(candidate: Candidate, per_class: int, seed: int = 0, train_only: bool = True) -> dict[str, object]:
