@@ -26,7 +26,7 @@ from model.classifier import GestureClassifier, ModelInfo, default_model_dir
 from model.estimators import Candidate, build
 from model.features import FEATURE_VERSION
 from model.personal import PlayerProfile
-from model.splits import Prepared, with_mirrored
+from model.splits import DEFAULT_AUGMENTATION, Prepared, augmented
 from model.train import load_split_data, parse_candidate
 from stream.loadtest.frames import default_images_dir
 
@@ -83,7 +83,7 @@ def run(candidate: Candidate, per_class: int, seed: int = 0, train_only: bool = 
         rows = np.flatnonzero(held & np.isin(d.y, sorted(set(d.y[~held].tolist()))))
         if len(rows) < 100:
             continue
-        model = build(candidate).fit(*with_mirrored(d, np.flatnonzero(~held)))
+        model = build(candidate).fit(*augmented(d, np.flatnonzero(~held), DEFAULT_AUGMENTATION))
         clf = GestureClassifier(model, ModelInfo("loso", source, None, "benchmark", FEATURE_VERSION))
         calib, test = [], []
         for label in sorted(set(d.y[rows].tolist())):

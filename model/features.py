@@ -120,3 +120,15 @@ def mirror_xy(xy: np.ndarray) -> np.ndarray:
     out = np.array(xy, dtype=np.float64, copy=True)
     out[..., 0] = -out[..., 0]
     return out
+
+
+def rotate_xy(xy: np.ndarray, degrees: np.ndarray | float) -> np.ndarray:
+    """Turn (N, 21, 2) landmarks about their wrist in the image plane by `degrees` (one angle, or one
+    per hand): a hand held a little tilted, the training-time augmentation next to mirroring."""
+    arr = np.asarray(xy, dtype=np.float64)
+    theta = np.deg2rad(np.broadcast_to(np.asarray(degrees, dtype=np.float64), arr.shape[:1]))[:, None]
+    wrist = arr[:, WRIST : WRIST + 1, :]
+    rel = arr - wrist
+    cos, sin = np.cos(theta), np.sin(theta)
+    turned = np.stack([rel[..., 0] * cos - rel[..., 1] * sin, rel[..., 0] * sin + rel[..., 1] * cos], axis=-1)
+    return turned + wrist

@@ -47,16 +47,17 @@ from model import drift
 from model.classifier import REGISTERED_MODEL_NAME, load_registered
 from model.estimators import Candidate, build
 from model.evaluation import Scores, score
-from model.features import features_from_xy, mirror_xy
+from model.features import features_from_xy
 from model.feedback import FeedbackStore, StoredFeedback, default_feedback_url, fingerprint
 from model.openset import DEFAULT_MIN_ACCEPT, NO_GESTURE, OPENSET_FILE
 from model.registry import current_champion, default_tracking_uri, ensure_experiment, register, set_champion
-from model.splits import with_mirrored
+from model.splits import MIRROR_ONLY, Augmentation, augmented, with_mirrored
 
 log = logging.getLogger("gesture_maze.retrain")
 # Params `gesture-maze train` and `retrain` log next to the estimator's own (not estimator kwargs).
 RUN_ONLY_PARAMS = frozenset({
-    "family", "train_rows", "selected_by", "mirrored_training_rows", "feedback_train_events",
+    "family", "train_rows", "selected_by", "mirrored_training_rows", "rotated_copies", "max_rotation_degrees",
+    "feedback_train_events",
     "feedback_train_frames", "feedback_holdout_events", "parent_version", "min_accept", "negatives_files",
     "quick",
 })
@@ -132,9 +133,10 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--min-accept", type=float, default=None,
                    help="share of validation gestures the no_gesture threshold keeps (default: the "
                    f"champion's run param, else {DEFAULT_MIN_ACCEPT})")
-    from model.train import add_train_only_arguments
+    from model.train import add_augmentation_arguments, add_train_only_arguments
 
     add_train_only_arguments(p)
+    add_augmentation_arguments(p)  # unset: the champion's run says
     return p.parse_args(list(argv))
 
 
@@ -212,6 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _log_model,
         _log_openset,
         _wrap,
+        augmentation_of,
         evaluate_open_set,
         fit_openset,
         load_split_data,
@@ -234,6 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     champ_run = client.get_run(champ.run_id)
     candidate = champion_candidate(champ_run.data.params)
+    augmentation = augmentation_of(args, Augmentation.from_params(champ_run.data.params))
 
     feedback_url = args.feedback_url or settings.feedback_url or default_feedback_url(data_dir)
     store = FeedbackStore(feedback_url)
@@ -262,12 +266,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     fb_xy, fb_y = feedback_rows(training)
     ho_xy, ho_y = feedback_rows(holdout)
     final_idx = np.sort(np.concatenate([sp.train, sp.val]))
-    X_base, y_base = with_mirrored(data, final_idx)
-    parts_X, parts_y = [X_base], [y_base]
+    X, y = augmented(data, final_idx, augmentation)
+    X_ref = with_mirrored(data, final_idx)[0]  # the open-set reference: the rows as recorded
     if len(fb_y):
-        parts_X += [features_from_xy(fb_xy), features_from_xy(mirror_xy(fb_xy))]
-        parts_y += [fb_y, fb_y]
-    X, y = np.vstack(parts_X), np.concatenate(parts_y)
+        X = np.vstack([X, features_from_xy(augmentation.expand(fb_xy))])
+        y = np.concatenate([y, np.tile(fb_y, augmentation.factor)])
+        X_ref = np.vstack([X_ref, features_from_xy(MIRROR_ONLY.expand(fb_xy))])
     X_test, y_test = data.X[sp.test], data.y[sp.test]
     X_ho = features_from_xy(ho_xy) if len(ho_y) else np.empty((0, X.shape[1]), dtype=np.float32)
 
@@ -278,11 +282,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     min_accept = args.min_accept
     if min_accept is None:
         min_accept = float(champ_run.data.params.get("min_accept", DEFAULT_MIN_ACCEPT))
-    ctx = Context(data, sp, labels, {"sha256": ds.fingerprint()}, False, negatives)
-    head_model = build(candidate).fit(*with_mirrored(data, sp.train))
+    ctx = Context(data, sp, labels, {"sha256": ds.fingerprint()}, False, negatives, augmentation)
+    head_model = build(candidate).fit(*ctx.training_rows(sp.train))
     open_fit = fit_openset(ctx, head_model, sp.train, min_accept)
     model = build(candidate).fit(X, y)
-    head = open_fit.head.with_reference(_wrap(model, candidate.name).scaled(X))
+    head = open_fit.head.with_reference(_wrap(model, candidate.name).scaled(X_ref))
     challenger = _wrap(model, candidate.name, head)
     champion = load_registered(REGISTERED_MODEL_NAME, str(champ.version), tracking_uri=tracking_uri)
     empty = np.empty(0, dtype=str)
@@ -308,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with mlflow.start_run(run_name=f"retrain-{datetime.now(UTC):%Y%m%d-%H%M%S}") as run:
         mlflow.set_tags(tags)
         mlflow.log_params({"family": candidate.family, **candidate.params, "train_rows": len(y),
-                           "min_accept": min_accept, "mirrored_training_rows": True,
+                           "min_accept": min_accept, **augmentation.params(),
                            "negatives_files": ",".join(Path(f).name for f in (negatives.files if negatives
                                                                                else ())),
                            "feedback_train_events": len(training), "feedback_train_frames": len(fb_y),

@@ -1,10 +1,11 @@
-"""Train/validation/test splits that do not leak, and the mirroring augmentation.
+"""Train/validation/test splits that do not leak, and the training-time augmentation.
 
 * Exact-duplicate feature rows are collapsed to one before splitting, so the same vector can never be
   on both sides; a vector seen with two different labels is dropped entirely (counted).
 * Splits are stratified by label with a fixed seed: the same data always gives the same test split,
   which is what lets a new model be compared with the current champion.
-* Mirroring (x -> -x: a left hand as a right hand) is applied to training rows only, after the split.
+* Augmentation (mirroring, x -> -x: a left hand as a right hand; small in-plane rotations) is applied
+  to training rows only, after the split.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from model.datasets import LandmarkDataset
-from model.features import features_from_xy, mirror_xy
+from model.features import features_from_xy, mirror_xy, rotate_xy
 
 SPLIT_SEED = 20240607
 
@@ -76,10 +77,69 @@ def split(y: np.ndarray, val_size: float = 0.15, test_size: float = 0.15, seed: 
     return Split(np.sort(train), np.sort(val), np.sort(test))
 
 
+# Beyond this a turned hand starts to look like another class (`like` is `dislike` turned by 180).
+MAX_ROTATION_DEGREES = 45.0
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """How training rows are multiplied before a fit: every row, its x-mirror (the other hand), and
+    `rotated_copies` copies of both turned about the wrist by an angle drawn uniformly within
+    +-`max_degrees` (hands are held a little tilted, and a new player's tilt is not the recorders').
+    The angles come from a fixed seed, so the same data always gives the same rows."""
+
+    rotated_copies: int = 1
+    max_degrees: float = 15.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.rotated_copies < 0:
+            raise ValueError(f"rotated copies must be >= 0, got {self.rotated_copies}")
+        if not 0.0 <= self.max_degrees <= MAX_ROTATION_DEGREES:
+            raise ValueError(f"rotation must be within 0..{MAX_ROTATION_DEGREES:g} degrees, "
+                             f"got {self.max_degrees}")
+
+    @property
+    def factor(self) -> int:
+        """Training rows per original row."""
+        return 2 * (1 + self.rotated_copies)
+
+    def expand(self, xy: np.ndarray) -> np.ndarray:
+        """(N, 21, 2) -> (factor * N, 21, 2): the rows, their mirrors, then each rotated copy and its
+        mirror."""
+        rng = np.random.default_rng(self.seed)
+        parts = [xy, mirror_xy(xy)]
+        for _ in range(self.rotated_copies):
+            turned = rotate_xy(xy, rng.uniform(-self.max_degrees, self.max_degrees, len(xy)))
+            parts += [turned, mirror_xy(turned)]
+        return np.concatenate(parts)
+
+    def params(self) -> dict[str, float | int]:
+        """As logged with a run (and read back by `retrain`, see `from_params`)."""
+        return {"mirrored_training_rows": True, "rotated_copies": self.rotated_copies,
+                "max_rotation_degrees": self.max_degrees}
+
+    @classmethod
+    def from_params(cls, params: dict[str, str]) -> Augmentation:
+        """The augmentation a run logged; runs from before rotations were mirror-only."""
+        if "rotated_copies" not in params:
+            return MIRROR_ONLY
+        return cls(int(params["rotated_copies"]), float(params.get("max_rotation_degrees", 0.0)))
+
+
+MIRROR_ONLY = Augmentation(rotated_copies=0)
+DEFAULT_AUGMENTATION = Augmentation()
+
+
+def augmented(data: Prepared, index: np.ndarray, aug: Augmentation) -> tuple[np.ndarray, np.ndarray]:
+    """Training rows `index` multiplied by `aug` (features recomputed through the one feature function)."""
+    extra = features_from_xy(aug.expand(data.xy[index])[len(index) :])
+    return np.vstack([data.X[index], extra]), np.tile(data.y[index], aug.factor)
+
+
 def with_mirrored(data: Prepared, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows `index` plus their x-mirrored copies (features recomputed through the one feature function)."""
-    mirrored = features_from_xy(mirror_xy(data.xy[index]))
-    return np.vstack([data.X[index], mirrored]), np.concatenate([data.y[index], data.y[index]])
+    """Rows `index` plus their x-mirrored copies: what the open-set head and drift take as reference."""
+    return augmented(data, index, MIRROR_ONLY)
 
 
 def mirrored_features(data: Prepared, index: np.ndarray) -> np.ndarray:

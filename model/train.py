@@ -4,7 +4,8 @@
                        [--experiment NAME] [--quick] [--out-default [DIR]]
 
 Steps: read + validate rows -> de-duplicate -> stratified train/val/test split -> mirroring and
-feature ablation -> sweep (each candidate fitted on train + mirrored train; a temperature fitted on
+feature ablation -> sweep (each candidate fitted on train + mirrored and slightly rotated copies
+(`model.splits.Augmentation`); a temperature fitted on
 validation; scored on validation and leave-one-source-out; one MLflow run each) -> leaderboard -> best
 candidate (validation macro-F1 + LOSO pooled accuracy) -> open-set head (temperature, OOD score and its
 `no_gesture` threshold, chosen on validation rows and held-out real negatives) -> refitted on
@@ -79,11 +80,15 @@ from model.registry import (
     write_model_dir,
 )
 from model.splits import (
+    DEFAULT_AUGMENTATION,
+    MAX_ROTATION_DEGREES,
     SPLIT_SEED,
+    Augmentation,
     Prepared,
     Split,
     TrainOnlyReport,
     add_train_only,
+    augmented,
     mirrored_features,
     prepare,
     split,
@@ -141,6 +146,11 @@ class Context:
     fingerprint: dict[str, Any]
     quick: bool
     negatives: Negatives | None = None
+    augmentation: Augmentation = DEFAULT_AUGMENTATION
+
+    def training_rows(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows `index` as every fit sees them: with mirrors and rotated copies."""
+        return augmented(self.data, index, self.augmentation)
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -168,6 +178,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--no-negatives", action="store_true",
                    help="choose the no_gesture threshold from known gestures only")
     add_train_only_arguments(p)
+    add_augmentation_arguments(p)
     p.add_argument("--min-accept", type=float, default=DEFAULT_MIN_ACCEPT,
                    help="share of validation gestures the no_gesture threshold must keep (default "
                    f"{DEFAULT_MIN_ACCEPT})")
@@ -215,6 +226,26 @@ def add_train_only_arguments(p: argparse.ArgumentParser) -> None:
 
 def train_only_paths(args: argparse.Namespace) -> list[Path]:
     return _csv_paths(args.train_only, DEFAULT_TRAIN_ONLY_DIR, args.no_train_only)
+
+
+def add_augmentation_arguments(p: argparse.ArgumentParser) -> None:
+    """Unset unless given: `augmentation_of` fills in the default (train) or the champion's (retrain)."""
+    p.add_argument("--rotated-copies", type=int, default=None, metavar="N",
+                   help="copies of every training row (and its mirror) turned by a random small angle "
+                   f"(default {DEFAULT_AUGMENTATION.rotated_copies}; 0 = mirrors only)")
+    p.add_argument("--max-rotation", type=float, default=None, metavar="DEG",
+                   help=f"largest angle of those turns, at most {MAX_ROTATION_DEGREES:g} "
+                   f"(default {DEFAULT_AUGMENTATION.max_degrees:g})")
+
+
+def augmentation_of(args: argparse.Namespace, fallback: Augmentation = DEFAULT_AUGMENTATION) -> Augmentation:
+    """The augmentation asked for on the command line; what was not given comes from `fallback`."""
+    copies = fallback.rotated_copies if args.rotated_copies is None else args.rotated_copies
+    degrees = fallback.max_degrees if args.max_rotation is None else args.max_rotation
+    try:
+        return Augmentation(copies, degrees)
+    except ValueError as exc:
+        raise SystemExit(f"--rotated-copies/--max-rotation: {exc}") from exc
 
 
 @dataclass
@@ -379,15 +410,19 @@ def ablation(ctx: Context, mlflow: Any, train_idx: np.ndarray) -> dict[str, dict
     """Mirroring and feature-set choices, measured with the baseline SVC on the validation split.
 
     `mirrored val` scores the other hand: every validation row x-mirrored. A model for both hands must
-    do well on both; mirroring the training rows is what gets it there.
+    do well on both; mirroring the training rows is what gets it there. With all features, the run's
+    rotated copies (`yes+rotated`) are measured on top.
     """
     d, s = ctx.data, ctx.split
     X_val, X_val_m, y_val = d.X[s.val], mirrored_features(d, s.val), d.y[s.val]
-    X_mir, y_mir = with_mirrored(d, train_idx)
+    rows = {"no": (d.X[train_idx], d.y[train_idx]), "yes": with_mirrored(d, train_idx)}
+    if ctx.augmentation.rotated_copies:
+        rows["yes+rotated"] = ctx.training_rows(train_idx)
+    all_features = list(FEATURE_SUBSETS)[-1]
     results: dict[str, dict[str, float]] = {}
     for fname, cols in FEATURE_SUBSETS.items():
-        for mirror in (False, True):
-            X_tr, y_tr = (X_mir, y_mir) if mirror else (d.X[train_idx], d.y[train_idx])
+        for mirror in rows if fname == all_features else ("no", "yes"):
+            X_tr, y_tr = rows[mirror]
             from sklearn.pipeline import make_pipeline
             from sklearn.preprocessing import StandardScaler
             from sklearn.svm import SVC
@@ -396,14 +431,14 @@ def ablation(ctx: Context, mlflow: Any, train_idx: np.ndarray) -> dict[str, dict
             model.fit(X_tr[:, cols], y_tr)
             a = score(y_val, model.predict(X_val[:, cols]), ctx.labels)
             b = score(y_val, model.predict(X_val_m[:, cols]), ctx.labels)
-            key = f"{fname}|mirror={'yes' if mirror else 'no'}"
+            key = f"{fname}|mirror={mirror}"
             results[key] = {"val_f1": a.f1_macro, "val_acc": a.accuracy,
                             "mirrored_val_f1": b.f1_macro, "mirrored_val_acc": b.accuracy}
     print("\nAblation (SVC poly deg 2 C=100, validation split; 'mirrored' = the other hand):")
-    print(f"  {'features':<20} {'mirror':>6} {'val acc':>8} {'val F1':>8} {'mir acc':>8} {'mir F1':>8}")
+    print(f"  {'features':<26} {'mirror':>11} {'val acc':>8} {'val F1':>8} {'mir acc':>8} {'mir F1':>8}")
     for key, r in results.items():
         fname, mirror = key.split("|")
-        print(f"  {fname:<20} {mirror.split('=')[1]:>6} {r['val_acc']:8.4f} {r['val_f1']:8.4f} "
+        print(f"  {fname:<26} {mirror.split('=')[1]:>11} {r['val_acc']:8.4f} {r['val_f1']:8.4f} "
               f"{r['mirrored_val_acc']:8.4f} {r['mirrored_val_f1']:8.4f}")
     with mlflow.start_run(run_name="ablation-mirroring-features", nested=True):
         mlflow.set_tags(_fingerprint_tags(ctx))
@@ -417,11 +452,11 @@ def ablation(ctx: Context, mlflow: Any, train_idx: np.ndarray) -> dict[str, dict
 # ---------------------------------------------------------------------------------------------- sweep
 def run_sweep(ctx: Context, mlflow: Any, candidates: list[Candidate], train_idx: np.ndarray,
               loso: bool = False) -> list[Entry]:
-    """Every candidate: fit on train (+mirrors), temperature + scores on validation, optionally LOSO."""
+    """Every candidate: fit on train (augmented), temperature + scores on validation, optionally LOSO."""
     from tqdm import tqdm
 
     d, s = ctx.data, ctx.split
-    X_tr, y_tr = with_mirrored(d, train_idx)
+    X_tr, y_tr = ctx.training_rows(train_idx)
     X_val, y_val = d.X[s.val], d.y[s.val]
     entries: list[Entry] = []
     bar = tqdm(candidates, desc="sweep", unit="model", file=sys.stderr)
@@ -430,7 +465,7 @@ def run_sweep(ctx: Context, mlflow: Any, candidates: list[Candidate], train_idx:
         with mlflow.start_run(run_name=cand.name, nested=True) as run, tempfile.TemporaryDirectory() as tmp:
             mlflow.set_tags({**_fingerprint_tags(ctx), "family": cand.family, "stage": "sweep"})
             mlflow.log_params({"family": cand.family, **cand.params, "train_rows": len(y_tr),
-                               "mirrored_training_rows": True})
+                               **ctx.augmentation.params()})
             model, fit_s = _fit(cand, X_tr, y_tr)
             cal = calibrate_on(model, X_val, y_val, ctx.labels)
             scores = cal.scores
@@ -474,8 +509,7 @@ def leave_one_source_out(ctx: Context, candidate: Candidate) -> dict[str, Any]:
         test = np.flatnonzero(held & np.isin(d.y, sorted(other_classes)))
         if len(test) < 100:
             continue
-        train = np.flatnonzero(~held)
-        X_tr, y_tr = with_mirrored(d, train)
+        X_tr, y_tr = ctx.training_rows(np.flatnonzero(~held))
         model = clone(base).fit(X_tr, y_tr)
         pred = _predict(model, d.X[test])
         labels = sorted(set(d.y[test].tolist()))
@@ -591,12 +625,15 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{len(negatives.test)} to report it, from {len(negatives.files)} file(s)")
     labels = sorted(set(data.y.tolist()))
     fingerprint = loaded.fingerprint()
-    ctx = Context(data, sp, labels, fingerprint, args.quick, negatives)
+    augmentation = augmentation_of(args)
+    ctx = Context(data, sp, labels, fingerprint, args.quick, negatives, augmentation)
     run_loso = not args.quick and not args.no_loso
     train_idx = _quick_subset(data, sp.train, 150) if args.quick else sp.train
     sweep_idx = _subsample(data, train_idx, args.sweep_rows)
     print(f"split: train={len(sp.train)} val={len(sp.val)} test={len(sp.test)} (stratified, seed fixed); "
-          f"sweep trains on {len(sweep_idx)} rows + their mirrored copies")
+          f"sweep trains on {len(sweep_idx)} rows x {augmentation.factor} (mirrors, "
+          f"{augmentation.rotated_copies} rotated cop{'y' if augmentation.rotated_copies == 1 else 'ies'} "
+          f"within +-{augmentation.max_degrees:g} degrees)")
     print(f"tracking: {tracking_uri}  experiment: {args.experiment}")
 
     experiment_id = ensure_experiment(client, args.experiment, data_dir)
@@ -630,22 +667,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         cand: Candidate = best.extra["candidate"]
         selected_by = "val_f1_macro+loso_pooled_accuracy" if run_loso else "val_f1_macro"
         final_idx = np.sort(np.concatenate([train_idx, sp.val]))
-        X_fin, y_fin = with_mirrored(data, final_idx)
+        X_fin, y_fin = ctx.training_rows(final_idx)
+        X_ref, y_ref = with_mirrored(data, final_idx)  # open-set and drift reference: the rows as recorded
         X_test, y_test = data.X[sp.test], data.y[sp.test]
         with mlflow.start_run(run_name=f"final-{cand.name}", nested=True) as final_run:
             mlflow.set_tags({**_fingerprint_tags(ctx), "family": cand.family, "stage": "final"})
             mlflow.log_params({"family": cand.family, **cand.params, "train_rows": len(y_fin),
-                               "selected_by": selected_by, "mirrored_training_rows": True,
+                               "selected_by": selected_by, **augmentation.params(),
                                "min_accept": args.min_accept,
                                "negatives_files": ",".join(Path(f).name for f in (negatives.files if negatives
                                                                                    else ()))})
             # The head is fitted with the winner trained on train only (validation unseen), then
             # carried over to the refit on train+val; its reference rows become the refit's rows.
-            head_model, _ = _fit(cand, *with_mirrored(data, sweep_idx))
+            head_model, _ = _fit(cand, *ctx.training_rows(sweep_idx))
             open_fit = fit_openset(ctx, head_model, sweep_idx, args.min_accept)
             model, fit_s = _fit(cand, X_fin, y_fin)
             clf = _wrap(model, cand.name)
-            head = open_fit.head.with_reference(clf.scaled(X_fin))
+            head = open_fit.head.with_reference(clf.scaled(X_ref))
             clf = _wrap(model, cand.name, head)
             proba = clf.predict_proba(X_test)  # the one look at the test split
             pred = np.asarray(clf.classes)[np.argmax(proba, axis=1)]
@@ -670,11 +708,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                     f"{cand.name}: reliability on the test split")))
             head_path = head.save(tmp / OPENSET_FILE)
             _log_model(mlflow, model, X_test, ctx, openset=head_path)
-            drift.log_reference(mlflow, X_fin, y_fin)  # drift monitoring's baseline (model/drift.py)
+            drift.log_reference(mlflow, X_ref, y_ref)  # drift monitoring's baseline (model/drift.py)
             final_run_id = final_run.info.run_id
 
-        print(f"\nFinal: {cand.name} refitted on train+val ({len(y_fin)} rows incl. mirrored), test split "
-              f"({len(y_test)} rows): accuracy {test.accuracy:.4f}  macro-F1 {test.f1_macro:.4f}  "
+        print(f"\nFinal: {cand.name} refitted on train+val ({len(y_fin)} rows incl. mirrored and rotated), "
+              f"test split ({len(y_test)} rows): accuracy {test.accuracy:.4f}  macro-F1 {test.f1_macro:.4f}  "
               f"min class F1 {min(test.per_class_f1.values()):.4f}  p50 {latency.p50_ms:.3f} ms "
               f"(p95 {latency.p95_ms:.3f}); mirrored test: acc {test_m.accuracy:.4f} "
               f"F1 {test_m.f1_macro:.4f}; ECE {test_ece:.4f} (temperature beta {head.beta:.3f})")
@@ -723,7 +761,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "feature_version": FEATURE_VERSION,
                 "classes": [str(c) for c in model.classes_],
                 "data": fingerprint,
-                "split": {"train+val": len(final_idx), "test": len(sp.test), "mirrored_training_rows": True},
+                "split": {"train+val": len(final_idx), "test": len(sp.test), **augmentation.params()},
                 "metrics": {"test": {k: round(v, 5) for k, v in test.metrics().items()},
                             "test_ece": round(test_ece, 5),
                             "mirrored_test_f1_macro": round(test_m.f1_macro, 5),
@@ -743,7 +781,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "libraries": library_versions(),
             }
             out = write_model_dir(model, Path(args.out_default), metadata)
-            drift.write_reference(out, X_fin, y_fin)
+            drift.write_reference(out, X_ref, y_ref)
             head.save(out / OPENSET_FILE)
             size = sum((out / f).stat().st_size for f in ("model.skops", OPENSET_FILE)) / 1e6
             print(f"default model written to {out} ({size:.2f} MB)")

@@ -53,8 +53,10 @@ def world(tmp_path_factory, landmarks_csv, gestures_dir):
     subset = write_subset(landmarks_csv, tmp / "subset.csv", per_class=210, seed=1)
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     env = {"MLFLOW_TRACKING_URI": uri, "GM_DATA_DIR": str(tmp / "data")}
-    # The world is the subset alone (no data/gestures rows): a small champion with the person's misread.
-    run_train("--data", str(subset), "--quick", "--no-loso", "--no-train-only", env=env)
+    # The world is the subset alone (no data/gestures rows) and no rotated copies (they would teach some
+    # of the person's 90-degree turn): a small champion with the person's systematic misread.
+    run_train("--data", str(subset), "--quick", "--no-loso", "--no-train-only", "--rotated-copies", "0",
+              env=env)
     photo = load_rgb(gestures_dir / f"{PERSON_GESTURE}.jpg")
     h, w = photo.shape[:2]
     rotated = cv2.warpAffine(photo, rotation(w, h), (w, h), borderMode=cv2.BORDER_REPLICATE)
@@ -181,6 +183,8 @@ async def test_feedback_fixes_a_persons_misread_and_poison_is_refused(world, lan
     lineage_tags = ("parent_version", "promoted", "feedback_events")
     assert tuple(v2.tags[t] for t in lineage_tags) == ("1", "true", str(3 + PERSON_IMPORTED))
     assert tuple(v3.tags[t] for t in lineage_tags) == ("2", "false", "150")
+    # Retrains are augmented as the champion's run was (here: mirrors only).
+    assert {client.get_run(v.run_id).data.params["rotated_copies"] for v in (v2, v3)} == {"0"}
     for version, events in ((v2, 3 + PERSON_IMPORTED), (v3, 150)):
         data = read_json(client.download_artifacts(version.run_id, "lineage.json", str(tmp)))
         feedback = data["feedback"]["all"]

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from model.datasets import DatasetError, read_datasets, read_landmark_csv
-from model.splits import add_train_only, prepare, split, with_mirrored
+from model.features import features_from_xy, rotate_xy
+from model.splits import MIRROR_ONLY, Augmentation, add_train_only, augmented, prepare, split, with_mirrored
 
 HEADER = ",".join(f"{a}{i}" for i in range(1, 22) for a in "xyz") + ",label"
 
@@ -114,6 +115,37 @@ def test_split_is_stratified_disjoint_and_repeatable(landmarks_csv):
     X, y = with_mirrored(data, a.train[:10])
     assert X.shape == (20, data.X.shape[1]) and (y[:10] == y[10:]).all()
     np.testing.assert_allclose(X[10:, 0:42:2], -X[:10, 0:42:2], atol=1e-6)
+
+
+def test_augmentation_adds_mirrors_and_small_rotations_of_training_rows(landmarks_csv):
+    data = prepare(read_landmark_csv(landmarks_csv))
+    index = split(data.y).train[:12]
+    aug = Augmentation(rotated_copies=2, max_degrees=20.0)
+    X, y = augmented(data, index, aug)
+    assert aug.factor == 6 and X.shape == (6 * 12, data.X.shape[1])
+    np.testing.assert_array_equal(y, np.tile(data.y[index], 6))
+    np.testing.assert_array_equal(X[:12], data.X[index])  # the rows themselves come first, untouched
+    np.testing.assert_array_equal(X[:24], with_mirrored(data, index)[0])
+    # Every rotated copy is its row turned by some angle within the limit (the mirrors of those too).
+    xy, expanded = data.xy[index], aug.expand(data.xy[index])
+    for copy in expanded[24], expanded[48]:  # the first row of each rotated block
+        before, after = xy[0, 1:] - xy[0, 0], copy[1:] - copy[0]
+        angle = np.rad2deg(np.arctan2(after[:, 1], after[:, 0]) - np.arctan2(before[:, 1], before[:, 0]))
+        angle = (angle + 180.0) % 360.0 - 180.0
+        assert np.ptp(angle) < 1e-6 and 0.0 < abs(angle[0]) <= 20.0
+        np.testing.assert_allclose(features_from_xy(copy[None]),
+                                   features_from_xy(rotate_xy(xy[:1], angle[0])), atol=1e-5)
+    # Fixed seed: the same rows every time; mirror-only adds no rotation.
+    np.testing.assert_array_equal(augmented(data, index, aug)[0], X)
+    assert augmented(data, index, MIRROR_ONLY)[0].shape[0] == 24
+    with pytest.raises(ValueError, match="rotation"):
+        Augmentation(max_degrees=90.0)
+    with pytest.raises(ValueError, match="copies"):
+        Augmentation(rotated_copies=-1)
+    # What a run logs reads back; runs from before rotations were mirror-only.
+    logged = {k: str(v) for k, v in aug.params().items()}
+    assert Augmentation.from_params(logged) == aug
+    assert Augmentation.from_params({"mirrored_training_rows": "True"}) == MIRROR_ONLY
 
 
 def test_train_only_rows_join_training_and_leave_validation_and_test_alone(tmp_path, landmarks_csv):

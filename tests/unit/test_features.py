@@ -18,6 +18,7 @@ from model.features import (
     features_from_xy,
     landmark_features,
     mirror_xy,
+    rotate_xy,
 )
 
 
@@ -129,6 +130,20 @@ def test_bends_and_distances_do_not_change_with_the_hands_roll():
     # ...while the orientation blocks do change: they tell `peace` from `peace_inverted`.
     assert not np.allclose(rolled[_block("dir40")], plain[_block("dir40")], atol=1e-3)
     assert not np.allclose(rolled[_block("xy42")], plain[_block("xy42")], atol=1e-3)
+
+
+def test_rotation_turns_the_hand_about_its_wrist():
+    xy = np.random.default_rng(5).uniform(0, 200, size=(2, 21, 2))
+    turned = rotate_xy(xy, np.array([30.0, -90.0]))
+    np.testing.assert_allclose(turned[:, 0], xy[:, 0])  # the wrist stays put
+    before, after = xy[:, 1:] - xy[:, :1], turned[:, 1:] - turned[:, :1]
+    np.testing.assert_allclose(np.linalg.norm(after, axis=2), np.linalg.norm(before, axis=2))
+    angle = np.rad2deg(np.arctan2(after[..., 1], after[..., 0]) - np.arctan2(before[..., 1], before[..., 0]))
+    np.testing.assert_allclose((angle + 180.0) % 360.0 - 180.0, [[30.0] * 20, [-90.0] * 20], atol=1e-9)
+    # One angle for every hand; the bends of the turned hand are the hand's own.
+    np.testing.assert_allclose(rotate_xy(xy, 30.0), rotate_xy(xy, np.array([30.0, 30.0])))
+    np.testing.assert_allclose(features_from_xy(turned)[:, _block("cos15")],
+                               features_from_xy(xy)[:, _block("cos15")], atol=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,8 @@ from model.drift import Reference, compare, feature_names, reference_stats
 from model.features import N_FEATURES
 from model.feedback import FeedbackEvent, FeedbackStore, fingerprint
 from model.retrain import Gate, champion_candidate, held_out, parse_param
+from model.splits import Augmentation
+from model.train import augmentation_of
 from stream.protocol import ConsentMessage, ProtocolError, UndoMessage, parse_client_message
 
 
@@ -143,9 +147,18 @@ def test_input_quality_drift_and_small_windows(reference):
 # -------------------------------------------------------------------------------------------- retrain
 def test_champion_configuration_is_read_back_from_run_params():
     params = {"family": "svm_rbf", "C": "100", "gamma": "scale", "train_rows": "5000",
-              "selected_by": "val_f1_macro", "mirrored_training_rows": "True", "ood_quantile": "0.99"}
+              "selected_by": "val_f1_macro", "mirrored_training_rows": "True", "ood_quantile": "0.99",
+              "rotated_copies": "2", "max_rotation_degrees": "10.0"}
     cand = champion_candidate(params)
     assert (cand.family, cand.params) == ("svm_rbf", {"C": 100, "gamma": "scale"})
+    logged = Augmentation.from_params(params)
+    assert logged == Augmentation(rotated_copies=2, max_degrees=10.0)
+    # retrain follows the champion's augmentation unless told otherwise
+    assert augmentation_of(argparse.Namespace(rotated_copies=None, max_rotation=None), logged) == logged
+    assert augmentation_of(argparse.Namespace(rotated_copies=0, max_rotation=None), logged) == \
+        Augmentation(rotated_copies=0, max_degrees=10.0)
+    with pytest.raises(SystemExit, match="max-rotation"):
+        augmentation_of(argparse.Namespace(rotated_copies=None, max_rotation=90.0), logged)
     assert parse_param("0.05") == 0.05 and parse_param("True") is True
     share = np.mean([held_out(i, 0.3) for i in range(2000)])
     assert 0.25 < share < 0.35 and held_out(7, 0.3) == held_out(7, 0.3)
