@@ -2,7 +2,8 @@
 
 For every source (one person's or one project's recordings) with at least 100 rows of classes other
 sources also have: train the default model family on every *other* source plus the train-only rows of
-`data/gestures/` (with mirrored copies; `--no-train-only` leaves those out), then play that
+`data/gestures/` (augmented as `gesture-maze train` does: mirrors and rotated copies;
+`--no-train-only` leaves the train-only rows out), then play that
 source's person calibrating: `--per-class` random rows of each of their gestures are their
 calibration samples (`model.personal.PlayerProfile`), the rest is their test set. Accuracy on
 that test set without and with the player's adapter, for several neighbour radii, pooled over sources
