@@ -51,7 +51,7 @@ from model.features import features_from_xy
 from model.feedback import FeedbackStore, StoredFeedback, default_feedback_url, fingerprint
 from model.openset import DEFAULT_MIN_ACCEPT, NO_GESTURE, OPENSET_FILE
 from model.registry import current_champion, default_tracking_uri, ensure_experiment, register, set_champion
-from model.splits import MIRROR_ONLY, Augmentation, augmented, with_mirrored
+from model.splits import Augmentation, as_recorded, augmented
 
 log = logging.getLogger("gesture_maze.retrain")
 # Params `gesture-maze train` and `retrain` log next to the estimator's own (not estimator kwargs).
@@ -267,11 +267,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ho_xy, ho_y = feedback_rows(holdout)
     final_idx = np.sort(np.concatenate([sp.train, sp.val]))
     X, y = augmented(data, final_idx, augmentation)
-    X_ref = with_mirrored(data, final_idx)[0]  # the open-set reference: the rows as recorded
+    X_ref = as_recorded(X, len(final_idx))  # the open-set reference: the rows as recorded (+ mirrors)
     if len(fb_y):
-        X = np.vstack([X, features_from_xy(augmentation.expand(fb_xy))])
-        y = np.concatenate([y, np.tile(fb_y, augmentation.factor)])
-        X_ref = np.vstack([X_ref, features_from_xy(MIRROR_ONLY.expand(fb_xy))])
+        X_fb = features_from_xy(augmentation.expand(fb_xy))
+        X, y = np.vstack([X, X_fb]), np.concatenate([y, np.tile(fb_y, augmentation.factor)])
+        X_ref = np.vstack([X_ref, as_recorded(X_fb, len(fb_y))])
     X_test, y_test = data.X[sp.test], data.y[sp.test]
     X_ho = features_from_xy(ho_xy) if len(ho_y) else np.empty((0, X.shape[1]), dtype=np.float32)
 

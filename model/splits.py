@@ -137,8 +137,14 @@ def augmented(data: Prepared, index: np.ndarray, aug: Augmentation) -> tuple[np.
     return np.vstack([data.X[index], extra]), np.tile(data.y[index], aug.factor)
 
 
+def as_recorded(rows: np.ndarray, hands: int) -> np.ndarray:
+    """Of `hands` hands' augmented rows (features or labels), the hands as recorded and their mirrors:
+    `Augmentation.expand` puts those first. The open-set head and drift take them as reference."""
+    return rows[: 2 * hands]
+
+
 def with_mirrored(data: Prepared, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows `index` plus their x-mirrored copies: what the open-set head and drift take as reference."""
+    """Rows `index` plus their x-mirrored copies."""
     return augmented(data, index, MIRROR_ONLY)
 
 

@@ -88,6 +88,7 @@ from model.splits import (
     Split,
     TrainOnlyReport,
     add_train_only,
+    as_recorded,
     augmented,
     mirrored_features,
     prepare,
@@ -668,7 +669,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         selected_by = "val_f1_macro+loso_pooled_accuracy" if run_loso else "val_f1_macro"
         final_idx = np.sort(np.concatenate([train_idx, sp.val]))
         X_fin, y_fin = ctx.training_rows(final_idx)
-        X_ref, y_ref = with_mirrored(data, final_idx)  # open-set and drift reference: the rows as recorded
+        X_ref, y_ref = as_recorded(X_fin, len(final_idx)), as_recorded(y_fin, len(final_idx))
         X_test, y_test = data.X[sp.test], data.y[sp.test]
         with mlflow.start_run(run_name=f"final-{cand.name}", nested=True) as final_run:
             mlflow.set_tags({**_fingerprint_tags(ctx), "family": cand.family, "stage": "final"})
