@@ -10,6 +10,8 @@ Every model is a skops file, never a pickle, and is loaded with `TRUSTED_TYPES`:
 the scikit-learn/numpy types this project's training produces. A file naming any other type is refused
 (a pickle, or a skops file whose own trusted list we would follow, could run code when loaded).
 A model whose feature version differs from `model.features.FEATURE_VERSION` is refused as well.
+A model directory may keep an SVM's support vectors as the hands they came from
+(`support_hands.npy`, numpy without pickle; `model.support_hands`): they are recomputed when loaded.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from model import support_hands
 from model.features import FEATURE_VERSION, N_FEATURES
 from model.openset import NO_GESTURE, OPENSET_FILE, OpenSetHead, softmax
 from model.personal import PlayerAdapter
@@ -322,7 +325,8 @@ def _check_feature_version(found: str | None, source: str) -> str:
 
 
 def load_directory(directory: Path, source: str | None = None) -> GestureClassifier:
-    """A model directory: `model.skops` + `metadata.json` (the committed default's layout)."""
+    """A model directory: `model.skops` + `metadata.json` (+ `support_hands.npy`), the committed
+    default's layout."""
     directory = Path(directory)
     source = source or str(directory)
     try:
@@ -331,6 +335,12 @@ def load_directory(directory: Path, source: str | None = None) -> GestureClassif
         raise ModelLoadError(f"cannot read {directory / METADATA_FILE}: {exc}") from exc
     feature_version = _check_feature_version(metadata.get("feature_version"), source)
     estimator = load_skops(directory / MODEL_FILE)
+    try:
+        hands = support_hands.load(directory)
+        if hands is not None:
+            support_hands.restore_support_hands(estimator, hands)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot restore the support vectors of {source}: {exc}") from exc
     info = ModelInfo(
         name=str(metadata.get("name", "default")),
         version=str(metadata.get("version", metadata.get("trained_at", "unknown"))),

@@ -15,6 +15,9 @@ from importlib import metadata as pkg_metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from model import support_hands
 from model.classifier import (
     CHAMPION_ALIAS,
     METADATA_FILE,
@@ -59,15 +62,24 @@ def untrusted_types(estimator: Any) -> list[str]:
     return sorted(found)
 
 
-def write_model_dir(estimator: Any, directory: Path, metadata: dict[str, Any]) -> Path:
-    """`model.skops` (LZMA zip) + `metadata.json`, the layout `load_directory` reads. LZMA, not
-    deflate: support vectors are float32 values held as float64, which LZMA packs to less than half."""
+def write_model_dir(estimator: Any, directory: Path, metadata: dict[str, Any],
+                    training_hands: np.ndarray | None = None) -> Path:
+    """`model.skops` (LZMA zip) + `metadata.json`, the layout `load_directory` reads. Given the
+    landmarks of the rows the estimator was fitted on, an SVM's support vectors are stored as those
+    hands (`support_hands.npy`, `model.support_hands`), not as feature vectors."""
     import zipfile
 
     import skops.io
 
     untrusted_types(estimator)
     directory.mkdir(parents=True, exist_ok=True)
+    hands = None
+    if training_hands is not None:
+        estimator, hands = support_hands.split_support_hands(estimator, training_hands)
+    stale = directory / support_hands.SUPPORT_HANDS_FILE
+    stale.unlink(missing_ok=True)  # a directory written over must not keep an earlier model's hands
+    if hands is not None:
+        support_hands.save(hands, directory)
     skops.io.dump(estimator, directory / MODEL_FILE, compression=zipfile.ZIP_LZMA)
     (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
     return directory

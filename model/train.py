@@ -153,6 +153,10 @@ class Context:
         """Rows `index` as every fit sees them: with mirrors and rotated copies."""
         return augmented(self.data, index, self.augmentation)
 
+    def training_hands(self, index: np.ndarray) -> np.ndarray:
+        """The landmarks of `training_rows(index)`, row for row."""
+        return self.augmentation.expand(self.data.xy[index])
+
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="gesture-maze train", description=__doc__.split("\n\n")[0])
@@ -781,10 +785,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "mlflow": {"run_id": final_run_id, "registered_version": version},
                 "libraries": library_versions(),
             }
-            out = write_model_dir(model, Path(args.out_default), metadata)
+            out = write_model_dir(model, Path(args.out_default), metadata, ctx.training_hands(final_idx))
             drift.write_reference(out, X_ref, y_ref)
             head.save(out / OPENSET_FILE)
-            size = sum((out / f).stat().st_size for f in ("model.skops", OPENSET_FILE)) / 1e6
+            size = sum(f.stat().st_size for f in out.iterdir()) / 1e6
             print(f"default model written to {out} ({size:.2f} MB)")
         print(f"\nparent run {parent.info.run_id}; total {time.perf_counter() - started:.0f} s")
     return 0

@@ -123,6 +123,10 @@ def test_registered_and_default_models_load(trained, landmarks_csv):
     ds = read_landmark_csv(landmarks_csv)
     rows = features_from_xy(ds.xy[:50])
     assert [champion.predict(r) for r in rows] == [default.predict(r) for r in rows]
+    # The directory keeps an SVM's support vectors as hands; the registry keeps the full estimator.
+    if meta["model"].startswith("svm_"):
+        hands = np.load(tmp / "default" / "support_hands.npy")
+        assert hands.shape == (len(champion.estimator[-1].support_), 21, 2)
     # Both carry the open-set head (registry: extra_files/openset.npz; directory: beside model.skops).
     assert champion.openset is not None and default.openset is not None
     assert champion.openset.threshold == default.openset.threshold == meta["openset"]["threshold"]
