@@ -45,6 +45,9 @@ def test_keyboard_only_game(server, launch, artifacts):
         page.wait_for_function("document.getElementById('maze').dataset.version !== ''", timeout=15_000)
         assert player_position(page) == (maze.start.x, maze.start.y)
         assert page.is_hidden("#start-card")
+        # Starting a game turns the (fake) camera on, which announces itself: wait for it, so it cannot
+        # overwrite the wall announcement checked next.
+        page.wait_for_selector('#camera-state[data-on="true"]', timeout=15_000)
 
         # A wall: the server answers, nothing moves, no move is counted.
         blocked = next(d for d in Direction if not maze.can_move(maze.start, d))
