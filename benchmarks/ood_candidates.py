@@ -4,9 +4,10 @@ Known gestures: the validation split of `../shared/data/landmarks/landmarks_kp42
 every row of `data/negatives/*.csv` (real hands in other poses, see data/negatives/SOURCES.md). The
 classifier (SVM rbf C=300; only the max-probability row depends on it) is fitted on the training
 split + mirrors. For each score: AUROC (1.0 = perfect separation) and the share of non-gestures
-rejected when the threshold keeps 95 % / 98 % of the true gestures; per letter of the negatives at
-95 %. A trained reject class is scored leave-one-letter-out (trained with three letters as
-`no_gesture`, tested on the fourth), because what matters is a pose nobody recorded as a negative.
+rejected when the threshold keeps 95 % / 98 % of the true gestures; per shape of the negatives at
+95 %. A trained reject class is scored leave-one-shape-out (trained with the other recorded shapes
+as `no_gesture`, tested on the one left out; shapes are the recorders' labels), because what
+matters is a pose nobody recorded as a negative.
 
     .venv/bin/python -m benchmarks.ood_candidates [--json out.json]
 """
