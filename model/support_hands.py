@@ -6,8 +6,8 @@ stores the hands (`support_hands.npy`) and an estimator without its support vect
 recomputes them through the one feature function and the pipeline's own scaler. The recomputation is
 exact (the same float64 landmarks give the same float32 features, held as float64 by libsvm). It is 42
 numbers per support vector instead of 307; as bytes, ~40 % less than the LZMA-packed vectors (which
-pack well: float32 values held as float64). That is what lets the committed default train on two
-rotated copies of each hand with every file well under 5 MiB (docs/decisions/14-support-hands.md).
+pack well: float32 values held as float64). It keeps every file of the committed default well under
+5 MiB as its support vectors grow with more training rows (docs/decisions/14-support-hands.md).
 """
 
 from __future__ import annotations

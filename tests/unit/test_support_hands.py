@@ -12,7 +12,7 @@ import pytest
 from model.classifier import MODEL_FILE, ModelLoadError, load_directory
 from model.datasets import read_landmark_csv
 from model.estimators import Candidate, build
-from model.features import features_from_xy
+from model.features import FEATURE_VERSION, features_from_xy
 from model.registry import write_model_dir
 from model.splits import DEFAULT_AUGMENTATION
 from model.support_hands import (
@@ -39,8 +39,6 @@ def fitted(landmarks_csv):
 
 
 def _metadata() -> dict:
-    from model.features import FEATURE_VERSION
-
     return {"name": "test", "feature_version": FEATURE_VERSION}
 
 
