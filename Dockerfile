@@ -38,7 +38,7 @@ RUN pip install --no-deps . \
     && mkdir -p /data \
     && chown app:app /data
 
-# The app serves the web client from `<dir of the stream package>/../frontend` (stream/app.py
+# The app serves the web client from `<dir of the stream package>/../frontend` (stream/web/app.py
 # FRONTEND_DIR), which for an installed package is site-packages/frontend.
 COPY frontend/ /usr/local/lib/python3.11/site-packages/frontend/
 

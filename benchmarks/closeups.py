@@ -4,7 +4,7 @@ For every labelled photo in `../shared/data/images/gestures/` (and its mirror im
 three pictures are tried: the photo as it is, and two close-ups cut from it around the hand's own
 landmarks (a tight crop with 5 % margin, and one that cuts into the hand's outline by 5 %), i.e.
 a hand that fills the frame. Each picture goes through the same function `/predict` runs
-(`stream.predict._recognise`) once with `GM_PREDICT_PAD` empty (no retry) and once with the default,
+(`stream.web.predict._recognise`) once with `GM_PREDICT_PAD` empty (no retry) and once with the default,
 and is counted right (the photo's label), wrong (another gesture or `no_gesture`) or no hand.
 
     .venv/bin/python -m benchmarks.closeups [--json benchmarks/results/closeups.json]
@@ -25,8 +25,8 @@ from model.classifier import load_classifier
 from model.landmarks import HandTracker
 from model.schemes import counting_table
 from stream.loadtest.frames import default_images_dir
-from stream.predict import StaticTrackerPool, _recognise
 from stream.settings import Settings
+from stream.web.predict import StaticTrackerPool, _recognise
 
 
 def _photos() -> Path:

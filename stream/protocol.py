@@ -97,7 +97,7 @@ class ShareHandMessage:
     type: ClassVar[str] = "share_hand"
 
 
-# --- feedback (stream.feedback) ---
+# --- feedback (stream.recognition.feedback) ---
 @dataclass(frozen=True, slots=True)
 class UndoMessage:
     """"That was wrong": undo the last gesture move; `label` is the gesture meant, if the player says."""

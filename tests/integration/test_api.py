@@ -14,8 +14,8 @@ from starlette.applications import Starlette
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from stream.app import create_app
 from stream.settings import Settings
+from stream.web.app import create_app
 from tests.integration.test_play_watch import create_session, expect_refusal, http, recv, recv_type
 from tests.support.server import live_server
 

@@ -29,8 +29,8 @@ from websockets.asyncio.client import connect
 
 from model.landmarks import HandTracker
 from model.recognizer import Recognizer
-from stream.connection import Connection
-from stream.sessions import Session
+from stream.edge.connection import Connection
+from stream.sessions.registry import Session
 from stream.settings import Settings
 from tests.support.paths import GESTURES_DIR, require_path
 from tests.support.server import LiveServer, live_server

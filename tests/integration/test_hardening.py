@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from stream.server import GracefulServer, build_config, ws_max_size
+from stream.server.runner import GracefulServer, build_config, ws_max_size
 from stream.settings import Settings
 from tests.support.paths import GESTURES_DIR, require_path
 from tests.support.server import LiveServer

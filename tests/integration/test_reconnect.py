@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from maze import Point, solve
-from stream.server import GracefulServer, build_config
+from stream.server.runner import GracefulServer, build_config
 from stream.settings import Settings
 from tests.integration.test_play_watch import create_session, http, maze_of, recv, recv_type
 from tests.support.server import LiveServer, live_server

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from stream.server import GracefulServer, build_config
+from stream.server.runner import GracefulServer, build_config
 from stream.settings import Settings
 from tests.support.net import LoopbackUrls
 

@@ -10,7 +10,7 @@ import asyncio
 import json
 from typing import Any
 
-from stream.connection import Connection, ConnectionState
+from stream.edge.connection import Connection, ConnectionState
 from stream.protocol import ErrorMessage, Pong, StateSnapshot, Won
 
 

@@ -7,11 +7,11 @@ import asyncio
 import pytest
 
 from maze import Direction, Point, solve
-from stream.api import BadRequest, parse_create_body
-from stream.game_feel import MAX_NAME_CHARS, FeelConfig, clean_name, friendly_name
 from stream.protocol import GestureNotice, ProtocolError, ShareHandMessage, parse_client_message
-from stream.sessions import Session, SessionRegistry
+from stream.sessions.game_feel import MAX_NAME_CHARS, FeelConfig, clean_name, friendly_name
+from stream.sessions.registry import Session, SessionRegistry
 from stream.settings import Settings
+from stream.web.api import BadRequest, parse_create_body
 from tests.unit.test_sessions import Clock, config_for, connect, options, settle
 
 

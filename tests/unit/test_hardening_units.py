@@ -9,10 +9,10 @@ import pytest
 
 from maze import GameConfig
 from model.frames import MAX_SCANS, MIN_SIDE, FrameError, decode_jpeg, frame_stats
-from stream.hosts import allowed_host_names, host_allowed
-from stream.sessions import SessionOptions, SessionRegistry
-from stream.slots import OwnerLimitError, SlotPolicy
-from stream.transport import HeadMeter, TransportLimits
+from stream.edge.hosts import allowed_host_names, host_allowed
+from stream.edge.transport import HeadMeter, TransportLimits
+from stream.sessions.registry import SessionOptions, SessionRegistry
+from stream.sessions.slots import OwnerLimitError, SlotPolicy
 
 LIMITS = TransportLimits(max_head_bytes=1000, max_head_line_bytes=200, max_head_lines=10)
 

@@ -1,4 +1,4 @@
-"""stream.limits: token buckets, the frame gate, connection and per-address rate limits (fake clock)."""
+"""stream.edge.limits: token buckets, the frame gate, connection and per-address rate limits (fake clock)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from stream.limits import (
+from stream.edge.limits import (
     ConnectionLimiter,
     FrameGate,
     KeyedRateLimiter,

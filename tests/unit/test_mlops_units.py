@@ -183,7 +183,7 @@ async def test_undone_waits_for_the_state_it_describes():
     import asyncio
     from types import SimpleNamespace
 
-    from stream.feedback import reply_after_state
+    from stream.recognition.feedback import reply_after_state
 
     stored = asyncio.Event()
     sent: list[str] = []
@@ -209,8 +209,8 @@ async def test_feedback_writes_are_bounded_and_counted(tmp_path, monkeypatch):
     import asyncio
     import threading
 
-    from stream.feedback import MAX_PENDING_WRITES, FeedbackRecorder
     from stream.metrics import Metrics
+    from stream.recognition.feedback import MAX_PENDING_WRITES, FeedbackRecorder
 
     metrics = Metrics(process=False)
     recorder = FeedbackRecorder(f"sqlite:///{tmp_path / 'fb.db'}", 1000, metrics)

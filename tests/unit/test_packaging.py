@@ -114,15 +114,15 @@ def test_dependencies_are_installed_from_the_lock_before_the_source_is_copied() 
 
 
 def test_frontend_lands_where_the_installed_app_looks_for_it() -> None:
-    import stream.app
+    import stream.web.app
 
     # FRONTEND_DIR is relative to the stream package; in the image that package is in site-packages.
-    package_parent = Path(stream.app.__file__).resolve().parent.parent
-    relative = stream.app.FRONTEND_DIR.resolve().relative_to(package_parent)
+    package_parent = Path(stream.web.app.__file__).resolve().parent.parent
+    relative = stream.web.app.FRONTEND_DIR.resolve().relative_to(package_parent)
     site_packages = "/usr/local/lib/python3.11/site-packages"
     copies = [args.split() for args in instruction("COPY")]
     assert ["frontend/", f"{site_packages}/{relative}/"] in copies
-    assert (stream.app.FRONTEND_DIR / "index.html").is_file()
+    assert (stream.web.app.FRONTEND_DIR / "index.html").is_file()
 
 
 def test_lock_pins_every_runtime_dependency_within_its_range() -> None:
@@ -147,7 +147,7 @@ def test_default_model_ships_as_package_data_and_reaches_the_build_context() -> 
 
 
 def test_health_route_exists_in_the_app() -> None:
-    from stream.app import create_app
+    from stream.web.app import create_app
 
     app = create_app(Settings.from_env({}))
     paths = {getattr(route, "path", None) for route in app.routes}

@@ -1,4 +1,4 @@
-"""stream.pipeline: the shared pool and latest-frame-wins lanes, with real threads.
+"""stream.recognition.pipeline: the shared pool and latest-frame-wins lanes, with real threads.
 
 Jobs block on threading.Events the test controls, so every ordering is forced, never timed.
 """
@@ -14,7 +14,7 @@ import pytest
 from model.frames import FrameStats
 from model.recognizer import RecognitionResult
 from stream.metrics import Metrics
-from stream.pipeline import FramePipeline, observe_frame_error, observe_recognition
+from stream.recognition.pipeline import FramePipeline, observe_frame_error, observe_recognition
 
 WAIT = 10.0  # generous upper bound for a condition that should hold almost at once
 

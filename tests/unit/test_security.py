@@ -1,4 +1,5 @@
-"""stream.security: origin checks, the origin guard and CORS on a real Starlette app, tokens, redaction."""
+"""stream.edge.security: origin checks, the origin guard and CORS on a real Starlette app, tokens,
+redaction."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from stream.security import (
+from stream.edge.security import (
     REDACTED,
     RedactingFilter,
     cors_middleware,

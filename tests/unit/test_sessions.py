@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from maze import Direction, GameConfig, Point, solve
-from stream.connection import Connection
+from stream.edge.connection import Connection
 from stream.metrics import Metrics
-from stream.sessions import Session, SessionLimitError, SessionOptions, SessionRegistry
+from stream.sessions.registry import Session, SessionLimitError, SessionOptions, SessionRegistry
 
 
 class Clock:

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from maze import Game, GameConfig
+from stream.durability.relay import RemoteWatch, WatchHub
 from stream.metrics import Metrics
 from stream.protocol import StateSnapshot
-from stream.relay import RemoteWatch, WatchHub
 from stream.store import SessionRecord, StoreError, check_store_url, open_store, store_is_shared, token_hash
 from stream.store.sqlite import SqliteStore
 

@@ -15,7 +15,7 @@ must live here (docs/decisions/12-where-limits-live.md):
   while not reading our pongs is closed once our write buffer passes a cap, invalid UTF-8 text closes
   with 1007, and a handshake the websockets parser refuses gets a 400 instead of silence.
 
-Each abusive connection is logged once (`stream.transport` logger, WARNING), never per message.
+Each abusive connection is logged once (`stream.edge.transport` logger, WARNING), never per message.
 The limits travel on `GuardedConfig` (a uvicorn.Config), so two servers in one process never share them.
 """
 
@@ -36,7 +36,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 
-from stream.limits import ConnectionLimiter, TokenBucket, address_key
+from stream.edge.limits import ConnectionLimiter, TokenBucket, address_key
 
 log = logging.getLogger(__name__)
 

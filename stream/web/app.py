@@ -27,37 +27,36 @@ from maze import GameConfig
 from model.classifier import ModelHandle
 from model.feedback import default_feedback_url
 from model.registry import default_tracking_uri
-from stream import api
-from stream.drift import DriftMonitor, run_drift
-from stream.durable import Durability
-from stream.errors import exception_handlers
-from stream.feedback import FeedbackRecorder
-from stream.game_feel import FeelConfig
-from stream.hosts import HOST_NOT_ALLOWED, HostGuardMiddleware, allowed_host_names
-from stream.http_metrics import HTTPMetricsMiddleware, sample_event_loop_lag
-from stream.limits import ConnectionLimiter, KeyedRateLimiter
+from stream.durability.service import Durability
+from stream.edge.hosts import HOST_NOT_ALLOWED, HostGuardMiddleware, allowed_host_names
+from stream.edge.http_metrics import HTTPMetricsMiddleware, sample_event_loop_lag
+from stream.edge.limits import ConnectionLimiter, KeyedRateLimiter
+from stream.edge.security import install_log_redaction, security_middleware
 from stream.metrics import Metrics
-from stream.pipeline import FramePipeline
-from stream.predict import close_predict_state, predict_endpoint
 from stream.protocol import CLOSE_GOING_AWAY
-from stream.security import install_log_redaction, security_middleware
-from stream.sessions import SessionOptions, SessionRegistry, run_reaper
+from stream.recognition.drift import DriftMonitor, run_drift
+from stream.recognition.feedback import FeedbackRecorder
+from stream.recognition.pipeline import FramePipeline
+from stream.sessions.game_feel import FeelConfig
+from stream.sessions.registry import SessionOptions, SessionRegistry, run_reaper
+from stream.sessions.slots import SlotPolicy
 from stream.settings import Settings
-from stream.slots import SlotPolicy
 from stream.store import open_store
-from stream.ws import watch_endpoint
-from stream.ws_play import play_endpoint
+from stream.web import api, static
+from stream.web.errors import exception_handlers
+from stream.web.play import play_endpoint
+from stream.web.predict import close_predict_state, predict_endpoint
+from stream.web.sockets import watch_endpoint
 
 log = logging.getLogger(__name__)
 
-FRONTEND_DIR = Path(__file__).resolve().parent.parent / "frontend"
 _DRAIN_TIMEOUT_S = 3.0  # how long shutdown waits for queued messages + close frames to go out
 
 
 def create_app(
     settings: Settings | None = None,
     *,
-    frontend_dir: Path | None = FRONTEND_DIR,
+    frontend_dir: Path | None = None,
 ) -> Starlette:
     """The app; everything it needs comes from `settings` (the environment by default)."""
     settings = settings or Settings.from_env()
@@ -80,9 +79,10 @@ def create_app(
         WebSocketRoute("/ws/play/{session_id}", play_endpoint),
         WebSocketRoute("/ws/watch/{session_id}", watch_endpoint),
     ]
-    if frontend_dir is not None and frontend_dir.is_dir():
-        # Last: the catch-all static mount must never shadow an API or WebSocket route.
-        routes.append(Mount("/", app=StaticFiles(directory=frontend_dir, html=True), name="frontend"))
+    # Last: the catch-all static mount must never shadow an API or WebSocket route. The client ships
+    # inside the package (stream.web.static); a missing one fails here, loudly, not as a silent 404.
+    client_dir = frontend_dir if frontend_dir is not None else static.frontend_dir()
+    routes.append(Mount("/", app=StaticFiles(directory=client_dir, html=True), name="frontend"))
 
     app_ref: dict[str, Starlette] = {}
 
@@ -154,7 +154,8 @@ async def _start(app: Starlette, settings: Settings) -> None:
     await state.durability.start()
     state.pipeline = FramePipeline(settings.worker_count, metrics)
     state.models = await _load_models(settings, metrics)
-    # Feedback loop and drift (stream.feedback, stream.drift): the store opens on the first write.
+    # Feedback loop and drift (stream.recognition.feedback, stream.recognition.drift): the store
+    # opens on the first write.
     state.feedback = FeedbackRecorder(
         settings.feedback_url or default_feedback_url(settings.data_dir),
         settings.feedback_max_events,
@@ -182,7 +183,7 @@ async def _start(app: Starlette, settings: Settings) -> None:
 async def drain(app: Starlette) -> None:
     """Graceful stop (idempotent): finish in-flight frames, then close every socket with 1001.
 
-    Called by stream.server before uvicorn's own shutdown (which would close sockets with 1012), and
+    Called by stream.server.runner before uvicorn's own shutdown (which would close sockets with 1012), and
     again from the lifespan's end as a fallback.
     """
     state = app.state

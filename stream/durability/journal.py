@@ -1,4 +1,4 @@
-"""A session's store-then-deliver pipeline (see stream.durable for the whole picture).
+"""A session's store-then-deliver pipeline (see stream.durability.service for the whole picture).
 
 `SessionJournal` turns the session's synchronous broadcasts into an ordered pipeline: write the
 newest state to the store (one write per state change, never per frame), then deliver it to the
@@ -21,8 +21,8 @@ from stream.protocol import StateSnapshot
 from stream.store import OwnershipLost, StoreUnavailable
 
 if TYPE_CHECKING:
-    from stream.durable import Durability
-    from stream.sessions import Session
+    from stream.durability.service import Durability
+    from stream.sessions.registry import Session
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class SessionJournal:
 
     def _collapse(self) -> None:
         # Only during a store outage: keep the newest state and the messages that matter (`won`);
-        # connections resync their maze from the newest state by maze_version (stream.connection).
+        # connections resync their maze from the newest state by maze_version (stream.edge.connection).
         newest = next((i for i in reversed(self._items) if isinstance(i, _State)), None)
         kept = [i for i in self._items if isinstance(i, _Message) and i.payload.get("type") == "won"]
         self._items = deque([*kept[-8:], *([newest] if newest is not None else [])])

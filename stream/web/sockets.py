@@ -1,7 +1,7 @@
 """WebSocket plumbing shared by both endpoints, and the read-only spectator endpoint `/ws/watch/{id}`.
 
 Refusals follow the protocol: accept, send `{"type":"error"}`, close with 1008, so a client always
-learns why. (A foreign Origin is refused earlier, before accept, by stream.security's middleware.)
+learns why. (A foreign Origin is refused earlier, before accept, by stream.edge.security's middleware.)
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketState
 
-from stream.connection import Connection
-from stream.limits import address_key
+from stream.edge.connection import Connection
+from stream.edge.limits import address_key
 from stream.protocol import (
     CLOSE_POLICY,
     READ_ONLY,
@@ -29,7 +29,7 @@ from stream.protocol import (
     Welcome,
     encode,
 )
-from stream.sessions import Session, SessionLimitError, watch_allowed
+from stream.sessions.registry import Session, SessionLimitError, watch_allowed
 from stream.store import StoreUnavailable
 
 _REFUSE_TIMEOUT_S = 2.0
@@ -175,7 +175,7 @@ async def _spectator_reader(websocket: WebSocket, conn: Connection, metrics: Any
 
 
 async def watch_remote(websocket: WebSocket) -> None:
-    """`/ws/watch/{id}` on a shared store: the game may run on any instance (stream.relay)."""
+    """`/ws/watch/{id}` on a shared store: the game may run on any instance (stream.durability.relay)."""
     state = websocket.app.state
     durability, hub = state.durability, state.durability.hub
     session_id = websocket.path_params["session_id"]

@@ -3,7 +3,7 @@
 Everything here runs on the event loop and never awaits in the middle of a mutation, so no locks are
 needed: each change (move, restart, level, someone joining or leaving) happens atomically and
 produces ONE `StateSnapshot` (version + 1) that is queued, in the same order, to the player and
-every spectator. Connections only queue (see stream.connection), so a mutation never blocks.
+every spectator. Connections only queue (see stream.edge.connection), so a mutation never blocks.
 """
 
 from __future__ import annotations
@@ -22,24 +22,25 @@ from typing import TYPE_CHECKING, Any
 
 from maze import Direction, Game, GameConfig, GameStatus, MoveOutcome, UndoableMove
 from model.personal import PlayerProfile
-from stream.connection import Connection
-from stream.donations import write_donation
-from stream.game_feel import FeelConfig, friendly_name
+from stream.edge.connection import Connection
+from stream.edge.security import new_token, tokens_equal
 from stream.metrics import Metrics
 from stream.protocol import CLOSE_GOING_AWAY, CLOSE_REPLACED, LastMove, StateSnapshot, Won, encode
-from stream.security import new_token, tokens_equal
-from stream.slots import OwnerLimitError, SlotPolicy
+from stream.sessions.donations import write_donation
+from stream.sessions.game_feel import FeelConfig, friendly_name
+from stream.sessions.slots import OwnerLimitError, SlotPolicy
 from stream.store.base import token_hash
 
 if TYPE_CHECKING:
     from model.recognizer import Recognizer
-    from stream.feedback import SessionFeedback
-    from stream.journal import SessionJournal
-    from stream.pipeline import FrameLane
+    from stream.durability.journal import SessionJournal
+    from stream.recognition.feedback import SessionFeedback
+    from stream.recognition.pipeline import FrameLane
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WIN_PAUSE_S = 0.0  # 0: a won level waits for `next_level` or a neutral hand (stream.game_feel)
+# 0: a won level waits for `next_level` or a neutral hand (stream.sessions.game_feel)
+DEFAULT_WIN_PAUSE_S = 0.0
 DEFAULT_FEEL = FeelConfig()
 STREAMING_S = 2.0  # a player whose last camera frame is older than this is not streaming
 _SEED_SPACE = 2**62
@@ -102,7 +103,7 @@ class Session:
         now = clock()
         self.game = game if game is not None else Game.new(config, options.seed, now)
         self.version = 0
-        # Durability (stream.durable): when set, every state is stored before it is delivered.
+        # Durability (stream.durability.service): when set, every state is stored before it is delivered.
         self.journal: SessionJournal | None = None
         self.remote_spectators = 0  # watching through other instances (shared store)
         self.players_joined = 0
@@ -111,18 +112,21 @@ class Session:
         self.joining_spectators = 0  # handshakes between the cap check and add_spectator()
         self.player_left_at: float | None = now  # never connected counts as gone since creation
         self.started_at = now
-        self.joined = False  # a player has connected at least once (stream.slots: unjoined expiry)
-        self.owner: str | None = None  # client address that created it (stream.slots: per-address cap)
+        # a player has connected at least once (stream.sessions.slots: unjoined expiry)
+        self.joined = False
+        # client address that created it (stream.sessions.slots: per-address cap)
+        self.owner: str | None = None
         self.last_activity = now
         self.closed = False
         self._latest: StateSnapshot | None = None  # the newest state delivered
         self._made: StateSnapshot | None = None  # the newest state made (maybe not stored yet)
         self._advance_task: asyncio.Task[None] | None = None
         self._last_gesture_notice = 0.0
-        # Recognition, created on the first frame by the play handler (stream.ws_play).
+        # Recognition, created on the first frame by the play handler (stream.web.play).
         self.recognizer: Recognizer | None = None
         self.lane: FrameLane | None = None
-        # Game feel (stream.game_feel): name, hand sharing, shared control, the neutral-hand level change.
+        # Game feel (stream.sessions.game_feel): name, hand sharing, shared control, the neutral-hand
+        # level change.
         self.feel = feel
         self.name = options.name or friendly_name()
         self.share_hand = options.share_hand
@@ -130,7 +134,7 @@ class Session:
         self.manual_until = 0.0  # gesture moves are ignored until then (a keyboard/touch move came)
         self.last_frame_at: float | None = None
         self.neutral_since: float | None = None  # since when the camera has shown no steering gesture
-        self.feedback: SessionFeedback | None = None  # consent + recent hands (stream.feedback)
+        self.feedback: SessionFeedback | None = None  # consent + recent hands (stream.recognition.feedback)
 
     # --- access ---------------------------------------------------------------------------------
     def player_token_ok(self, token: str | None) -> bool:
@@ -455,7 +459,7 @@ class SessionRegistry:
         self.win_pause_s = win_pause_s
         self._clock = clock
         self._sessions: dict[str, Session] = {}
-        # Durability hooks (stream.durable): a new or restored session gets its journal; a reaped
+        # Durability hooks (stream.durability.service): a new or restored session gets its journal; a reaped
         # one is deleted from the store.
         self.on_admit: Callable[[Session], None] | None = None
         self.on_reaped: Callable[[Session], Awaitable[None]] | None = None

@@ -38,7 +38,7 @@ def check_workers(settings: Settings, workers: int) -> None:
 
 
 def _worker_main(settings: Settings, sock: socket.socket) -> None:
-    from stream.server import GracefulServer, build_config
+    from stream.server.runner import GracefulServer, build_config
 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"

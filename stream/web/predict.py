@@ -21,8 +21,8 @@ from model.frames import FrameError, decode_jpeg, frame_stats
 from model.landmarks import HandTracker, detect_padded
 from model.recognizer import RecognitionResult, classify_hand
 from model.schemes import SCHEMES, counting_table
-from stream.bodies import BodyTooLarge, read_capped
-from stream.pipeline import observe_frame_error, observe_recognition
+from stream.edge.bodies import BodyTooLarge, read_capped
+from stream.recognition.pipeline import observe_frame_error, observe_recognition
 
 _MULTIPART_OVERHEAD = 16 * 1024  # boundaries and part headers on top of the image itself
 _BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)

@@ -19,10 +19,8 @@ from starlette.websockets import WebSocket
 from model.frames import FrameError
 from model.personal import RELAXED
 from model.recognizer import RecognitionResult, Recognizer, RecognizerClosed, RecognizerConfig
-from stream.connection import Connection
-from stream.feedback import after_recognition, gesture_moved, on_feedback_message
-from stream.limits import FrameGate
-from stream.pipeline import observe_frame_error, observe_recognition
+from stream.edge.connection import Connection
+from stream.edge.limits import FrameGate
 from stream.protocol import (
     BAD_FIELD,
     CLOSE_IDLE,
@@ -52,8 +50,10 @@ from stream.protocol import (
     UndoMessage,
     parse_client_message,
 )
-from stream.sessions import Session
-from stream.ws import admitted, find_session, new_connection, refuse, send_error, welcome
+from stream.recognition.feedback import after_recognition, gesture_moved, on_feedback_message
+from stream.recognition.pipeline import observe_frame_error, observe_recognition
+from stream.sessions.registry import Session
+from stream.web.sockets import admitted, find_session, new_connection, refuse, send_error, welcome
 
 log = logging.getLogger(__name__)
 _PAUSED = "game storage is unreachable: moves are paused until it is back"

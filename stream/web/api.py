@@ -16,13 +16,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from maze import MIN_SIZE
-from stream.bodies import BodyTooLarge, read_capped
-from stream.game_feel import clean_name
-from stream.limits import address_key
+from stream.edge.bodies import BodyTooLarge, read_capped
+from stream.edge.limits import address_key
 from stream.metrics import CONTENT_TYPE
 from stream.protocol import SCHEMES, STORE_UNAVAILABLE
-from stream.sessions import SessionLimitError, SessionOptions
-from stream.slots import OwnerLimitError
+from stream.sessions.game_feel import clean_name
+from stream.sessions.registry import SessionLimitError, SessionOptions
+from stream.sessions.slots import OwnerLimitError
 from stream.store import StoreUnavailable
 
 _CREATE_FIELDS = frozenset({"width", "height", "seed", "scheme", "private", "name", "share_hand"})

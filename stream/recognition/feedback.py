@@ -28,7 +28,7 @@ from stream.protocol import BAD_FIELD, NOTHING_TO_UNDO, ConsentMessage, UndoMess
 if TYPE_CHECKING:
     from model.landmarks import Hand
     from model.recognizer import RecognitionResult
-    from stream.sessions import Session
+    from stream.sessions.registry import Session
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class FeedbackRecorder:
 
 
 def on_feedback_message(handler: Any, command: UndoMessage | ConsentMessage) -> None:
-    """`undo` / `consent` from the player (called by stream.ws_play.PlayerHandler on the event loop)."""
+    """`undo` / `consent` from the player (called by stream.web.play.PlayerHandler on the event loop)."""
     session, settings, metrics = handler.session, handler.settings, handler.metrics
     feedback = session_feedback(session, settings.feedback_frames)
     if isinstance(command, ConsentMessage):
@@ -171,9 +171,9 @@ _pending_replies: set[asyncio.Task[None]] = set()
 
 def reply_after_state(session: Session, conn: Any, message: Any) -> None:
     """Send `message` to `conn` after the state the session just made. With durable sessions
-    (stream.journal) a state reaches the connections only once stored, while a direct send is queued at
-    once: `undone` would overtake the state it describes (the player would still be shown where the
-    undone move took them). So the reply waits for the journal to deliver what it holds."""
+    (stream.durability.journal) a state reaches the connections only once stored, while a direct
+    send is queued at once: `undone` would overtake the state it describes (the player would still
+    be shown where the undone move took them). So the reply waits for the journal to deliver what it holds."""
     journal = session.journal
     if journal is None:
         conn.send(message)

@@ -1,7 +1,7 @@
 """Durable sessions: every state is stored before anyone is told about it, and any instance can
 continue a session from the store.
 
-- `stream.journal.SessionJournal` (one per session): each state is written to the store (one write
+- `stream.durability.journal.SessionJournal` (one per session): each state is written to the store (one write
   per state change, never per frame), then delivered locally and - on a shared store, atomically
   with the write - published for spectators on other instances. A player is therefore never sent a
   state the store does not hold: nothing a player was told is lost.
@@ -27,15 +27,15 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from maze import Game
-from stream.journal import SessionJournal, encode_event
+from stream.durability.journal import SessionJournal, encode_event
+from stream.edge.security import tokens_equal
 from stream.protocol import CLOSE_REPLACED
-from stream.security import tokens_equal
-from stream.sessions import Session, SessionOptions, SessionRegistry
+from stream.sessions.registry import Session, SessionOptions, SessionRegistry
 from stream.store import OwnershipLost, SessionRecord, Store, StoreUnavailable, token_hash
 
 if TYPE_CHECKING:
+    from stream.durability.relay import WatchHub
     from stream.metrics import Metrics
-    from stream.relay import WatchHub
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class Durability:
     async def start(self) -> None:
         await self.store.start()
         if self.store.shared:
-            from stream.relay import WatchHub
+            from stream.durability.relay import WatchHub
 
             self.hub = WatchHub(self)
             self.bus = self.store.bus(self.instance_id, self._on_event, self._on_resubscribed)

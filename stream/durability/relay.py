@@ -4,7 +4,7 @@ events to its own spectators, whichever instance runs the game.
 One `RemoteWatch` per watched session and instance. States arrive with strictly increasing versions;
 an old or repeated one is skipped; after a gap (pub/sub is at-most-once, a resubscription, a state
 whose maze we do not hold) the spectators get a resync state WITH the maze, read from the store.
-Delivery only queues into each connection's bounded outbox (stream.connection), so a slow spectator
+Delivery only queues into each connection's bounded outbox (stream.edge.connection), so a slow spectator
 never holds up the channel, and the channel reader never waits on a socket.
 """
 
@@ -15,13 +15,13 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from stream.connection import Connection
-from stream.journal import encode_event
+from stream.durability.journal import encode_event
+from stream.edge.connection import Connection
 from stream.protocol import CLOSE_GOING_AWAY, StateSnapshot, encode
 from stream.store import SessionRecord, StoreUnavailable
 
 if TYPE_CHECKING:
-    from stream.durable import Durability
+    from stream.durability.service import Durability
 
 log = logging.getLogger(__name__)
 

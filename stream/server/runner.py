@@ -6,7 +6,7 @@
   X-Forwarded-For and dodge per-address limits); deploy/nginx/gesture-maze.conf is the tested proxy.
 - On SIGINT/SIGTERM, `GracefulServer` drains the app first (in-flight frames finish, every socket is
   closed with 1001 "going away") before uvicorn's own shutdown, which would close sockets with 1012.
-- The HTTP and WebSocket protocols are stream.transport's guarded subclasses (request head size and
+- The HTTP and WebSocket protocols are stream.edge.transport's guarded subclasses (request head size and
   time, sockets per address, fragments per message, unread pongs, invalid UTF-8); permessage-deflate
   is off (frames are JPEG: compression buys nothing and would let a small message inflate in memory).
 """
@@ -21,10 +21,7 @@ from typing import Any
 
 import uvicorn
 
-from stream.app import create_app, drain
-from stream.settings import Settings, SettingsError
-from stream.store import StoreError, check_store_url
-from stream.transport import (
+from stream.edge.transport import (
     GuardedConfig,
     GuardedHttpProtocol,
     GuardedWebSocketProtocol,
@@ -32,6 +29,9 @@ from stream.transport import (
     default_limit_concurrency,
     raise_fd_limit,
 )
+from stream.settings import Settings, SettingsError
+from stream.store import StoreError, check_store_url
+from stream.web.app import create_app, drain
 
 GRACEFUL_SHUTDOWN_S = 10
 
@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if settings.store_lease_s <= 0:
             raise SettingsError("GM_STORE_LEASE_S must be above 0")
         if args.workers != 1:
-            from stream.workers import check_workers
+            from stream.server.workers import check_workers
 
             check_workers(settings, args.workers)
     except (SettingsError, StoreError) as exc:
@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     raise_fd_limit()  # before build_config: limit_concurrency is derived from it
     if args.workers > 1:
-        from stream.workers import serve_workers
+        from stream.server.workers import serve_workers
 
         return serve_workers(settings, args.workers)
     try:

@@ -1,0 +1,1 @@
+"""Sessions that outlive a process: store-then-deliver journals, restore and leases, remote spectators."""

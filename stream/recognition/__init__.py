@@ -1,0 +1,1 @@
+"""Frames to commands on the server: the shared frame pool, feedback recording, drift monitoring."""

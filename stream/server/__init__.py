@@ -1,0 +1,1 @@
+"""Running the app: uvicorn with guarded protocols and a graceful drain, one process per core."""
