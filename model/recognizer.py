@@ -11,7 +11,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from maze import Direction
 from model.frames import FrameStats, decode_jpeg, frame_stats
@@ -153,25 +156,25 @@ class Recognizer:
         with self._lock:
             if self._closed:
                 raise RecognizerClosed("Recognizer is closed")
-            c = self.config
-            t0 = time.perf_counter()
-            rgb = decode_jpeg(jpeg, c.max_frame_bytes, c.max_frame_width, c.max_frame_height)
-            stats = frame_stats(rgb, len(jpeg))
-            t1 = time.perf_counter()
-            if self._tracker is None:  # lazily, in the worker thread: creating a graph takes ~50 ms
-                self._tracker = self._tracker_factory()
-            hand = self._tracker.detect(rgb)
-            t2 = time.perf_counter()
-            gesture, confidence, direction = classify_hand(
-                hand, self._classifier_source, self._scheme, self._counting, self.profile
-            )
-            # `pointing` is decided by geometry, so its evidence is MediaPipe's hand score, not the
-            # classifier's confidence in a label it does not use (a sideways finger may be unusual).
-            evidence = hand.score if self._scheme == "pointing" and hand is not None else confidence
-            command = self._smoother.update(gesture, evidence, direction, now)
-            t3 = time.perf_counter()
-        marks = (t0, t1, t2, t3)
-        return RecognitionResult.timed(hand, (gesture, confidence, direction), command, stats, marks)
+            smooth = partial(self._smooth, now=now)
+            return recognise_frame(jpeg, self.config, self._detect, self._classify, smooth)
+
+    def _detect(self, rgb: np.ndarray) -> Hand | None:
+        if self._tracker is None:  # lazily, in the worker thread: creating a graph takes ~50 ms
+            self._tracker = self._tracker_factory()
+        return self._tracker.detect(rgb)
+
+    def _classify(self, hand: Hand | None) -> tuple[str | None, float, Direction | None]:
+        return classify_hand(hand, self._classifier_source, self._scheme, self._counting, self.profile)
+
+    def _smooth(
+        self, hand: Hand | None, classified: tuple[str | None, float, Direction | None], *, now: float
+    ) -> Direction | None:
+        gesture, confidence, direction = classified
+        # `pointing` is decided by geometry, so its evidence is MediaPipe's hand score, not the
+        # classifier's confidence in a label it does not use (a sideways finger may be unusual).
+        evidence = hand.score if self._scheme == "pointing" and hand is not None else confidence
+        return self._smoother.update(gesture, evidence, direction, now)
 
     def close(self) -> None:
         """Release the tracker. Safe from any thread; waits for a frame being processed to finish."""
@@ -180,6 +183,31 @@ class Recognizer:
             tracker, self._tracker = self._tracker, None
         if tracker is not None:
             tracker.close()
+
+
+Classified = tuple[str | None, float, "Direction | None"]
+
+
+def recognise_frame(
+    jpeg: bytes,
+    config: RecognizerConfig,
+    detect: Callable[[np.ndarray], Hand | None],
+    classify: Callable[[Hand | None], Classified],
+    smooth: Callable[[Hand | None, Classified], Direction | None] | None = None,
+) -> RecognitionResult:
+    """THE recognition path, for streams (`Recognizer.process`: tracking, smoothing) and single
+    images (`POST /predict`: static detection, no smoothing): decode -> landmarks -> gesture
+    (-> command). Raises FrameError for bad input."""
+    t0 = time.perf_counter()
+    rgb = decode_jpeg(jpeg, config.max_frame_bytes, config.max_frame_width, config.max_frame_height)
+    stats = frame_stats(rgb, len(jpeg))
+    t1 = time.perf_counter()
+    hand = detect(rgb)
+    t2 = time.perf_counter()
+    classified = classify(hand)
+    command = smooth(hand, classified) if smooth is not None else None
+    t3 = time.perf_counter()
+    return RecognitionResult.timed(hand, classified, command, stats, (t0, t1, t2, t3))
 
 
 def classify_hand(

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 
 def _serve(argv: Sequence[str]) -> int:
-    from stream.server.runner import main as serve_main
+    from stream.server.command import main as serve_main
 
     return serve_main(argv)
 

@@ -13,15 +13,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from stream.durability.journal import encode_event
 from stream.edge.connection import Connection
-from stream.protocol import CLOSE_GOING_AWAY, StateSnapshot, encode
+from stream.metrics import Metrics
+from stream.protocol.codes import CLOSE_GOING_AWAY
+from stream.protocol.events import (
+    Batch,
+    Claimed,
+    Closed,
+    Event,
+    NoticeItem,
+    StateItem,
+    Watchers,
+    encode_event,
+)
+from stream.protocol.server import StateSnapshot, encode
 from stream.store import SessionRecord, StoreUnavailable
-
-if TYPE_CHECKING:
-    from stream.durability.service import Durability
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +40,23 @@ _SETTLE_S = 0.5
 def snapshot_of_record(record: SessionRecord) -> StateSnapshot:
     game = record.game
     return StateSnapshot(record.version, int(game["maze_version"]), True, dict(record.state), game["maze"])
+
+
+class RelayBackend(Protocol):
+    """What the relay needs from the durability service (stream.durability.service.Durability)."""
+
+    instance_id: str
+    metrics: Metrics
+
+    async def load(self, session_id: str) -> SessionRecord | None: ...
+
+    async def publish(self, session_id: str, event: bytes) -> None: ...
+
+    def follow(self, session_id: str) -> None:
+        """Subscribe to the session's channel."""
+        ...
+
+    def unfollow(self, session_id: str) -> None: ...
 
 
 class RemoteWatch:
@@ -57,30 +82,29 @@ class RemoteWatch:
         for conn in self.conns:
             conn.send_state(snapshot)
 
-    def on_batch(self, items: list[dict[str, Any]]) -> None:
-        for item in items:
-            if item.get("k") == "s":
+    def on_batch(self, batch: Batch) -> None:
+        for item in batch.items:
+            if isinstance(item, StateItem):
                 self._on_state(item)
-            elif item.get("k") == "m" and isinstance(item.get("p"), dict):
-                payload = item["p"]
-                text = encode(payload)
+            elif isinstance(item, NoticeItem):
+                text = encode(item.payload)
                 for conn in self.conns:
-                    conn.send_encoded(str(payload.get("type")), text)
+                    conn.send_encoded(str(item.payload["type"]), text)
 
-    def _on_state(self, item: dict[str, Any]) -> None:
-        version, maze_version = int(item["v"]), int(item["mv"])
-        if version <= self.version:
+    def _on_state(self, item: StateItem) -> None:
+        if item.version <= self.version:
             return  # already delivered (or older than a resync)
-        maze = item.get("m") or (self.maze if maze_version == self.maze_version else None)
+        maze = item.maze or (self.maze if item.maze_version == self.maze_version else None)
         if maze is None:
             self.hub.metrics.spectator_resyncs.inc()
             self.schedule_resync()  # a state of a maze we never got: read it from the store
             return
-        gap = self.version != 0 and version != self.version + 1
+        gap = self.version != 0 and item.version != self.version + 1
         if gap:
             self.hub.metrics.spectator_resyncs.inc()
         # After a gap the state goes out with its maze (maze_changed=True): a full resync.
-        self._deliver(StateSnapshot(version, maze_version, bool(item.get("mc")) or gap, item["b"], maze))
+        changed = item.maze_changed or gap
+        self._deliver(StateSnapshot(item.version, item.maze_version, changed, item.body, maze))
 
     def schedule_resync(self) -> None:
         if self._resync is None or self._resync.done():
@@ -89,7 +113,7 @@ class RemoteWatch:
     async def resync(self) -> bool:
         """Deliver the stored state if it is newer than what the spectators have; False if gone."""
         try:
-            record = await self.hub.durability.load(self.session_id)
+            record = await self.hub.backend.load(self.session_id)
         except StoreUnavailable:
             return True  # retried after the bus resubscribes
         if record is None:
@@ -108,9 +132,9 @@ class RemoteWatch:
 class WatchHub:
     """Every session this instance relays to its spectators."""
 
-    def __init__(self, durability: Durability) -> None:
-        self.durability = durability
-        self.metrics = durability.metrics
+    def __init__(self, backend: RelayBackend) -> None:
+        self.backend = backend
+        self.metrics = backend.metrics
         self.watches: dict[str, RemoteWatch] = {}
 
     def spectators(self, session_id: str) -> int:
@@ -121,9 +145,7 @@ class WatchHub:
         watch = self.watches.get(session_id)
         if watch is None:
             watch = self.watches[session_id] = RemoteWatch(session_id, self)
-            bus = self.durability.bus
-            if bus is not None:
-                bus.subscribe(session_id)
+            self.backend.follow(session_id)
         watch.joining += 1
         return watch
 
@@ -157,9 +179,7 @@ class WatchHub:
         if watch.conns or watch.joining or self.watches.get(watch.session_id) is not watch:
             return
         del self.watches[watch.session_id]
-        bus = self.durability.bus
-        if bus is not None:
-            bus.unsubscribe(watch.session_id)
+        self.backend.unfollow(watch.session_id)
 
     def _announce(self, watch: RemoteWatch) -> None:
         """Tell the instance running the game how many watch through us (the `spectators` count).
@@ -173,22 +193,19 @@ class WatchHub:
 
     def _send_count(self, watch: RemoteWatch) -> None:
         watch.announce_due = False
-        event = encode_event({"k": "w", "instance": self.durability.instance_id, "n": len(watch.conns)})
-        task = asyncio.ensure_future(self.durability.store.publish(watch.session_id, event))
+        event = encode_event(Watchers(self.backend.instance_id, len(watch.conns)))
+        task = asyncio.ensure_future(self.backend.publish(watch.session_id, event))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
-    def on_event(self, session_id: str, kind: str, event: dict[str, Any]) -> None:
+    def on_event(self, session_id: str, event: Event) -> None:
         watch = self.watches.get(session_id)
         if watch is None:
             return
-        if kind == "b" and isinstance(event.get("i"), list):
-            try:
-                watch.on_batch(event["i"])
-            except (KeyError, TypeError, ValueError):
-                log.warning("ignoring a malformed state on session %s", session_id)
-        elif kind == "x":
-            watch.close(CLOSE_GOING_AWAY, str(event.get("reason", "session closed"))[:120])
-        elif kind == "c":
+        if isinstance(event, Batch):
+            watch.on_batch(event)
+        elif isinstance(event, Closed):
+            watch.close(CLOSE_GOING_AWAY, event.reason)
+        elif isinstance(event, Claimed):
             self._announce(watch)  # a new instance runs the game: tell it our spectators
 
     def resync_all(self) -> None:

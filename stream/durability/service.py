@@ -1,13 +1,15 @@
 """Durable sessions: every state is stored before anyone is told about it, and any instance can
 continue a session from the store.
 
-- `stream.durability.journal.SessionJournal` (one per session): each state is written to the store (one write
-  per state change, never per frame), then delivered locally and - on a shared store, atomically
-  with the write - published for spectators on other instances. A player is therefore never sent a
-  state the store does not hold: nothing a player was told is lost.
+- `stream.durability.journal.SessionJournal` (one per session, its `Publisher`): each state is
+  written to the store (one write per state change, never per frame), then delivered locally and -
+  on a shared store, atomically with the write - published for spectators on other instances. A
+  player is therefore never sent a state the store does not hold: nothing a player was told is lost.
 - `Durability` (one per app, owned by the lifespan) restores sessions from the store (after a
   restart, or when a player moves to this instance), claims the player lease, keeps leases and TTLs
-  fresh, follows the store's reachability (`/health`, metrics) and routes channel events.
+  fresh, follows the store's reachability (`/health`, metrics) and routes channel events
+  (stream.protocol.events) to the sessions it runs and to the relay of remote spectators
+  (stream.durability.relay.WatchHub).
 
 While the store is unreachable the journal keeps retrying the pending write and `Session.paused`
 makes the play handler refuse new changes with `store_unavailable` (docs/scaling.md).
@@ -17,25 +19,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import json
 import logging
 import os
 import secrets
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from maze import Game
-from stream.durability.journal import SessionJournal, encode_event
+from stream.durability.journal import SessionJournal
+from stream.durability.relay import WatchHub
 from stream.edge.security import tokens_equal
-from stream.protocol import CLOSE_REPLACED
-from stream.sessions.registry import Session, SessionOptions, SessionRegistry
-from stream.store import OwnershipLost, SessionRecord, Store, StoreUnavailable, token_hash
-
-if TYPE_CHECKING:
-    from stream.durability.relay import WatchHub
-    from stream.metrics import Metrics
+from stream.metrics import Metrics
+from stream.protocol.codes import CLOSE_REPLACED
+from stream.protocol.events import Claimed, EventError, Watchers, decode_event, encode_event
+from stream.sessions.registry import SessionRegistry
+from stream.sessions.session import Session
+from stream.store import Bus, OwnershipLost, SessionRecord, Store, StoreUnavailable, token_hash
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +66,7 @@ class Durability:
         self.instance_id = instance_id or new_instance_id()
         self.journals: set[SessionJournal] = set()
         self.hub: WatchHub | None = None
-        self.bus = None
+        self.bus: Bus | None = None
         self._restoring: dict[str, asyncio.Future[Session | None]] = {}
         self._remote_counts: dict[str, dict[str, int]] = {}  # session -> instance -> spectators
         self._tasks: list[asyncio.Task[None]] = []
@@ -80,12 +79,25 @@ class Durability:
     def shared(self) -> bool:
         return self.store.shared
 
+    @property
+    def store_up(self) -> bool:
+        return self.store.up
+
+    async def publish(self, session_id: str, event: bytes) -> None:
+        await self.store.publish(session_id, event)
+
+    def follow(self, session_id: str) -> None:
+        if self.bus is not None:
+            self.bus.subscribe(session_id)
+
+    def unfollow(self, session_id: str) -> None:
+        if self.bus is not None:
+            self.bus.unsubscribe(session_id)
+
     # --- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
         await self.store.start()
         if self.store.shared:
-            from stream.durability.relay import WatchHub
-
             self.hub = WatchHub(self)
             self.bus = self.store.bus(self.instance_id, self._on_event, self._on_resubscribed)
             self._spawn(self.bus.run(), "store-bus")
@@ -134,38 +146,15 @@ class Durability:
     # --- records --------------------------------------------------------------------------------
     def _on_admit(self, session: Session) -> None:
         journal = SessionJournal(session, self)
-        session.journal = journal
+        session.publisher = journal
         self.journals.add(journal)
-        if self.bus is not None:
-            self.bus.subscribe(session.id)  # takeover notices and remote spectators' presence
+        self.follow(session.id)  # takeover notices and remote spectators' presence
 
     def _release(self, session: Session) -> None:
         self._remote_counts.pop(session.id, None)
-        if session.journal is not None:
-            self.journals.discard(session.journal)
-        if self.bus is not None:
-            self.bus.unsubscribe(session.id)
-
-    def record_of(self, session: Session) -> SessionRecord:
-        snapshot = session.made_state()
-        return SessionRecord(
-            session_id=session.id,
-            version=snapshot.version,
-            # Every SessionOptions field (a new one is stored without changes here), current scheme.
-            options={
-                **dataclasses.asdict(session.options),
-                "scheme": session.scheme,
-                "name": session.name,  # a generated name must survive a restore
-                "share_hand": session.share_hand,
-            },
-            player_token_hash=session.player_token_hash,
-            watch_token_hash=session.watch_token_hash,
-            created_at=session.created_at,
-            game=session.game.to_dict(session._clock()),
-            state=snapshot.body,
-            summary=session.summary(),
-            players_joined=session.players_joined,
-        )
+        if isinstance(session.publisher, SessionJournal):
+            self.journals.discard(session.publisher)
+        self.unfollow(session.id)
 
     def _ttl_s(self) -> float:
         return self.grace_s + 3 * self.lease_s
@@ -173,7 +162,7 @@ class Durability:
     async def save(self, session: Session, event: bytes | None = None) -> None:
         started = time.perf_counter()
         try:
-            await self.store.save(self.record_of(session), self.instance_id, self._ttl_s(), event)
+            await self.store.save(session.to_record(), self.instance_id, self._ttl_s(), event)
         except StoreUnavailable:
             self.metrics.store_errors.inc()
             raise
@@ -185,14 +174,13 @@ class Durability:
             await self.registry.remove(session)
             self._release(session)
             raise StoreUnavailable("the session store is unreachable")
-        session.broadcast_state(maze_changed=True)
-        assert session.journal is not None
-        try:
+        session.publish_state(maze_changed=True)
+        journal = session.publisher
+        assert isinstance(journal, SessionJournal)
+        with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(_FLUSH_TIMEOUT_S):
-                await session.journal.flush()
-        except TimeoutError:
-            pass
-        if session.journal.stalled or session.closed:
+                await journal.flush()
+        if journal.stalled or session.closed:
             await self.registry.remove(session)
             self._release(session)
             raise StoreUnavailable("the session store is unreachable")
@@ -230,7 +218,7 @@ class Durability:
         self._restoring[session_id] = future
         try:
             record = await self.load(session_id)
-            session = self._restore(record) if record is not None else None
+            session = self.registry.restore(record) if record is not None else None
             future.set_result(session)
         except BaseException as exc:
             future.set_exception(exc)
@@ -265,7 +253,7 @@ class Durability:
         if session is not None and previous in (None, self.instance_id):
             return session, False
         if previous not in (None, self.instance_id):
-            await self.store.publish(session_id, encode_event({"k": "c", "owner": self.instance_id}))
+            await self.store.publish(session_id, encode_event(Claimed(self.instance_id)))
         if session is not None:
             await self.lost(session)  # ours in memory, but another instance had it: stale
         record = await self.store.load(session_id)
@@ -274,29 +262,7 @@ class Durability:
         current = self.registry.get(session_id)
         if current is not None:  # restored meanwhile by a concurrent connection
             return current, True
-        return self._restore(record), True
-
-    def _restore(self, record: SessionRecord) -> Session:
-        game = Game.from_dict(record.game)
-        now = self.registry._clock()
-        # Monotonic clocks are per process: rebase the level clock on the stored elapsed time.
-        elapsed = float(record.game.get("elapsed_s", 0.0))
-        game.started_at = now - elapsed
-        if game.won_at is not None:
-            game.won_at = now
-        options = SessionOptions(**record.options)
-        session = self.registry.restore(record.session_id, options, game)
-        session.scheme = options.scheme
-        session.version = record.version
-        session.created_at = record.created_at
-        session.players_joined = record.players_joined
-        session.player_token = None  # only its hash is stored
-        session.player_token_hash = record.player_token_hash
-        session.watch_token = None
-        session.watch_token_hash = record.watch_token_hash
-        if not session.playing:
-            session.next_level()  # it was won before the restart: the next level is due
-        return session
+        return self.registry.restore(record), True
 
     async def summary(self, session_id: str) -> dict[str, Any] | None:
         session = self.registry.get(session_id)
@@ -349,18 +315,17 @@ class Durability:
     # --- channel events (shared store) ---------------------------------------------------------
     def _on_event(self, session_id: str, data: bytes) -> None:
         try:
-            event = json.loads(data)
-            kind = event["k"]
-        except (ValueError, KeyError, TypeError):
-            log.warning("ignoring a malformed event on session %s", session_id)
+            event = decode_event(data)
+        except EventError as exc:
+            log.warning("ignoring an event on session %s: %s", session_id, exc)
             return
         session = self.registry.get(session_id)
-        if kind == "c" and session is not None and event.get("owner") != self.instance_id:
+        if isinstance(event, Claimed) and session is not None and event.owner != self.instance_id:
             asyncio.get_running_loop().create_task(self._taken_over(session))
-        elif kind == "w" and session is not None:
+        elif isinstance(event, Watchers) and session is not None:
             self._presence(session, event)
         if self.hub is not None:
-            self.hub.on_event(session_id, kind, event)
+            self.hub.on_event(session_id, event)
 
     async def _taken_over(self, session: Session) -> None:
         # The announcement may be stale (this instance claimed the session again since): the
@@ -369,14 +334,10 @@ class Durability:
             if await self.store.holder(session.id) != self.instance_id:
                 await self.lost(session)
 
-    def _presence(self, session: Session, event: dict[str, Any]) -> None:
+    def _presence(self, session: Session, event: Watchers) -> None:
         counts = self._remote_counts.setdefault(session.id, {})
-        counts[str(event.get("instance"))] = max(0, int(event.get("n", 0)))
-        total = sum(counts.values())
-        if total != session.remote_spectators:
-            session.remote_spectators = total
-            if not session.closed:
-                session.broadcast_state()
+        counts[event.instance] = event.count
+        session.set_remote_spectators(sum(counts.values()))
 
     def _on_resubscribed(self) -> None:
         if self.hub is not None:

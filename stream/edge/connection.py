@@ -19,7 +19,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from stream.protocol import CLOSE_TOO_SLOW, ErrorMessage, StateSnapshot, encode
+from stream.protocol.codes import CLOSE_TOO_SLOW
+from stream.protocol.server import ErrorMessage, StateSnapshot, encode
 
 log = logging.getLogger(__name__)
 

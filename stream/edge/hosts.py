@@ -20,12 +20,13 @@ API:
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
 
+from stream.protocol.codes import CLOSE_POLICY, HOST_NOT_ALLOWED
+from stream.protocol.errors import send_error_response
+
 _WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::", "[::]"})
-HOST_NOT_ALLOWED = "host_not_allowed"
 
 
 def allowed_host_names(bound_host: str, extra: Iterable[str] = ()) -> frozenset[str]:
@@ -87,15 +88,10 @@ class HostGuardMiddleware:
             return
         if self.on_reject is not None:
             self.on_reject(kind)
-        body = json.dumps(
-            {"error": {"code": HOST_NOT_ALLOWED, "message": "this server does not answer to that Host name"}}
-        ).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        message = "this server does not answer to that Host name"
         if kind == "http":
-            await send({"type": "http.response.start", "status": 400, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
+            await send_error_response(send, 400, HOST_NOT_ALLOWED, message)
         elif "websocket.http.response" in scope.get("extensions", {}):
-            await send({"type": "websocket.http.response.start", "status": 400, "headers": headers})
-            await send({"type": "websocket.http.response.body", "body": body})
+            await send_error_response(send, 400, HOST_NOT_ALLOWED, message, websocket=True)
         else:
-            await send({"type": "websocket.close", "code": 1008, "reason": HOST_NOT_ALLOWED})
+            await send({"type": "websocket.close", "code": CLOSE_POLICY, "reason": HOST_NOT_ALLOWED})

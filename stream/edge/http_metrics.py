@@ -34,8 +34,9 @@ def route_label(scope: Scope) -> str:
 class HTTPMetricsMiddleware:
     """Counts every HTTP request (route, method, status) and observes its latency."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: Callable[[], Metrics | None]) -> None:
         self.app = app
+        self.metrics = metrics  # the app's metrics once its lifespan has made them
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -53,7 +54,7 @@ class HTTPMetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            metrics: Metrics | None = getattr(scope["app"].state, "metrics", None) if "app" in scope else None
+            metrics = self.metrics()
             if metrics is not None:
                 route, method = route_label(scope), _method(scope.get("method", "GET"))
                 metrics.http_requests.labels(route=route, method=method, status=str(status)).inc()

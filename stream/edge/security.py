@@ -30,7 +30,6 @@ API:
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import re
 import secrets
@@ -40,6 +39,9 @@ from urllib.parse import urlsplit
 
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+
+from stream.protocol.codes import CLOSE_POLICY, ORIGIN_NOT_ALLOWED
+from stream.protocol.errors import send_error_response
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _SCHEME_ALIASES = {"ws": "http", "wss": "https", "http": "http", "https": "https"}
@@ -118,7 +120,7 @@ class OriginGuardMiddleware:
         if kind == "websocket" and not check_scope_origin(scope, self.allowed):
             self._rejected("websocket")
             # Closing before accept makes the server refuse the handshake with HTTP 403.
-            await send({"type": "websocket.close", "code": 1008, "reason": "origin not allowed"})
+            await send({"type": "websocket.close", "code": CLOSE_POLICY, "reason": "origin not allowed"})
             return
         if (
             kind == "http"
@@ -126,20 +128,7 @@ class OriginGuardMiddleware:
             and not check_scope_origin(scope, self.allowed)
         ):
             self._rejected("http")
-            body = json.dumps(
-                {"error": {"code": "origin_not_allowed", "message": "this origin may not call the API"}}
-            ).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 403,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await send_error_response(send, 403, ORIGIN_NOT_ALLOWED, "this origin may not call the API")
             return
         await self.app(scope, receive, send)
 

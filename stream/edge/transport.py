@@ -22,7 +22,6 @@ The limits travel on `GuardedConfig` (a uvicorn.Config), so two servers in one p
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import resource
 import time
@@ -37,11 +36,19 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 
 from stream.edge.limits import ConnectionLimiter, TokenBucket, address_key
+from stream.protocol.codes import (
+    BAD_REQUEST,
+    CLOSE_POLICY,
+    HEADER_TIMEOUT,
+    HEADER_TOO_LARGE,
+    REQUEST_LINE_TOO_LONG,
+    TOO_MANY_CONNECTIONS,
+)
+from stream.protocol.errors import error_json
 
 log = logging.getLogger(__name__)
 
 CLOSE_INVALID_DATA = 1007
-CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 _PARSE_SLICE = 4096  # WebSocket bytes parsed between two checks of the caps (~700 tiny frames at most)
 _REPORT_EVERY_S = 10.0  # refusals of a whole address are logged at most this often
@@ -153,7 +160,7 @@ def linger_close(transport: Any, loop: Any) -> None:
 
 
 def json_error_response(status: int, reason: str, code: str, message: str) -> bytes:
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    body = error_json(code, message)
     head = (
         f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
@@ -189,10 +196,10 @@ class HeadMeter:
             self.size += stop - pos + (newline >= 0)
             if self._line > limits.max_head_line_bytes:
                 if self.lines == 0:
-                    return 414, "request_line_too_long", "the request line is too long"
-                return 431, "header_too_large", "a request header line is too long"
+                    return 414, REQUEST_LINE_TOO_LONG, "the request line is too long"
+                return 431, HEADER_TOO_LARGE, "a request header line is too long"
             if self.size > limits.max_head_bytes:
-                return 431, "header_too_large", f"request headers exceed {limits.max_head_bytes} bytes"
+                return 431, HEADER_TOO_LARGE, f"request headers exceed {limits.max_head_bytes} bytes"
             if newline < 0:
                 return None
             blank = self._line <= 1 and self.lines > 0  # "\r\n" alone: the end of the head
@@ -202,7 +209,7 @@ class HeadMeter:
                 self.done = True
                 return None
             if self.lines > limits.max_head_lines:
-                return 431, "header_too_large", f"more than {limits.max_head_lines} request headers"
+                return 431, HEADER_TOO_LARGE, f"more than {limits.max_head_lines} request headers"
             pos = newline + 1
         return None
 
@@ -242,7 +249,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             )
             # No lingering here: under a socket flood the descriptor is worth more than the answer.
             message = "too many open sockets from this address"
-            self._refuse(503, "too_many_connections", message, log_it=False, linger=False)
+            self._refuse(503, TOO_MANY_CONNECTIONS, message, log_it=False, linger=False)
             return
         self._holds_socket = True
         self._arm_head_timer()
@@ -295,7 +302,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._head_timer = None
         if not self.meter.done and not self.transport.is_closing():
             timeout = self.guard.limits.header_timeout_s
-            self._refuse(408, "header_timeout", f"request headers not received within {timeout:g} s")
+            self._refuse(408, HEADER_TIMEOUT, f"request headers not received within {timeout:g} s")
 
     # --- websocket hand-over ----------------------------------------------------------------------
     def handle_websocket_upgrade(self) -> None:
@@ -308,7 +315,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     # --- refusals ------------------------------------------------------------------------------
     def send_400_response(self, msg: str) -> None:  # a request httptools cannot parse
-        self._refuse(400, "bad_request", "invalid HTTP request")
+        self._refuse(400, BAD_REQUEST, "invalid HTTP request")
 
     def _refuse(
         self, status: int, code: str, message: str, *, log_it: bool = True, linger: bool = True
@@ -461,6 +468,6 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         self._report(f"invalid WebSocket handshake ({self.conn.handshake_exc})")
         self.handshake_complete = True
         self.close_sent = True
-        response = json_error_response(400, _REASONS[400], "bad_request", "invalid WebSocket handshake")
+        response = json_error_response(400, _REASONS[400], BAD_REQUEST, "invalid WebSocket handshake")
         self.transport.write(response)
         linger_close(self.transport, self.loop)

@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from model.classifier import ModelHandle
 from model.drift import DriftReport, Reference, compare, feature_names, load_reference_for
 from stream.metrics import Metrics
 
@@ -95,11 +97,13 @@ class DriftMonitor:
             m.drift_score.labels(kind=kind).set(value)
 
 
-async def run_drift(monitor: DriftMonitor, state: Any, interval_s: float) -> None:
-    """Background task (owned by the lifespan)."""
+async def run_drift(
+    monitor: DriftMonitor, models: Callable[[], ModelHandle | None], interval_s: float
+) -> None:
+    """Background task (owned by the lifespan); `models` gives the handle being served now."""
     while True:
         await asyncio.sleep(interval_s)
         try:
-            await monitor.update(state.models)
+            await monitor.update(models())
         except Exception:  # keep monitoring; one bad window must not stop the task
             log.exception("drift computation failed")

@@ -1,4 +1,4 @@
-"""`gesture-maze serve`: run the app under uvicorn with production-minded defaults.
+"""One server process: the app under uvicorn with production-minded defaults.
 
 - WebSocket messages up to `ws_max_size` are read, so a frame somewhat above GM_MAX_FRAME_BYTES gets
   a clear `frame_too_large` error; only a frame above ws_max_size is cut off by the transport (1009).
@@ -6,16 +6,14 @@
   X-Forwarded-For and dodge per-address limits); deploy/nginx/gesture-maze.conf is the tested proxy.
 - On SIGINT/SIGTERM, `GracefulServer` drains the app first (in-flight frames finish, every socket is
   closed with 1001 "going away") before uvicorn's own shutdown, which would close sockets with 1012.
-- The HTTP and WebSocket protocols are stream.edge.transport's guarded subclasses (request head size and
-  time, sockets per address, fragments per message, unread pongs, invalid UTF-8); permessage-deflate
+- The HTTP and WebSocket protocols are stream.edge.transport's guarded subclasses (request head
+  size and time, sockets per address, fragments per message, unread pongs, invalid UTF-8); permessage-deflate
   is off (frames are JPEG: compression buys nothing and would let a small message inflate in memory).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
-from collections.abc import Sequence
 from socket import socket
 from typing import Any
 
@@ -27,10 +25,8 @@ from stream.edge.transport import (
     GuardedWebSocketProtocol,
     TransportLimits,
     default_limit_concurrency,
-    raise_fd_limit,
 )
-from stream.settings import Settings, SettingsError
-from stream.store import StoreError, check_store_url
+from stream.settings import Settings
 from stream.web.app import create_app, drain
 
 GRACEFUL_SHUTDOWN_S = 10
@@ -76,46 +72,3 @@ def build_config(settings: Settings, **overrides: Any) -> uvicorn.Config:
     return GuardedConfig(
         create_app(settings), transport_limits=TransportLimits.from_settings(settings), **options
     )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gesture-maze serve", description="Run the Gesture Maze server.")
-    parser.add_argument("--host", help="address to bind (GM_HOST, default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="TCP port (GM_PORT, default 8000)")
-    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="GM_LOG_LEVEL")
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help="server processes (e.g. one per core); more than 1 needs GM_STORE_URL=redis://...",
-    )
-    args = parser.parse_args(list(argv) if argv is not None else None)
-    overrides = {
-        name: value
-        for name, value in (("host", args.host), ("port", args.port), ("log_level", args.log_level))
-        if value is not None
-    }
-    try:
-        settings = Settings.from_env(**overrides)
-        check_store_url(settings.store_url)
-        if settings.store_lease_s <= 0:
-            raise SettingsError("GM_STORE_LEASE_S must be above 0")
-        if args.workers != 1:
-            from stream.server.workers import check_workers
-
-            check_workers(settings, args.workers)
-    except (SettingsError, StoreError) as exc:
-        parser.error(str(exc))
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    raise_fd_limit()  # before build_config: limit_concurrency is derived from it
-    if args.workers > 1:
-        from stream.server.workers import serve_workers
-
-        return serve_workers(settings, args.workers)
-    try:
-        GracefulServer(build_config(settings)).run()
-    except KeyboardInterrupt:  # uvicorn re-raises the signal after its (graceful) shutdown
-        return 130
-    return 0

@@ -28,6 +28,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from stream.protocol.events import Closed, encode_event
 from stream.store.base import (
     Bus,
     EventHandler,
@@ -150,7 +151,7 @@ class RedisStore(Store):
         return SessionRecord.from_json(text) if text else None
 
     async def delete(self, session_id: str, owner: str) -> None:
-        event = json.dumps({"k": "x", "reason": "session expired"})
+        event = encode_event(Closed("session expired"))
         await self._call(
             self._delete(
                 keys=[*_keys(session_id), _LOBBY, channel(session_id)], args=[owner, session_id, event]

@@ -16,14 +16,26 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from maze import MIN_SIZE
+from model.schemes import SCHEMES
 from stream.edge.bodies import BodyTooLarge, read_capped
 from stream.edge.limits import address_key
 from stream.metrics import CONTENT_TYPE
-from stream.protocol import SCHEMES, STORE_UNAVAILABLE
+from stream.protocol.codes import (
+    BAD_REQUEST,
+    BODY_TOO_LARGE,
+    NOT_FOUND,
+    RATE_LIMITED,
+    SERVER_FULL,
+    STORE_UNAVAILABLE,
+    TOO_MANY_SESSIONS,
+)
 from stream.sessions.game_feel import clean_name
-from stream.sessions.registry import SessionLimitError, SessionOptions
+from stream.sessions.registry import SessionLimitError
+from stream.sessions.session import SessionOptions
 from stream.sessions.slots import OwnerLimitError
 from stream.store import StoreUnavailable
+from stream.web.errors import error_response
+from stream.web.services import services_of
 
 _CREATE_FIELDS = frozenset({"width", "height", "seed", "scheme", "private", "name", "share_hand"})
 _MAX_SEED = 2**63
@@ -31,12 +43,6 @@ _MAX_SEED = 2**63
 
 class BadRequest(ValueError):
     pass
-
-
-def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
 def _int_field(body: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
@@ -96,26 +102,27 @@ def parse_create_body(raw: bytes, settings: Any) -> SessionOptions:
 
 
 async def create_session(request: Request) -> Response:
-    state = request.app.state
-    limiter = state.create_limiter
+    services = services_of(request)
+    limiter = services.create_limiter
     key = address_key(request.client.host if request.client else None)
+    settings = services.settings
     try:
-        options = parse_create_body(await read_capped(request, state.settings.max_text_bytes), state.settings)
+        options = parse_create_body(await read_capped(request, settings.max_text_bytes), settings)
     except BodyTooLarge as exc:
-        return error_response(413, "body_too_large", str(exc))
+        return error_response(413, BODY_TOO_LARGE, str(exc))
     except BadRequest as exc:
-        return error_response(400, "bad_request", str(exc))
+        return error_response(400, BAD_REQUEST, str(exc))
     if not limiter.allow(key):
         retry = limiter.retry_after(key)
         headers = {"Retry-After": str(max(1, math.ceil(retry)))} if math.isfinite(retry) else None
-        return error_response(429, "rate_limited", "too many sessions created from this address", headers)
+        return error_response(429, RATE_LIMITED, "too many sessions created from this address", headers)
     try:
-        session = state.registry.create(options, owner=key)
-        await state.durability.created(session)  # stored before its id is handed out
+        session = services.registry.create(options, owner=key)
+        await services.durability.created(session)  # stored before its id is handed out
     except OwnerLimitError as exc:
-        return error_response(429, "too_many_sessions", str(exc), {"Retry-After": "30"})
+        return error_response(429, TOO_MANY_SESSIONS, str(exc), {"Retry-After": "30"})
     except SessionLimitError as exc:
-        return error_response(503, "server_full", str(exc), {"Retry-After": "30"})
+        return error_response(503, SERVER_FULL, str(exc), {"Retry-After": "30"})
     except StoreUnavailable:
         return error_response(503, STORE_UNAVAILABLE, "game storage is unreachable", {"Retry-After": "5"})
     watch_url = f"/ws/watch/{session.id}"
@@ -138,35 +145,35 @@ async def create_session(request: Request) -> Response:
 
 async def list_sessions(request: Request) -> Response:
     # Every instance's public sessions (a shared store), or this one's incl. those from before a restart.
-    return JSONResponse({"sessions": await request.app.state.durability.public_summaries()})
+    return JSONResponse({"sessions": await services_of(request).durability.public_summaries()})
 
 
 async def get_session(request: Request) -> Response:
     try:
-        summary = await request.app.state.durability.summary(request.path_params["session_id"])
+        summary = await services_of(request).durability.summary(request.path_params["session_id"])
     except StoreUnavailable:
         return error_response(503, STORE_UNAVAILABLE, "game storage is unreachable", {"Retry-After": "5"})
     if summary is None:
-        return error_response(404, "not_found", "no such session")
+        return error_response(404, NOT_FOUND, "no such session")
     return JSONResponse(summary)
 
 
 async def health(request: Request) -> Response:
-    state = request.app.state
-    models = getattr(state, "models", None)
+    services = services_of(request)
+    models = services.models
     info = models.current.info if models is not None else None
-    durability = state.durability
+    durability = services.durability
     return JSONResponse(
         {
             "status": "ok" if info is not None and not durability.degraded else "degraded",
             "store": durability.health(),
-            "uptime_s": round(time.monotonic() - state.started_at, 1),
-            "sessions": len(state.registry),
+            "uptime_s": round(time.monotonic() - services.started_at, 1),
+            "sessions": len(services.registry),
             "model": {"name": info.name, "version": info.version} if info is not None else None,
-            "pool": {"in_flight": state.pipeline.in_flight, "backlog": state.pipeline.backlog},
+            "pool": {"in_flight": services.pipeline.in_flight, "backlog": services.pipeline.backlog},
         }
     )
 
 
 async def metrics(request: Request) -> Response:
-    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
+    return Response(services_of(request).metrics.render(), media_type=CONTENT_TYPE)

@@ -2,7 +2,8 @@
 
 `create_app(settings)` only wires routes and middleware; everything stateful (metrics, session
 registry, frame pipeline, model handle, limiters, background tasks) is created when the lifespan
-starts and torn down when it ends, so several apps can live in one process (tests) without sharing.
+starts, as one typed `Services` (stream.web.services) on `app.state.services`, and torn down when it
+ends, so several apps can live in one process (tests) without sharing.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,25 +29,28 @@ from model.classifier import ModelHandle
 from model.feedback import default_feedback_url
 from model.registry import default_tracking_uri
 from stream.durability.service import Durability
-from stream.edge.hosts import HOST_NOT_ALLOWED, HostGuardMiddleware, allowed_host_names
+from stream.edge.hosts import HostGuardMiddleware, allowed_host_names
 from stream.edge.http_metrics import HTTPMetricsMiddleware, sample_event_loop_lag
 from stream.edge.limits import ConnectionLimiter, KeyedRateLimiter
 from stream.edge.security import install_log_redaction, security_middleware
 from stream.metrics import Metrics
-from stream.protocol import CLOSE_GOING_AWAY
+from stream.protocol.codes import CLOSE_GOING_AWAY, HOST_NOT_ALLOWED, ORIGIN_NOT_ALLOWED
 from stream.recognition.drift import DriftMonitor, run_drift
 from stream.recognition.feedback import FeedbackRecorder
 from stream.recognition.pipeline import FramePipeline
+from stream.recognition.stills import PredictService
 from stream.sessions.game_feel import FeelConfig
-from stream.sessions.registry import SessionOptions, SessionRegistry, run_reaper
+from stream.sessions.registry import SessionRegistry, run_reaper
+from stream.sessions.session import SessionContext, SessionOptions
 from stream.sessions.slots import SlotPolicy
 from stream.settings import Settings
 from stream.store import open_store
 from stream.web import api, static
 from stream.web.errors import exception_handlers
 from stream.web.play import play_endpoint
-from stream.web.predict import close_predict_state, predict_endpoint
-from stream.web.sockets import watch_endpoint
+from stream.web.predict import predict_endpoint
+from stream.web.services import Services
+from stream.web.watch import watch_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -86,24 +90,25 @@ def create_app(
 
     app_ref: dict[str, Starlette] = {}
 
-    def on_origin_reject(kind: str) -> None:
-        app = app_ref.get("app")
-        metrics = getattr(app.state, "metrics", None) if app is not None else None
-        if metrics is not None:
-            metrics.errors.labels(code="origin_not_allowed").inc()
+    def current_metrics() -> Metrics | None:
+        services = _services(app_ref["app"]) if "app" in app_ref else None
+        return services.metrics if services is not None else None
 
-    def on_host_reject(kind: str) -> None:
-        app = app_ref.get("app")
-        metrics = getattr(app.state, "metrics", None) if app is not None else None
-        if metrics is not None:
-            metrics.errors.labels(code=HOST_NOT_ALLOWED).inc()
+    def count_refusal(code: str) -> Callable[[str], None]:
+        def on_reject(kind: str) -> None:
+            metrics = current_metrics()
+            if metrics is not None:
+                metrics.errors.labels(code=code).inc()
+
+        return on_reject
 
     host_names = allowed_host_names(settings.host, settings.allowed_hosts)
     middleware = [
-        Middleware(HTTPMetricsMiddleware),  # outermost: counts refusals by the guards below too
+        # Outermost: counts the refusals of the guards below too.
+        Middleware(HTTPMetricsMiddleware, metrics=current_metrics),
         # Host before Origin: the same-origin check compares Origin with Host, so Host must be ours.
-        Middleware(HostGuardMiddleware, names=host_names, on_reject=on_host_reject),
-        *security_middleware(settings.allowed_origins, on_reject=on_origin_reject),
+        Middleware(HostGuardMiddleware, names=host_names, on_reject=count_refusal(HOST_NOT_ALLOWED)),
+        *security_middleware(settings.allowed_origins, on_reject=count_refusal(ORIGIN_NOT_ALLOWED)),
     ]
     app = Starlette(
         routes=routes,
@@ -115,17 +120,12 @@ def create_app(
     return app
 
 
-async def _start(app: Starlette, settings: Settings) -> None:
+async def _start(app: Starlette, settings: Settings) -> Services:
     install_log_redaction()  # uvicorn logs request paths, and the play URL carries the token
     # Parallelism comes from the frame pool; BLAS threads inside each worker only oversubscribe the
     # cores (a one-row prediction measured several times slower with multi-threaded OpenBLAS).
     threadpool_limits(1)
-    state = app.state
     metrics = Metrics()
-    state.settings = settings
-    state.metrics = metrics
-    state.started_at = time.monotonic()
-    state.shutting_down = False
 
     def config_for(options: SessionOptions) -> GameConfig:
         return GameConfig(
@@ -135,66 +135,81 @@ async def _start(app: Starlette, settings: Settings) -> None:
             max_size=settings.maze_max_size,
         )
 
-    state.registry = SessionRegistry(
-        max_sessions=settings.max_sessions,
-        config_for=config_for,
+    context = SessionContext(
         metrics=metrics,
         win_pause_s=settings.win_pause_s,
-        slots=SlotPolicy(settings.max_sessions_per_ip, settings.unjoined_session_ttl_s),
         feel=FeelConfig.from_settings(settings),
         donations_dir=Path(settings.data_dir) / "donations",  # opted-in calibration landmarks
+        feedback_frames=settings.feedback_frames,
     )
-    state.durability = Durability(
+    registry = SessionRegistry(
+        max_sessions=settings.max_sessions,
+        config_for=config_for,
+        context=context,
+        slots=SlotPolicy(settings.max_sessions_per_ip, settings.unjoined_session_ttl_s),
+    )
+    durability = Durability(
         open_store(settings.store_url, data_dir=settings.data_dir, lease_s=settings.store_lease_s),
-        state.registry,
+        registry,
         metrics,
         grace_s=settings.session_grace_s,
         lease_s=settings.store_lease_s,
     )
-    await state.durability.start()
-    state.pipeline = FramePipeline(settings.worker_count, metrics)
-    state.models = await _load_models(settings, metrics)
-    # Feedback loop and drift (stream.recognition.feedback, stream.recognition.drift): the store
-    # opens on the first write.
-    state.feedback = FeedbackRecorder(
-        settings.feedback_url or default_feedback_url(settings.data_dir),
-        settings.feedback_max_events,
-        metrics,
-    )
+    await durability.start()
     tracking_uri = settings.mlflow_tracking_uri or default_tracking_uri(settings.data_dir)
-    state.drift = DriftMonitor(metrics, settings.drift_window, settings.drift_min_frames, tracking_uri)
-    state.connection_limiter = ConnectionLimiter(settings.max_connections_per_ip)
-    state.create_limiter = KeyedRateLimiter(settings.session_create_per_min, 60.0)
-
-    tasks: list[asyncio.Task[None]] = []
+    services = Services(
+        settings=settings,
+        metrics=metrics,
+        registry=registry,
+        durability=durability,
+        pipeline=FramePipeline(settings.worker_count, metrics),
+        # Feedback loop and drift (stream.recognition): the feedback store opens on the first write.
+        feedback=FeedbackRecorder(
+            settings.feedback_url or default_feedback_url(settings.data_dir),
+            settings.feedback_max_events,
+            metrics,
+        ),
+        drift=DriftMonitor(metrics, settings.drift_window, settings.drift_min_frames, tracking_uri),
+        predict=PredictService(settings),
+        connection_limiter=ConnectionLimiter(settings.max_connections_per_ip),
+        create_limiter=KeyedRateLimiter(settings.session_create_per_min, 60.0),
+        started_at=time.monotonic(),
+        models=await _load_models(settings, metrics),
+    )
+    app.state.services = services
 
     def spawn(coro: Coroutine[Any, Any, None], name: str) -> None:
-        tasks.append(asyncio.get_running_loop().create_task(coro, name=name))
+        services.background_tasks.append(asyncio.get_running_loop().create_task(coro, name=name))
 
-    spawn(run_reaper(state.registry, settings.session_grace_s, settings.reaper_interval_s), "reaper")
+    spawn(run_reaper(registry, settings.session_grace_s, settings.reaper_interval_s), "reaper")
     spawn(sample_event_loop_lag(metrics), "loop-lag")
     if settings.drift_interval_s > 0:
-        spawn(run_drift(state.drift, state, settings.drift_interval_s), "drift")
+        spawn(run_drift(services.drift, lambda: services.models, settings.drift_interval_s), "drift")
     if settings.model_poll_s > 0:
-        spawn(_poll_models(state, settings, metrics), "model-poll")
-    state.background_tasks = tasks
+        spawn(_poll_models(services), "model-poll")
+    return services
+
+
+def _services(app: Starlette) -> Services | None:
+    return getattr(app.state, "services", None)  # None before the lifespan started (or if it failed)
 
 
 async def drain(app: Starlette) -> None:
     """Graceful stop (idempotent): finish in-flight frames, then close every socket with 1001.
 
-    Called by stream.server.runner before uvicorn's own shutdown (which would close sockets with 1012), and
-    again from the lifespan's end as a fallback.
+    Called by stream.server.runner before uvicorn's own shutdown (which would close sockets with
+    1012), and again from the lifespan's end as a fallback.
     """
-    state = app.state
-    if getattr(state, "shutting_down", True):
+    services = _services(app)
+    if services is None or services.shutting_down:
         return
-    state.shutting_down = True
-    connections = [conn for session in state.registry for conn in session.connections()]
-    connections += state.durability.relayed_connections()  # spectators of games run elsewhere
-    await state.pipeline.shutdown()  # in-flight frames finish and their replies are queued
-    await state.registry.close_all(CLOSE_GOING_AWAY, "server shutting down")
-    state.durability.close_relays()
+    services.shutting_down = True
+    registry, durability = services.registry, services.durability
+    connections = [conn for session in registry for conn in session.audience.connections()]
+    connections += durability.relayed_connections()  # spectators of games run elsewhere
+    await services.pipeline.shutdown()  # in-flight frames finish and their replies are queued
+    await registry.close_all(CLOSE_GOING_AWAY, "server shutting down")
+    durability.close_relays()
     if connections:
         await asyncio.wait(
             [asyncio.ensure_future(conn.wait_closed()) for conn in connections], timeout=_DRAIN_TIMEOUT_S
@@ -203,17 +218,15 @@ async def drain(app: Starlette) -> None:
 
 async def _stop(app: Starlette) -> None:
     await drain(app)
-    tasks = getattr(app.state, "background_tasks", [])
-    for task in tasks:
+    services = _services(app)
+    if services is None:
+        return
+    for task in services.background_tasks:
         task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    durability = getattr(app.state, "durability", None)
-    if durability is not None:
-        await durability.close()  # after the sessions closed: their last writes finish first
-    await run_in_threadpool(close_predict_state, app)
-    feedback = getattr(app.state, "feedback", None)
-    if feedback is not None:
-        await feedback.close()
+    await asyncio.gather(*services.background_tasks, return_exceptions=True)
+    await services.durability.close()  # after the sessions closed: their last writes finish first
+    await run_in_threadpool(services.predict.close)
+    await services.feedback.close()
 
 
 def _record_model(metrics: Metrics, models: ModelHandle) -> None:
@@ -246,13 +259,14 @@ async def _load_models(settings: Settings, metrics: Metrics) -> ModelHandle | No
     return models
 
 
-async def _poll_models(state: Any, settings: Settings, metrics: Metrics) -> None:
+async def _poll_models(services: Services) -> None:
     """Background task: pick up a new registry champion (or a first model) without a restart."""
+    settings, metrics = services.settings, services.metrics
     while True:
         await asyncio.sleep(settings.model_poll_s)
-        models: ModelHandle | None = state.models
+        models = services.models
         if models is None:
-            state.models = await _load_models(settings, metrics)
+            services.models = await _load_models(settings, metrics)
             continue
         try:
             changed = await run_in_threadpool(models.refresh)

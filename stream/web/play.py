@@ -1,9 +1,10 @@
 """The player endpoint `/ws/play/{id}?token=...`: text commands and binary JPEG frames.
 
-Text messages are parsed strictly (stream.protocol) and applied to the session at once. Binary
-frames are rate-limited per connection (token bucket), then handed to the session's `FrameLane`:
-recognition runs in the shared thread pool and `_frame_done` runs back on the event loop, where a
-fired command goes through the SAME `Session.move` as a keyboard move (source "gesture").
+Text messages are parsed strictly (stream.protocol.client) and dispatched to their handlers
+(stream.web.player_messages). Binary frames are rate-limited per connection (token bucket), then
+handed to the player's `FrameLane`: recognition runs in the shared thread pool and `_frame_done` runs
+back on the event loop, where a fired command goes through the SAME `Session.move` as a keyboard
+move (source "gesture").
 """
 
 from __future__ import annotations
@@ -12,55 +13,44 @@ import asyncio
 import logging
 import time
 from functools import partial
-from typing import Any
 
 from starlette.websockets import WebSocket
 
 from model.frames import FrameError
-from model.personal import RELAXED
 from model.recognizer import RecognitionResult, Recognizer, RecognizerClosed, RecognizerConfig
 from stream.edge.connection import Connection
 from stream.edge.limits import FrameGate
-from stream.protocol import (
-    BAD_FIELD,
+from stream.protocol.client import ProtocolError, parse_client_message
+from stream.protocol.codes import (
     CLOSE_IDLE,
     IDLE_TIMEOUT,
     MODEL_UNAVAILABLE,
-    NOT_PLAYING,
-    NOT_WON,
+    NOT_FOUND,
     PROCESSING_FAILED,
     RATE_LIMITED,
     SHUTTING_DOWN,
     STORE_UNAVAILABLE,
-    CalibrateMessage,
-    CalibrationResetMessage,
-    CalibrationStatus,
-    ConsentMessage,
-    DonateMessage,
-    FrameReply,
-    GestureNotice,
-    MoveMessage,
-    NextLevelMessage,
-    PingMessage,
-    Pong,
-    ProtocolError,
-    RestartMessage,
-    SchemeMessage,
-    ShareHandMessage,
-    UndoMessage,
-    parse_client_message,
 )
-from stream.recognition.feedback import after_recognition, gesture_moved, on_feedback_message
+from stream.protocol.server import FrameReply, GestureNotice
 from stream.recognition.pipeline import observe_frame_error, observe_recognition
-from stream.sessions.registry import Session
-from stream.web.sockets import admitted, find_session, new_connection, refuse, send_error, welcome
+from stream.sessions.session import Session
+from stream.web.player_messages import PAUSED, dispatch
+from stream.web.services import Services, services_of
+from stream.web.sockets import (
+    NO_SUCH_SESSION,
+    admitted,
+    find_session,
+    new_connection,
+    refuse,
+    send_error,
+    welcome,
+)
 
 log = logging.getLogger(__name__)
-_PAUSED = "game storage is unreachable: moves are paused until it is back"
 
 
 async def play_endpoint(websocket: WebSocket) -> None:
-    session, _ = await find_session(websocket, "player")
+    session = await find_session(websocket, "player")
     if session is None:
         return
     async with admitted(websocket, "player") as ok:
@@ -68,7 +58,7 @@ async def play_endpoint(websocket: WebSocket) -> None:
             return
         await websocket.accept()
         if session.closed:  # reaped while we were accepting
-            await refuse(websocket, "not_found", "no such session")
+            await refuse(websocket, NOT_FOUND, NO_SUCH_SESSION)
             return
         conn = new_connection(websocket, "player", session.latest_state)
         resumed = session.players_joined > 0  # kept in the store: true after a restart too
@@ -87,13 +77,12 @@ class PlayerHandler:
     """One player connection's reading side: commands, frames and their results."""
 
     def __init__(self, websocket: WebSocket, session: Session, conn: Connection) -> None:
-        state = websocket.app.state
         self.websocket = websocket
         self.session = session
         self.conn = conn
-        self.state = state
-        self.settings = state.settings
-        self.metrics = state.metrics
+        self.services: Services = services_of(websocket)
+        self.settings = self.services.settings
+        self.metrics = self.services.metrics
         self.gate = FrameGate(self.settings.max_fps)
         # Text too: a burst of restarts on a 40x40 maze would otherwise flood every outbox.
         self.text_gate = FrameGate(self.settings.max_text_per_s)
@@ -118,7 +107,7 @@ class PlayerHandler:
                 return
             if not self.conn.is_open:
                 continue  # replaced or closing: ignore what is still in flight
-            self.session.last_activity = time.monotonic()
+            self.session.touch()
             data = message.get("bytes")
             if data is not None:
                 self.on_frame(data)
@@ -143,45 +132,7 @@ class PlayerHandler:
         except ProtocolError as exc:
             self.error(exc.code, exc.message)
             return
-        session = self.session
-        if session.paused and not isinstance(command, PingMessage):
-            self.error(STORE_UNAVAILABLE, _PAUSED)
-            return
-        match command:
-            case MoveMessage(direction=direction):
-                if session.move(direction, "keyboard") is None:
-                    self.error(NOT_PLAYING, "the level is won; send next_level (or lower your hand) to go on")
-            case RestartMessage():
-                session.restart()
-            case NextLevelMessage():
-                if not session.next_level():
-                    self.error(NOT_WON, "next_level is only possible after winning the level")
-            case SchemeMessage(scheme=scheme):
-                session.set_scheme(scheme)
-            case PingMessage(t=t):
-                self.conn.send(Pong(t))
-            case ShareHandMessage(enabled=enabled):
-                session.set_share_hand(enabled)
-            case UndoMessage() | ConsentMessage():
-                on_feedback_message(self, command)
-            case CalibrateMessage() | CalibrationResetMessage() | DonateMessage():
-                self._calibration(command)
-
-    def _calibration(self, command: CalibrateMessage | CalibrationResetMessage | DonateMessage) -> None:
-        """Per-player calibration: the samples live on the session (see model.personal)."""
-        profile = self.session.profile
-        match command:
-            case CalibrateMessage(gesture=gesture):
-                known = self.state.models.current.classes if self.state.models is not None else ()
-                if gesture is not None and gesture != RELAXED and gesture not in known:
-                    self.error(BAD_FIELD, f"gesture must be null, {RELAXED!r} or one of the model's classes")
-                    return
-                profile.recording = gesture
-            case CalibrationResetMessage():
-                profile.clear()
-            case DonateMessage(donate=donate):
-                profile.donate = donate
-        self.conn.send(CalibrationStatus(profile.recording, profile.counts(), profile.donate))
+        dispatch(self, command)
 
     # --- frames -------------------------------------------------------------------------------
     def on_frame(self, data: bytes) -> None:
@@ -196,14 +147,14 @@ class PlayerHandler:
                     RATE_LIMITED, f"more than {self.settings.max_fps:g} frames/s: extra frames are dropped"
                 )
             return
-        if self.state.models is None:
+        if self.services.models is None:
             self.error(MODEL_UNAVAILABLE, "no gesture model is loaded: use keyboard moves")
             return
-        lane_and_recognizer = self._recognition()
-        if lane_and_recognizer is None:
+        session, pipeline = self.session, self.services.pipeline
+        if session.slot.lane is None and (pipeline.closed or session.closed):
             self.error(SHUTTING_DOWN, "the server is shutting down")
             return
-        lane, recognizer = lane_and_recognizer
+        lane, recognizer = session.slot.recognition(self._make_recognizer, pipeline.lane)
         received = time.monotonic()
         # The recognizer validates size, magic and dimensions itself (FrameError) in the pool thread.
         accepted = lane.offer(
@@ -212,16 +163,10 @@ class PlayerHandler:
         if not accepted:
             self.dropped += 1  # superseded: the pipeline counts it in frames_dropped{reason="superseded"}
 
-    def _recognition(self) -> tuple[Any, Recognizer] | None:
-        session, pipeline = self.session, self.state.pipeline
-        if session.lane is None or session.recognizer is None:
-            if pipeline.closed or session.closed:
-                return None
-            state = self.state  # read state.models per frame: the poller may install a first model later
-            config = RecognizerConfig.from_settings(self.settings, scheme=session.scheme)
-            session.recognizer = Recognizer(lambda: state.models.current, config, profile=session.profile)
-            session.lane = pipeline.lane()
-        return session.lane, session.recognizer
+    def _make_recognizer(self) -> Recognizer:
+        services = self.services  # models are read per frame: the poller may install a new one later
+        config = RecognizerConfig.from_settings(self.settings, scheme=self.session.scheme)
+        return Recognizer(lambda: services.models.current, config, profile=self.session.slot.profile)
 
     async def _frame_done(self, seq: int, outcome: RecognitionResult | BaseException) -> None:
         if isinstance(outcome, FrameError):
@@ -236,7 +181,9 @@ class PlayerHandler:
             return
         result = outcome
         observe_recognition(self.metrics, result)
-        after_recognition(self, result)
+        session = self.session
+        session.slot.feedback.observe(result)  # the frames an undo learns from
+        self.services.drift.observe(result)
         self.conn.send(
             FrameReply(
                 seq=seq,
@@ -249,17 +196,26 @@ class PlayerHandler:
                 landmarks=result.landmarks if self.settings.send_landmarks else None,  # already rounded
             )
         )
-        session = self.session
         # Only the connection that is still the player may move (a replaced one's late frame may not).
         if session.player is self.conn and not session.closed:
             if result.command is not None and session.paused:
-                self.error(STORE_UNAVAILABLE, _PAUSED)
+                self.error(STORE_UNAVAILABLE, PAUSED)
             elif result.command is not None and session.gesture_move(result.command) is not None:
-                gesture_moved(self, result)
+                self._gesture_moved(result)
             session.observe_hand(result.direction if result.hand else None)
         if session.gesture_notice_due(self._gesture_interval_s):
             # The skeleton rides on these throttled notices, so it reaches spectators at a reduced rate.
             notice = GestureNotice(
                 result.gesture, round(result.confidence, 4), result.hand, session.share_hand, result.landmarks
             )
-            session.broadcast(notice, spectators_only=True)
+            session.publish(notice, spectators_only=True)
+
+    def _gesture_moved(self, result: RecognitionResult) -> None:
+        """A recognised gesture fired a move: count it and remember its frames for a possible undo."""
+        gesture = result.gesture or "unknown"
+        self.metrics.gesture_moves.labels(gesture=gesture).inc()
+        models = self.services.models
+        version = str(models.current.info.version) if models is not None else ""
+        direction = result.command.value if result.command is not None else ""
+        self.session.slot.feedback.gesture_moved(gesture, result.confidence, direction, version)
+

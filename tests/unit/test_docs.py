@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import importlib.util
-import inspect
 import json
 import os
 import re
@@ -22,6 +21,7 @@ import stream
 from model.frames import FRAME_ERROR_CODES
 from stream import protocol
 from stream.metrics import PREFIX, Metrics
+from stream.protocol import codes
 from stream.settings import documented_settings
 from tests.support.paths import REPO_ROOT
 
@@ -88,21 +88,13 @@ def _stream_sources() -> str:
 
 
 def message_types() -> set[str]:
-    """Client types from the parser's schema; server types from every `"type": "..."` the server sends."""
-    server = set(re.findall(r'"type":\s*"(\w+)"', _stream_sources()))
-    return set(protocol.CLIENT_TYPES) | server
+    """Every client and server message type: the protocol package registers each one once."""
+    return set(protocol.CLIENT_TYPES) | set(protocol.SERVER_TYPES)
 
 
 def error_codes() -> set[str]:
-    """Codes of `error` messages (protocol constants, frame errors) and of REST error bodies."""
-    constants = {
-        value for name, value in inspect.getmembers(protocol)
-        if name.isupper() and isinstance(value, str) and value == name.lower()
-    }
-    sources = _stream_sources()
-    rest = set(re.findall(r"\(\s*\d{3},\s*\"([a-z_]+)\"", sources))  # error_response(404, "not_found", ...)
-    rest |= set(re.findall(r'"code":\s*"([a-z_]+)"', sources))
-    return constants | set(FRAME_ERROR_CODES) | rest
+    """Codes of `error` messages and REST error bodies (stream.protocol.codes), and frame errors."""
+    return set(codes.error_codes()) | set(FRAME_ERROR_CODES)
 
 
 def test_every_message_type_is_documented(site_text: str) -> None:

@@ -9,6 +9,7 @@ import pytest
 from maze import Direction, Point, solve
 from stream.protocol import GestureNotice, ProtocolError, ShareHandMessage, parse_client_message
 from stream.sessions.game_feel import MAX_NAME_CHARS, FeelConfig, clean_name, friendly_name
+from stream.sessions.publisher import DirectPublisher
 from stream.sessions.registry import Session, SessionRegistry
 from stream.settings import Settings
 from stream.web.api import BadRequest, parse_create_body
@@ -74,7 +75,7 @@ async def test_a_neutral_hand_starts_the_next_level_after_the_win_card_showed() 
 
 
 async def test_no_level_change_while_the_store_cannot_take_it() -> None:
-    class DownJournal:
+    class DownPublisher(DirectPublisher):
         paused = True  # the store is unreachable: every change is refused, none is lost
 
     clock = Clock()
@@ -82,11 +83,11 @@ async def test_no_level_change_while_the_store_cannot_take_it() -> None:
     connect(session, "player")
     win(session)
     clock.now += 2
-    session.journal = DownJournal()  # type: ignore[assignment]
+    session.publisher = DownPublisher(session.audience)
     neutral_hand(session, clock)
     assert not session.next_level()
     assert session.game.level == 1 and not session.playing
-    session.journal = None  # back
+    session.publisher = DirectPublisher(session.audience)  # back
     neutral_hand(session, clock)
     assert session.game.level == 2 and session.playing
 

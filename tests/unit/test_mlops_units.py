@@ -181,27 +181,45 @@ def test_promotion_gate(test_f1, drop, fb, passed):
 async def test_undone_waits_for_the_state_it_describes():
     """With durable sessions a state is delivered once stored: `undone` must not overtake it."""
     import asyncio
-    from types import SimpleNamespace
 
-    from stream.recognition.feedback import reply_after_state
+    from maze import GameConfig
+    from stream.durability.journal import SessionJournal
+    from stream.sessions.session import Session, SessionOptions
 
     stored = asyncio.Event()
     sent: list[str] = []
 
-    class Journal:
-        async def flush(self) -> None:
-            await stored.wait()
-            sent.append("state")
+    class Backend:
+        shared = False
+        store_up = True
 
-    reply_after_state(SimpleNamespace(journal=Journal()), SimpleNamespace(send=sent.append), "undone")
+        async def save(self, session, event=None):
+            await stored.wait()
+
+        async def publish(self, session_id, event):
+            raise AssertionError("a local store publishes nothing")
+
+        async def lost(self, session):
+            raise AssertionError("never lost here")
+
+    class Conn:
+        def send_state(self, snapshot):
+            sent.append(f"state {snapshot.version}")
+
+    session = Session("s", SessionOptions(7, 7, 1, "counting"), GameConfig(7, 7))
+    session.publisher = SessionJournal(session, Backend())
+    session.audience.spectators.add(Conn())  # type: ignore[arg-type]
+    snapshot = session.publish_state()
+    session.publisher.then(lambda: sent.append("undone"))
     for _ in range(5):
         await asyncio.sleep(0)
-    assert sent == []
+    assert sent == []  # neither the state nor the reply before the state is stored
     stored.set()
-    for _ in range(5):
-        await asyncio.sleep(0)
-    assert sent == ["state", "undone"]
-    reply_after_state(SimpleNamespace(journal=None), SimpleNamespace(send=sent.append), "direct")
+    await session.publisher.flush()
+    assert sent == [f"state {snapshot.version}", "undone"]
+    session.audience.spectators.clear()
+    direct = Session("d", SessionOptions(7, 7, 1, "counting"), GameConfig(7, 7))
+    direct.publisher.then(lambda: sent.append("direct"))  # no store: at once
     assert sent[-1] == "direct"
 
 

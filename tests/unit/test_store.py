@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from maze import Game, GameConfig
 from stream.durability.relay import RemoteWatch, WatchHub
 from stream.metrics import Metrics
 from stream.protocol import StateSnapshot
+from stream.protocol.events import Batch, decode_event
 from stream.store import SessionRecord, StoreError, check_store_url, open_store, store_is_shared, token_hash
 from stream.store.sqlite import SqliteStore
 
@@ -75,12 +77,24 @@ class _Conn:
         self.states.append((-1, kind == "won"))
 
 
-class _Durability:
+class _Backend:
+    """What the relay needs from the durability service (RelayBackend), with a stored record."""
+
+    instance_id = "here"
+
     def __init__(self, stored: SessionRecord | None) -> None:
         self.metrics = Metrics(process=False)
-        self.bus = None
         self.stored = stored
         self.loads = 0
+
+    async def publish(self, session_id: str, event: bytes) -> None:
+        pass
+
+    def follow(self, session_id: str) -> None:
+        pass
+
+    def unfollow(self, session_id: str) -> None:
+        pass
 
     async def load(self, session_id: str) -> SessionRecord | None:
         self.loads += 1
@@ -92,25 +106,33 @@ def _state(version: int, maze_version: int = 1, maze: Any = None) -> dict[str, A
             "m": maze}
 
 
+def _batch(*items: dict[str, Any]) -> Batch:
+    """A batch as it arrives on the channel (wire form, decoded)."""
+    event = decode_event(json.dumps({"k": "b", "i": list(items)}))
+    assert isinstance(event, Batch)
+    return event
+
+
 async def test_the_relay_delivers_in_order_skips_repeats_and_resyncs_after_gaps() -> None:
     stored = record("s", version=9)
-    durability = _Durability(stored)
+    durability = _Backend(stored)
     hub = WatchHub(durability)  # type: ignore[arg-type]
     watch = RemoteWatch("s", hub)
     conn = _Conn()
     watch.conns.add(conn)  # type: ignore[arg-type]
     maze = {"width": 5, "height": 5, "cells": []}
 
-    watch.on_batch([_state(1, maze=maze), _state(2), _state(2), _state(1), {"k": "m", "p": {"type": "won"}}])
+    won = {"k": "m", "p": {"type": "won"}}
+    watch.on_batch(_batch(_state(1, maze=maze), _state(2), _state(2), _state(1), won))
     assert conn.states == [(1, True), (2, False), (-1, True)]  # repeats and old versions skipped
 
-    watch.on_batch([_state(5)])  # a gap (3 and 4 were lost): resent with the maze
+    watch.on_batch(_batch(_state(5)))  # a gap (3 and 4 were lost): resent with the maze
     assert conn.states[-1] == (5, True)
     assert durability.metrics.spectator_resyncs._value.get() == 1
 
-    watch.on_batch([_state(6, maze_version=2)])  # a maze we never received: read the store
+    watch.on_batch(_batch(_state(6, maze_version=2)))  # a maze we never received: read the store
     await asyncio.sleep(0.01)
     assert durability.loads == 1
     assert conn.states[-1] == (9, True)  # the stored state (newer), with its maze
-    watch.on_batch([_state(8)])
+    watch.on_batch(_batch(_state(8)))
     assert conn.states[-1] == (9, True)  # older than what the spectators have

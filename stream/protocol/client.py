@@ -1,0 +1,259 @@
+"""Client -> server text messages: each one registered ONCE, with its type and the validator of
+every field (as Colyseus' `onMessage(type, schema, handler)`; the handler is registered next to the
+game code, stream.web.player_messages).
+
+Client messages come from strangers, so parsing is strict: size is checked before JSON decoding,
+nesting before recursion, every type has an exact field set (unknown or missing fields are errors)
+and every failure is a `ProtocolError` whose `code` is sent back verbatim in an `error` message.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from maze import Direction
+from model.schemes import SCHEMES
+from stream.protocol.codes import BAD_FIELD, BAD_JSON, BAD_MESSAGE, MESSAGE_TOO_LARGE, UNKNOWN_TYPE
+
+Validator = Callable[[Any], Any]
+_MAX_DEPTH = 4  # legitimate messages are flat objects; deeper nesting is refused before json.loads
+_MAX_SAFE_INT = 2**53  # beyond this a JSON number is not exact in JavaScript (and float() may overflow)
+_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+class ProtocolError(ValueError):
+    """A client message that cannot be accepted; `code` goes to the client as is."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class ClientMessage:
+    """Base of every client message; `type` is set by `client_message`."""
+
+    __slots__ = ()
+    type: ClassVar[str]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSpec:
+    type: str
+    cls: type[ClientMessage]
+    fields: dict[str, Validator]
+    optional: frozenset[str]  # fields that may be left out (they mean null)
+
+
+_SPECS: dict[str, MessageSpec] = {}
+M = TypeVar("M", bound=type[ClientMessage])
+
+
+def client_message(type_: str, *, optional: tuple[str, ...] = (), **fields: Validator) -> Callable[[M], M]:
+    """Register a message class under `type_` with one validator per field (the whole schema)."""
+
+    def register(cls: M) -> M:
+        if type_ in _SPECS:
+            raise ValueError(f"client message type {type_!r} is registered twice")
+        cls.type = type_
+        _SPECS[type_] = MessageSpec(type_, cls, dict(fields), frozenset(optional))
+        return cls
+
+    return register
+
+
+def client_types() -> tuple[str, ...]:
+    return tuple(_SPECS)
+
+
+def message_classes() -> tuple[type[ClientMessage], ...]:
+    return tuple(spec.cls for spec in _SPECS.values())
+
+
+# --- field validators -------------------------------------------------------------------------
+def direction(value: Any) -> Direction:
+    try:
+        return Direction(value)
+    except ValueError:
+        raise ProtocolError(BAD_FIELD, "direction must be one of up, down, left, right") from None
+
+
+def scheme(value: Any) -> str:
+    if value not in SCHEMES:
+        raise ProtocolError(BAD_FIELD, f"scheme must be one of {', '.join(SCHEMES)}")
+    return value
+
+
+def boolean(name: str) -> Validator:
+    def check(value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ProtocolError(BAD_FIELD, f"{name} must be true or false")
+        return value
+
+    return check
+
+
+def number(name: str) -> Validator:
+    def check(value: Any) -> float | int:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ProtocolError(BAD_FIELD, f"{name} must be a number")
+        if isinstance(value, int) and abs(value) > _MAX_SAFE_INT:
+            raise ProtocolError(BAD_FIELD, f"{name} is out of range")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ProtocolError(BAD_FIELD, f"{name} must be a finite number")
+        return value
+
+    return check
+
+
+def gesture_name(name: str) -> Validator:
+    """Null or a gesture name (a-z, 0-9, _; at most 32): undo labels and calibration targets."""
+
+    def check(value: Any) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not 1 <= len(value) <= 32 or not set(value) <= _LABEL_CHARS:
+            raise ProtocolError(BAD_FIELD, f"{name} must be null or a gesture name (a-z, 0-9, _; at most 32)")
+        return value
+
+    return check
+
+
+# --- the messages -----------------------------------------------------------------------------
+@client_message("move", direction=direction)
+@dataclass(frozen=True, slots=True)
+class MoveMessage(ClientMessage):
+    direction: Direction
+
+
+@client_message("restart")
+@dataclass(frozen=True, slots=True)
+class RestartMessage(ClientMessage):
+    pass
+
+
+@client_message("next_level")
+@dataclass(frozen=True, slots=True)
+class NextLevelMessage(ClientMessage):
+    pass
+
+
+@client_message("scheme", scheme=scheme)
+@dataclass(frozen=True, slots=True)
+class SchemeMessage(ClientMessage):
+    scheme: str
+
+
+@client_message("ping", t=number("t"))
+@dataclass(frozen=True, slots=True)
+class PingMessage(ClientMessage):
+    t: float | int
+
+
+@client_message("share_hand", enabled=boolean("enabled"))
+@dataclass(frozen=True, slots=True)
+class ShareHandMessage(ClientMessage):
+    """The player's opt-in (or out) to show spectators the hand skeleton: landmarks only, never video."""
+
+    enabled: bool
+
+
+@client_message("undo", optional=("label",), label=gesture_name("label"))
+@dataclass(frozen=True, slots=True)
+class UndoMessage(ClientMessage):
+    """"That was wrong": undo the last gesture move; `label` is the gesture meant, if the player says."""
+
+    label: str | None
+
+
+@client_message("consent", feedback=boolean("feedback"))
+@dataclass(frozen=True, slots=True)
+class ConsentMessage(ClientMessage):
+    """The player's opt-in (or opt-out) to storing the landmarks of undone moves for retraining."""
+
+    feedback: bool
+
+
+@client_message("calibrate", gesture=gesture_name("gesture"))
+@dataclass(frozen=True, slots=True)
+class CalibrateMessage(ClientMessage):
+    """Record the frames from now on as samples of `gesture` (a model class or "relaxed");
+    `null` stops recording, after which the player's samples adapt recognition."""
+
+    gesture: str | None
+
+
+@client_message("calibration_reset")
+@dataclass(frozen=True, slots=True)
+class CalibrationResetMessage(ClientMessage):
+    pass
+
+
+@client_message("donate", donate=boolean("donate"))
+@dataclass(frozen=True, slots=True)
+class DonateMessage(ClientMessage):
+    """Opt in (true) or out (false) of keeping the calibration landmarks after the session ends."""
+
+    donate: bool
+
+
+# --- parsing ----------------------------------------------------------------------------------
+def _nesting_depth(text: str) -> int:
+    """Deepest bracket nesting outside strings: refuses `[[[[...` bombs without recursing."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def parse_client_message(text: str, max_bytes: int) -> ClientMessage:
+    """Validate and decode one text message from a player; raises ProtocolError."""
+    # len(text) <= bytes <= 4 * len(text): cheap bounds first, exact UTF-8 length only when unsure.
+    if len(text) > max_bytes or (
+        4 * len(text) > max_bytes and len(text.encode("utf-8", "replace")) > max_bytes
+    ):
+        raise ProtocolError(MESSAGE_TOO_LARGE, f"text messages are limited to {max_bytes} bytes")
+    if _nesting_depth(text) > _MAX_DEPTH:
+        raise ProtocolError(BAD_JSON, "JSON nested too deeply")
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ProtocolError(BAD_JSON, "message is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(BAD_MESSAGE, 'a message must be a JSON object with a "type"')
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError(BAD_MESSAGE, 'a message must have a string "type"')
+    spec = _SPECS.get(kind)
+    if spec is None:
+        raise ProtocolError(UNKNOWN_TYPE, f"unknown message type (expected one of {', '.join(_SPECS)})")
+    extra = sorted(set(data) - set(spec.fields) - {"type"})
+    if extra:
+        raise ProtocolError(BAD_FIELD, f"unexpected field(s) for {kind}: {', '.join(extra)[:100]}")
+    values = {}
+    for name, validate in spec.fields.items():
+        if name not in data:
+            if name not in spec.optional:
+                raise ProtocolError(BAD_FIELD, f"{kind} needs a {name!r} field")
+            values[name] = None
+            continue
+        values[name] = validate(data[name])
+    return spec.cls(**values)

@@ -1,0 +1,109 @@
+"""Recognition of single images (`POST /predict`): MediaPipe in static-image mode (no stream to
+track), a small pool of such trackers (one per pool worker at most), an admission gate so uploads
+never queue ahead of the players' frames, and the streams' own recognition path
+(model.recognizer.recognise_frame) minus tracking and smoothing."""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable
+
+import numpy as np
+
+from maze import Direction
+from model.classifier import ModelHandle
+from model.landmarks import Hand, HandTracker, detect_padded
+from model.recognizer import RecognitionResult, RecognizerConfig, classify_hand, recognise_frame
+from model.schemes import counting_table
+from stream.settings import Settings
+
+
+class StaticTrackerPool:
+    """Idle static-image-mode HandTrackers; at most one per pool thread is ever created."""
+
+    def __init__(self, factory: Callable[[], HandTracker]) -> None:
+        self._factory = factory
+        self._idle: queue.SimpleQueue[HandTracker] = queue.SimpleQueue()
+        self._closed = False
+
+    def acquire(self) -> HandTracker:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            return self._factory()  # bounded by the pool size: only pool threads call this
+
+    def release(self, tracker: HandTracker) -> None:
+        if self._closed:
+            tracker.close()
+        else:
+            self._idle.put(tracker)
+
+    def close(self) -> None:
+        self._closed = True
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
+
+
+class PredictGate:
+    """Admission for /predict jobs: at most `limit` in the shared pool (queued or running) at once.
+
+    /predict is unauthenticated CPU work in the pool the players' frames use; the executor's own
+    queue is unbounded, so without this a flood of uploads would queue ahead of every game. With it,
+    a player's frame waits behind at most `limit` predictions. Used from the event loop only.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self.active = 0
+
+    def try_enter(self) -> bool:
+        if self.active >= self.limit:
+            return False
+        self.active += 1
+        return True
+
+    def leave(self) -> None:
+        self.active -= 1
+
+
+class PredictService:
+    """What /predict holds between requests (built by the lifespan): the admission gate and the
+    static-image trackers, and the recognition job it runs in the shared pool."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        # Leave at least one worker to the players when there are several.
+        self.gate = PredictGate(settings.worker_count - 1)
+        self.trackers = StaticTrackerPool(
+            lambda: HandTracker(
+                model_complexity=settings.model_complexity,
+                min_detection_confidence=settings.min_detection_confidence,
+                static_image_mode=True,
+            )
+        )
+        self._config = RecognizerConfig.from_settings(settings, static_image_mode=True)
+        self._counting = counting_table(settings.counting_map)
+
+    def recognise(self, image: bytes, models: ModelHandle, scheme: str) -> RecognitionResult:
+        """Blocking (runs in the pool): the same path as a stream's frames, minus tracking and smoothing."""
+
+        def detect(rgb: np.ndarray) -> Hand | None:
+            tracker = self.trackers.acquire()
+            try:
+                # A hand filling the whole picture is missed by the palm detector: retry on padded copies.
+                hand, _ = detect_padded(tracker, rgb, self.settings.predict_pad)
+            finally:
+                self.trackers.release(tracker)
+            return hand
+
+        def classify(hand: Hand | None) -> tuple[str | None, float, Direction | None]:
+            return classify_hand(hand, lambda: models.current, scheme, self._counting)
+
+        return recognise_frame(image, self._config, detect, classify)
+
+    def close(self) -> None:
+        """Release the trackers (the lifespan's shutdown, from a thread)."""
+        self.trackers.close()
