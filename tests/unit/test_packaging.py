@@ -254,3 +254,66 @@ def test_grafana_is_anonymous_read_only_and_needs_an_admin_password() -> None:
 def test_third_party_images_are_pinned(service: str) -> None:
     image = compose()["services"][service]["image"]
     assert re.search(r":v?\d+\.\d+\.\d+$", image), image
+
+
+NGINX_DIR = REPO_ROOT / "deploy" / "nginx"
+NGINX_TOP_LEVEL = {"gesture-maze.conf": "http", "cluster.conf": "main"}  # file -> context it goes in
+
+
+def nginx_statements(path: Path) -> list[tuple[str, list[str]]]:
+    """(directive, arguments) of every statement and block opening, comments dropped, in order."""
+    out: list[tuple[str, list[str]]] = []
+    words: list[str] = []
+    for token in re.findall(r"""#[^\n]*|'[^']*'|"[^"]*"|[;{}]|[^\s;{}'"#]+""", path.read_text()):
+        if token.startswith("#"):
+            continue
+        if token in {";", "{", "}"}:
+            if words:
+                out.append((words[0], words[1:]))
+            words = []
+        else:
+            words.append(token[1:-1] if token[0] in "'\"" else token)
+    return out
+
+
+def nginx_includes(path: Path) -> list[str]:
+    return [args[0] for directive, args in nginx_statements(path) if directive == "include"]
+
+
+def test_both_nginx_configs_take_the_shared_parts_from_the_same_include_files() -> None:
+    shared = sorted(f"includes/{p.name}" for p in (NGINX_DIR / "includes").glob("*.conf"))
+    assert shared, "deploy/nginx/includes/ is empty"
+    for name in NGINX_TOP_LEVEL:
+        included = nginx_includes(NGINX_DIR / name)
+        assert sorted(included) == shared, name  # every shared file, each once
+        # What a top-level config may still say itself: where it listens and what it proxies to.
+        own = {directive for directive, _ in nginx_statements(NGINX_DIR / name)}
+        assert own <= {"worker_processes", "events", "worker_connections", "http", "include", "upstream",
+                       "server", "listen", "server_name"}, (name, own)
+
+
+def test_limits_and_timeouts_are_set_in_one_place() -> None:
+    settings = Settings()
+    where: dict[str, list[tuple[str, list[str]]]] = {}
+    for path in sorted((NGINX_DIR / "includes").glob("*.conf")):
+        for directive, args in nginx_statements(path):
+            where.setdefault(directive, []).append((path.name, args))
+    for directive in ("client_max_body_size", "client_header_timeout", "keepalive_timeout", "limit_conn",
+                      "limit_conn_zone", "keepalive", "proxy_connect_timeout", "server_tokens"):
+        assert len(where[directive]) == 1, (directive, where.get(directive))
+    # The WebSocket read timeout: once, above the app's idle timeout (the app closes idle sockets
+    # itself, with a reason, before the proxy would cut them).
+    ws_read = [args for _, args in where["proxy_read_timeout"] if args[0] != "30s"]
+    assert len(ws_read) == 1 and int(ws_read[0][0].rstrip("s")) > settings.idle_timeout_s
+    (body,) = where["client_max_body_size"]
+    assert int(body[1][0].rstrip("k")) * 1024 > settings.max_frame_bytes
+    # Every refusal nginx makes itself answers in the app's JSON error shape.
+    pages = {code for _, args in where["error_page"] for code in args[:-1]}
+    assert {"400", "413", "414", "429", "494", "502", "503", "504"} <= pages
+
+
+def test_compose_mounts_the_nginx_includes_beside_the_cluster_config() -> None:
+    volumes = compose()["services"]["proxy"]["volumes"]
+    assert "./deploy/nginx/cluster.conf:/etc/nginx/nginx.conf:ro" in volumes
+    # Relative `include` paths resolve against the main config's directory (/etc/nginx/).
+    assert "./deploy/nginx/includes:/etc/nginx/includes:ro" in [v.split("#")[0].strip() for v in volumes]
