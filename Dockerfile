@@ -1,5 +1,22 @@
 # Gesture Maze server image: one process (uvicorn via `gesture-maze serve`), non-root, pinned deps.
 #   docker build -t gesture-maze .    docker run -p 8000:8000 gesture-maze
+# The app goes in as the wheel built from the sources (`pip wheel .`), exactly what `pip install`
+# of a release gives: the web client (frontend/) and the default model are that wheel's package data.
+
+# Stage 1: the wheel. Only the sources and pyproject go in; nothing of this stage but the wheel is kept.
+FROM python:3.11-slim AS wheel
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+# README.md is pyproject's `readme`, needed to build the wheel.
+COPY pyproject.toml README.md ./
+COPY stream/ stream/
+COPY model/ model/
+COPY maze/ maze/
+COPY frontend/ frontend/
+RUN pip wheel --no-deps --wheel-dir /wheels .
+
+# Stage 2: the image.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -28,19 +45,13 @@ RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['p
     && pip install -c requirements.lock -r /tmp/runtime-requirements.txt \
     && rm /tmp/runtime-requirements.txt
 
-# Then the source; model/default/ (the default classifier) ships as package data. README.md is
-# pyproject's `readme`, needed to build the wheel.
-COPY README.md ./
-COPY stream/ stream/
-COPY model/ model/
-COPY maze/ maze/
-RUN pip install --no-deps . \
+# Then the app: the wheel from stage 1, its dependencies already in place (--no-deps). A change to
+# the sources rebuilds only the wheel and this layer.
+COPY --from=wheel /wheels/ /tmp/wheels/
+RUN pip install --no-deps /tmp/wheels/gesture_maze-*.whl \
+    && rm -rf /tmp/wheels \
     && mkdir -p /data \
     && chown app:app /data
-
-# The app serves the web client from `<dir of the stream package>/../frontend` (stream/web/app.py
-# FRONTEND_DIR), which for an installed package is site-packages/frontend.
-COPY frontend/ /usr/local/lib/python3.11/site-packages/frontend/
 
 USER app
 

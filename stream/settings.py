@@ -107,7 +107,7 @@ class Settings:
         "GM_REAPER_INTERVAL_S", 5.0, "How often abandoned sessions are looked for."
     )
 
-    # --- game feel: level change, shared control (docs/decisions/16-game-feel.md) --------------
+    # --- game feel: level change, shared control (docs/decisions/0013-game-feel.md) ------------
     win_card_min_s: float = _env(
         "GM_WIN_CARD_MIN_S",
         1.0,
@@ -165,7 +165,7 @@ class Settings:
         "GM_MODEL_POLL_S", 30.0, "How often the registry alias is checked for a new champion (0 = never)."
     )
 
-    # --- feedback loop and drift (docs/mlops-loop.md) -----------
+    # --- feedback loop and drift (docs/mlops-loop.md) -----------------------------------------
     undo_window_s: float = _env(
         "GM_UNDO_WINDOW_S", 4.0, "Seconds after a gesture move during which the player may undo it."
     )
@@ -189,14 +189,14 @@ class Settings:
         "GM_DRIFT_MIN_FRAMES", 50, "Hands in the window before feature drift is reported."
     )
 
-    # --- limits and security -----------------------------------------------------------------
-    # --- open-set recognition and close-ups (docs/recognition.md) ---
+    # --- still images: POST /predict (docs/recognition.md) -------------------------------------
     predict_pad: tuple[float, ...] = _env(
         "GM_PREDICT_PAD", (0.25, 0.5),
         "POST /predict: when no hand is found, retry on the image padded by these fractions of its longer "
         "side on every side, in order (comma separated; empty: no retry).",
     )
 
+    # --- message size, rate and origin limits (docs/security.md) ------------------------------
     max_frame_bytes: int = _env("GM_MAX_FRAME_BYTES", 512 * 1024, "Largest binary frame accepted.")
     max_frame_width: int = _env("GM_MAX_FRAME_WIDTH", 1920, "Largest decoded frame width.")
     max_frame_height: int = _env("GM_MAX_FRAME_HEIGHT", 1920, "Largest decoded frame height.")
@@ -213,7 +213,7 @@ class Settings:
         "GM_ALLOWED_ORIGINS", (), "Extra browser origins allowed for WebSockets and CORS (comma separated)."
     )
 
-    # --- hardening II: transport, hosts and session slots (docs/security.md) --------------------
+    # --- transport and connection limits, hosts and session slots (docs/security.md) -----------
     allowed_hosts: tuple[str, ...] = _env(
         "GM_ALLOWED_HOSTS",
         (),

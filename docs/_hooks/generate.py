@@ -169,11 +169,13 @@ def _title(path: Path) -> str:
 
 
 def decisions_markdown(docs: Path = DOCS) -> str:
+    """A table of the records in number order (`0007-slug.md` is number 7, titled `# 7. Title`)."""
     rows = []
     for path in decision_records(docs):
         number = re.match(r"(\d+)-", path.name)
-        rows.append([f"#{number.group(1)}" if number else "—", f"[{_title(path)}]({path.name})"])
-    return _table(["Issue", "Decision"], rows) if rows else "No decision records yet."
+        title = re.sub(r"^\d+\.\s+", "", _title(path))  # the number has its own column
+        rows.append([str(int(number.group(1))) if number else "—", f"[{title}]({path.name})"])
+    return _table(["No.", "Decision"], rows) if rows else "No decision records yet."
 
 
 # --- module contracts ---------------------------------------------------------------------------------

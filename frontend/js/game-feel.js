@@ -1,5 +1,5 @@
 // Game feel for the player page: move/wall sounds, the 3-2-1 start, swipes on the maze, open directions.
-// Rules and reasons: docs/decisions/16-game-feel.md.
+// Rules and reasons: docs/decisions/0013-game-feel.md.
 
 const WALL_BITS = { up: 1, right: 2, down: 4, left: 8 };
 const SWIPE_MIN_PX = 24;

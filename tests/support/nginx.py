@@ -4,7 +4,10 @@
 (its `# gm:upstream` server line becomes one line per backend, its `# gm:listen` line a random
 loopback port) inside a minimal main config whose prefix, pid, temp paths and logs all live in
 `tmp_path`; nginx runs in the foreground (`daemon off`) and is stopped (SIGQUIT, then SIGKILL) on exit.
-`backends` are "host:port" strings: several give a scaled-out deployment (round robin).
+`backends` are "host:port" strings: several give a scaled-out deployment.
+The shared include files (deploy/nginx/includes/) are linked into the config directory, where the
+configs' relative `include includes/...` paths resolve (nginx resolves them against the directory
+of the main config file, as /etc/nginx/ in production).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from tests.support.net import LoopbackUrls, free_port, stop_process
 from tests.support.paths import REPO_ROOT, require_binary
 
 SITE_CONF = REPO_ROOT / "deploy" / "nginx" / "gesture-maze.conf"
+INCLUDES_DIR = REPO_ROOT / "deploy" / "nginx" / "includes"
 NGINX = "/usr/sbin/nginx"
 
 _MAIN = """\
@@ -67,6 +71,10 @@ def render_site(backends: Sequence[str], port: int) -> str:
     return site
 
 
+def link_includes(conf_dir: Path) -> None:
+    """Make `include includes/<file>.conf` in a config under `conf_dir` find the shipped files."""
+    (conf_dir / "includes").symlink_to(INCLUDES_DIR, target_is_directory=True)
+
 
 @contextlib.contextmanager
 def serve_nginx(command: Sequence[str], port: int, prefix: Path, timeout_s: float = 10.0) -> Iterator[Nginx]:
@@ -102,6 +110,7 @@ def running_nginx(backends: Sequence[str], tmp_path: Path, timeout_s: float = 10
     port = free_port()
     (prefix / "site.conf").write_text(render_site(backends, port))
     (prefix / "nginx.conf").write_text(_MAIN.format(prefix=prefix))
+    link_includes(prefix)
     command = [str(binary), "-p", str(prefix), "-c", str(prefix / "nginx.conf")]
     with serve_nginx(command, port, prefix, timeout_s) as nginx:
         yield nginx

@@ -2,7 +2,8 @@
 
 The config is used as shipped except for what differs between compose and a test: the upstream
 servers (compose's `app:8000` -> the test's replicas), the listen port, and paths nginx writes to
-(pid, logs, temp files -> a temporary directory), which are passed on the command line.
+(pid, logs, temp files -> a temporary directory), which are passed on the command line. The shared
+include files are linked next to it, as compose mounts them next to /etc/nginx/nginx.conf.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tests.support.net import free_port
-from tests.support.nginx import NGINX, serve_nginx
+from tests.support.nginx import NGINX, link_includes, serve_nginx
 from tests.support.paths import REPO_ROOT, require_binary
 
 CLUSTER_CONF = REPO_ROOT / "deploy" / "nginx" / "cluster.conf"
@@ -42,6 +43,7 @@ def nginx_proxy(upstreams: list[str], workdir: Path) -> Iterator[str]:
     port = free_port()
     conf = workdir / "nginx.conf"
     conf.write_text(render(CLUSTER_CONF.read_text(), upstreams, port, workdir))
+    link_includes(workdir)
     globals_ = f"daemon off; pid {workdir / 'nginx.pid'}; error_log {workdir / 'error.log'} warn;"
     if os.geteuid() == 0:
         globals_ += " user root;"  # workers may write the temporary directory

@@ -171,6 +171,17 @@ def test_decision_records_are_listed_in_issue_order(tmp_path: Path) -> None:
     assert nav[-1] == {"More": ["extra.md"]}  # a page nobody added to nav is still reachable
 
 
+
+def test_decision_records_are_numbered_in_sequence_with_their_number_in_the_title() -> None:
+    records = sorted(p for p in (REPO_ROOT / "docs" / "decisions").glob("*.md") if p.name != "index.md")
+    for expected, record in enumerate(records, 1):
+        assert re.fullmatch(r"\d{4}-[a-z0-9]+(-[a-z0-9]+)*\.md", record.name), record.name
+        assert int(record.name[:4]) == expected, f"{record.name}: numbers run 0001, 0002, ... without gaps"
+        first = record.read_text(encoding="utf-8").splitlines()[0]
+        assert re.fullmatch(rf"# {expected}\. \S.*", first), f"{record.name} starts with {first!r}"
+    listing = _hooks().decisions_markdown()
+    assert "| 1 | [" in listing and "Issue" not in listing
+
 # --- README -------------------------------------------------------------------------------------------
 def test_readme_is_a_front_page() -> None:
     lines = README.splitlines()

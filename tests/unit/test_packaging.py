@@ -30,16 +30,29 @@ CV2_DISTRIBUTIONS = {"opencv-python", "opencv-python-headless", "opencv-contrib-
                      "opencv-contrib-python-headless"}
 
 
-def dockerfile_instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
+def dockerfile_stages() -> list[list[tuple[str, str]]]:
+    """Per build stage (each starts at a FROM), its (INSTRUCTION, arguments) with line continuations
+    joined and comments dropped."""
     text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
-    out = []
+    stages: list[list[tuple[str, str]]] = []
     for line in text.splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             word, _, rest = line.partition(" ")
-            out.append((word.upper(), rest.strip()))
-    return out
+            if word.upper() == "FROM":
+                stages.append([])
+            stages[-1].append((word.upper(), rest.strip()))
+    return stages
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """The final stage's instructions: what the image is."""
+    return dockerfile_stages()[-1]
+
+
+def stage(name: str) -> list[tuple[str, str]]:
+    (found,) = [s for s in dockerfile_stages() if s[0][1].split()[-1] == name]
+    return found
 
 
 def instruction(name: str) -> list[str]:
@@ -76,6 +89,7 @@ def lock_pins() -> dict[str, str]:
 
 def test_image_is_python_311_slim_non_root_with_one_process() -> None:
     assert instruction("FROM") == ["python:3.11-slim"]
+    assert all(s[0][1].split()[0] == "python:3.11-slim" for s in dockerfile_stages())  # one Python
     (user,) = instruction("USER")
     assert user not in {"root", "0"}
     cmd = exec_form(instruction("CMD")[-1])
@@ -101,28 +115,50 @@ def test_image_ports_env_and_healthcheck_match_settings() -> None:
     assert "curl" not in health and "wget" not in health  # neither exists in python:3.11-slim
 
 
-def test_dependencies_are_installed_from_the_lock_before_the_source_is_copied() -> None:
+def test_dependencies_are_installed_from_the_lock_before_the_wheel_is_copied() -> None:
     steps = dockerfile_instructions()
     copies = [i for i, (word, _) in enumerate(steps) if word == "COPY"]
     lock_copy = next(i for i in copies if "requirements.lock" in steps[i][1])
     lock_install = next(i for i, (w, a) in enumerate(steps) if w == "RUN" and "-c requirements.lock" in a)
-    source_copies = [i for i in copies if re.search(r"\b(stream|model|maze)/", steps[i][1])]
-    runs = [(i, a) for i, (w, a) in enumerate(steps) if w == "RUN"]
-    package_install = next(i for i, a in runs if "pip install --no-deps ." in a)
-    assert lock_copy < lock_install < min(source_copies) <= max(source_copies) < package_install
-    assert {"stream/", "model/", "maze/"} <= {steps[i][1].split()[0] for i in copies}
+    wheel_copy = next(i for i in copies if steps[i][1].startswith("--from=wheel "))
+    package_install = next(i for i, (w, a) in enumerate(steps) if w == "RUN" and "pip install --no-deps" in a)
+    # Source changes invalidate the wheel stage and the last two steps, never the dependency layer.
+    assert lock_copy < lock_install < wheel_copy < package_install
+    assert not any(re.search(r"\b(stream|model|maze|frontend)/", steps[i][1]) for i in copies)
 
 
-def test_frontend_lands_where_the_installed_app_looks_for_it() -> None:
-    import stream.web.app
+def test_the_image_installs_the_wheel_built_from_the_sources() -> None:
+    build = stage("wheel")
+    copied = {args.split()[0] for word, args in build if word == "COPY"}
+    assert {"stream/", "model/", "maze/", "frontend/", "pyproject.toml"} <= copied
+    (wheel_dir,) = re.findall(r"pip wheel --no-deps --wheel-dir (\S+) \.$",
+                              " ".join(a for w, a in build if w == "RUN"))
+    (from_wheel,) = [args.split() for word, args in dockerfile_instructions()
+                     if word == "COPY" and args.startswith("--from=wheel ")]
+    assert from_wheel[1].rstrip("/") == wheel_dir
+    (install,) = [a for w, a in dockerfile_instructions() if w == "RUN" and "pip install --no-deps" in a]
+    assert re.search(rf"pip install --no-deps {re.escape(from_wheel[2].rstrip('/'))}/gesture_maze-\*\.whl",
+                     install)
+    # No hand-placed files: nothing is copied into an interpreter's site-packages (whose path names
+    # a Python version), and the checkout is never installed in place.
+    assert "site-packages" not in DOCKERFILE.read_text()
+    assert "pip install --no-deps ." not in install
 
-    # FRONTEND_DIR is relative to the stream package; in the image that package is in site-packages.
-    package_parent = Path(stream.web.app.__file__).resolve().parent.parent
-    relative = stream.web.app.FRONTEND_DIR.resolve().relative_to(package_parent)
-    site_packages = "/usr/local/lib/python3.11/site-packages"
-    copies = [args.split() for args in instruction("COPY")]
-    assert ["frontend/", f"{site_packages}/{relative}/"] in copies
-    assert (stream.web.app.FRONTEND_DIR / "index.html").is_file()
+
+def test_the_web_client_ships_as_package_data() -> None:
+    from stream.web import static
+
+    setuptools = PYPROJECT["tool"]["setuptools"]
+    assert "frontend" in setuptools["packages"]["find"]["include"]
+    root = REPO_ROOT / "frontend"
+    patterns = setuptools["package-data"]["frontend"]
+    shipped = {path for pattern in patterns for path in root.glob(pattern) if path.is_file()}
+    client = {path for path in root.rglob("*")
+              if path.is_file() and path.suffix not in {".py", ".pyc"} and "__pycache__" not in path.parts}
+    assert client - shipped == set(), "frontend/ files the wheel would leave out"
+    assert {"index.html", "watch.html", "lobby.html"} <= {p.name for p in shipped}
+    # In the checkout (editable install) the app finds the client through the same package lookup.
+    assert static.frontend_dir() == root
 
 
 def test_lock_pins_every_runtime_dependency_within_its_range() -> None:
@@ -218,3 +254,66 @@ def test_grafana_is_anonymous_read_only_and_needs_an_admin_password() -> None:
 def test_third_party_images_are_pinned(service: str) -> None:
     image = compose()["services"][service]["image"]
     assert re.search(r":v?\d+\.\d+\.\d+$", image), image
+
+
+NGINX_DIR = REPO_ROOT / "deploy" / "nginx"
+NGINX_TOP_LEVEL = {"gesture-maze.conf": "http", "cluster.conf": "main"}  # file -> context it goes in
+
+
+def nginx_statements(path: Path) -> list[tuple[str, list[str]]]:
+    """(directive, arguments) of every statement and block opening, comments dropped, in order."""
+    out: list[tuple[str, list[str]]] = []
+    words: list[str] = []
+    for token in re.findall(r"""#[^\n]*|'[^']*'|"[^"]*"|[;{}]|[^\s;{}'"#]+""", path.read_text()):
+        if token.startswith("#"):
+            continue
+        if token in {";", "{", "}"}:
+            if words:
+                out.append((words[0], words[1:]))
+            words = []
+        else:
+            words.append(token[1:-1] if token[0] in "'\"" else token)
+    return out
+
+
+def nginx_includes(path: Path) -> list[str]:
+    return [args[0] for directive, args in nginx_statements(path) if directive == "include"]
+
+
+def test_both_nginx_configs_take_the_shared_parts_from_the_same_include_files() -> None:
+    shared = sorted(f"includes/{p.name}" for p in (NGINX_DIR / "includes").glob("*.conf"))
+    assert shared, "deploy/nginx/includes/ is empty"
+    for name in NGINX_TOP_LEVEL:
+        included = nginx_includes(NGINX_DIR / name)
+        assert sorted(included) == shared, name  # every shared file, each once
+        # What a top-level config may still say itself: where it listens and what it proxies to.
+        own = {directive for directive, _ in nginx_statements(NGINX_DIR / name)}
+        assert own <= {"worker_processes", "events", "worker_connections", "http", "include", "upstream",
+                       "server", "listen", "server_name"}, (name, own)
+
+
+def test_limits_and_timeouts_are_set_in_one_place() -> None:
+    settings = Settings()
+    where: dict[str, list[tuple[str, list[str]]]] = {}
+    for path in sorted((NGINX_DIR / "includes").glob("*.conf")):
+        for directive, args in nginx_statements(path):
+            where.setdefault(directive, []).append((path.name, args))
+    for directive in ("client_max_body_size", "client_header_timeout", "keepalive_timeout", "limit_conn",
+                      "limit_conn_zone", "keepalive", "proxy_connect_timeout", "server_tokens"):
+        assert len(where[directive]) == 1, (directive, where.get(directive))
+    # The WebSocket read timeout: once, above the app's idle timeout (the app closes idle sockets
+    # itself, with a reason, before the proxy would cut them).
+    ws_read = [args for _, args in where["proxy_read_timeout"] if args[0] != "30s"]
+    assert len(ws_read) == 1 and int(ws_read[0][0].rstrip("s")) > settings.idle_timeout_s
+    (body,) = where["client_max_body_size"]
+    assert int(body[1][0].rstrip("k")) * 1024 > settings.max_frame_bytes
+    # Every refusal nginx makes itself answers in the app's JSON error shape.
+    pages = {code for _, args in where["error_page"] for code in args[:-1]}
+    assert {"400", "413", "414", "429", "494", "502", "503", "504"} <= pages
+
+
+def test_compose_mounts_the_nginx_includes_beside_the_cluster_config() -> None:
+    volumes = compose()["services"]["proxy"]["volumes"]
+    assert "./deploy/nginx/cluster.conf:/etc/nginx/nginx.conf:ro" in volumes
+    # Relative `include` paths resolve against the main config's directory (/etc/nginx/).
+    assert "./deploy/nginx/includes:/etc/nginx/includes:ro" in [v.split("#")[0].strip() for v in volumes]
