@@ -13,7 +13,7 @@ frame's width and height; HaGRID CSV rows are already pixels; kp42 rows are alre
    orientation that tells e.g. `like` from `dislike` and `peace` from `peace_inverted`. Each block was
    kept because it measured better on the validation split and leave-one-source-out; a block that
    did not (the hand rotated upright) was left out (docs/training.md,
-   docs/decisions/14-richer-features.md).
+   docs/decisions/0006-richer-features.md).
 
 Scaling to max-abs makes the vector independent of hand size and camera distance; z is not used (the
 kp42 sources have none, and MediaPipe's z is noisy).

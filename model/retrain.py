@@ -18,7 +18,7 @@ Steps:
    on the held-out feedback slice (the answer the server would give, `no_gesture` included);
 6. the challenger is registered with lineage (parent version, base-data fingerprint, feedback ids and
    counts); the `champion` alias moves to it only if it (a) scores at least the champion's macro-F1 on
-   the test split (ties pass, see docs/decisions/15-retrain-gate.md), (b) loses no class's F1 by
+   the test split (ties pass, see docs/decisions/0012-retrain-gate.md), (b) loses no class's F1 by
    more than `--max-class-drop` (0.02) and (c) is strictly
    more accurate than the champion on the held-out feedback slice. A server serving
    `models:/gesture-classifier@champion` picks the new version up on its next poll.

@@ -7,7 +7,7 @@ recomputes them through the one feature function and the pipeline's own scaler. 
 exact (the same float64 landmarks give the same float32 features, held as float64 by libsvm). It is 42
 numbers per support vector instead of 307; as bytes, ~40 % less than the LZMA-packed vectors (which
 pack well: float32 values held as float64). It keeps every file of the committed default well under
-5 MiB as its support vectors grow with more training rows (docs/decisions/14-support-hands.md).
+5 MiB as its support vectors grow with more training rows (docs/decisions/0009-support-hands.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Transport-level limits: uvicorn protocol subclasses that bound what one socket can cost.
 
 uvicorn parses requests and WebSocket frames before the app sees anything, so limits on *parsing*
-must live here (docs/decisions/12-where-limits-live.md):
+must live here (docs/decisions/0001-where-limits-live.md):
 
 - `GuardedHttpProtocol` (httptools): the request head (request line + headers) is measured on the raw
   bytes before the parser sees them — total size, longest line, number of lines — and a head that

@@ -1,4 +1,4 @@
-"""Game-feel rules that sit between recognition and the maze (see docs/decisions/16-game-feel.md).
+"""Game-feel rules that sit between recognition and the maze (see docs/decisions/0013-game-feel.md).
 
 - Game names: a player-chosen name (cleaned) or a friendly generated one ("Brave Otter").
 - Shared control: a keyboard/touch move pauses gesture moves for `manual_lockout_s`, so the two

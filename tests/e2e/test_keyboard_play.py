@@ -79,7 +79,7 @@ def test_keyboard_only_game(server, launch, artifacts):
                 assert f"Moved {direction.value}" in page.text_content("#announcer")
 
         # Solved: the win card, then the server's next, bigger level: Chromium's test-pattern camera
-        # shows no hand, which is a neutral hand (docs/decisions/16-game-feel.md).
+        # shows no hand, which is a neutral hand (docs/decisions/0013-game-feel.md).
         page.wait_for_selector("#win-card:not([hidden])", timeout=10_000)
         page.screenshot(path=str(artifacts / "win.png"))
         page.wait_for_function("document.getElementById('maze').dataset.level === '2'", timeout=15_000)

@@ -193,7 +193,7 @@ async def test_feedback_fixes_a_persons_misread_and_poison_is_refused(world, lan
         assert len(data["base_data"]["sha256"]) == 64
         gate = read_json(client.download_artifacts(version.run_id, "gate.json", str(tmp)))
         assert gate["passed"] is (version is v2)
-        # The gate's reading (docs/decisions/15-retrain-gate.md): not below the champion on the test
+        # The gate's reading (docs/decisions/0012-retrain-gate.md): not below the champion on the test
         # split, no class down by more than 0.02, strictly better on the held-out feedback slice.
         assert gate["passed"] is (gate["test_f1_macro"] >= gate["champion_test_f1_macro"]
                                   and gate["worst_class_f1_drop"] <= gate["max_class_drop"] + 1e-12

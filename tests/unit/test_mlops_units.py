@@ -170,7 +170,7 @@ def test_champion_configuration_is_read_back_from_run_params():
      (0.95, 0.03, 0.9, False), (0.95, 0.0, 0.5, False), (0.95, 0.0, None, False)],
 )
 def test_promotion_gate(test_f1, drop, fb, passed):
-    """docs/decisions/15-retrain-gate.md: test macro-F1 ties pass and any loss refuses; no class may drop
+    """docs/decisions/0012-retrain-gate.md: test macro-F1 ties pass and any loss refuses; no class may drop
     by more than 0.02; the held-out feedback slice must be strictly better (and present)."""
     gate = Gate(test_f1, 0.95, "like", drop, fb, None if fb is None else 0.5, 0.02)
     assert gate.passed is passed
