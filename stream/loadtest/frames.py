@@ -16,6 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from model.schemes import DEFAULT_COUNTING_MAP as SERVER_COUNTING_MAP
+
 # Gestures that map to a move in the default `counting` scheme, in the order a player cycles through them,
 # and the neutral gesture shown between two of them (so every move starts from a fresh gesture change).
 MOVE_GESTURES: tuple[str, ...] = ("one", "peace", "three", "four", "like", "dislike")
@@ -24,14 +26,8 @@ NEUTRAL_GESTURE = "palm"
 NEUTRAL_CHOICES: tuple[str, ...] = (NEUTRAL_GESTURE, "none")
 # Photos shipped with the package (Apache-2.0, see ATTRIBUTION.md there): like, dislike and none.
 BUNDLED_IMAGES_DIR = Path(__file__).with_name("images")
-DEFAULT_COUNTING_MAP: Mapping[str, str] = {
-    "one": "up",
-    "peace": "right",
-    "three": "down",
-    "four": "left",
-    "like": "up",
-    "dislike": "down",
-}
+# The server's default counting map (a load test against a server with another one passes its own).
+DEFAULT_COUNTING_MAP: Mapping[str, str] = dict(SERVER_COUNTING_MAP)
 
 
 class FrameSourceError(RuntimeError):

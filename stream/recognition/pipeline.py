@@ -22,7 +22,6 @@ from model.openset import NO_GESTURE
 from stream.metrics import Metrics
 
 R = TypeVar("R")
-OnDone = Callable[[Any], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 
