@@ -93,7 +93,7 @@ async def test_bad_create_bodies_get_400(settings: Settings, body: bytes) -> Non
         too_large = len(body) > settings.max_text_bytes
         assert response.status_code == (413 if too_large else 400)
         assert response.json()["error"]["code"] == ("body_too_large" if too_large else "bad_request")
-        assert len(app.state.registry) == 0
+        assert len(app.state.services.registry) == 0
 
 
 async def test_sessions_cap_and_creation_rate(settings: Settings) -> None:

@@ -91,7 +91,7 @@ def snapshot(server: LiveServer) -> Snapshot:
         fds=process.num_fds(),
         trackers=len(trackers),
         open_trackers=sum(getattr(t, "_hands", None) is not None for t in trackers),
-        sessions=len(server.app.state.registry),
+        sessions=len(server.app.state.services.registry),
         leftovers=leftovers,
     )
 

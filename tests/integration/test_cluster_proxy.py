@@ -48,7 +48,7 @@ async def test_the_proxy_spreads_sessions_and_routes_around_a_stopped_replica(
 
                     # Stop the replica running the game: the player comes back through the proxy
                     # (to the other replica) and continues where it was.
-                    (running,) = [r for r in replicas if r.app.state.registry.get(sid) is not None]
+                    (running,) = [r for r in replicas if r.app.state.services.registry.get(sid) is not None]
                     await asyncio.to_thread(running.stop)
                     with pytest.raises(ConnectionClosed):
                         while True:

@@ -622,7 +622,7 @@ async def test_stuck_spectator_is_cut_off_without_slowing_anyone(honest_frames: 
             slow_server.ws_url + session["watch_url"], sock=raw, max_queue=1, compression=None
         )
         assert (await recv_json(stuck))["type"] == "welcome"  # then it never reads again
-        live = slow_server.app.state.registry.get(session["session_id"])
+        live = slow_server.app.state.services.registry.get(session["session_id"])
         assert len(live.spectators) == 1
         before = await scrape(slow_server)
         async with player(slow_server, session) as owner:

@@ -270,8 +270,8 @@ async def test_a_spectator_that_never_reads_does_not_slow_the_player(settings: S
                     for _ in range(50):
                         await player.send('{"type":"restart"}')
                     received.extend([await recv_type(player, "state") for _ in range(50)])
-                    for session in server.app.state.registry:
-                        assert all(conn.queued <= 4 + 1 for conn in session.connections())  # bounded
+                    for session in server.app.state.services.registry:
+                        assert all(conn.queued <= 4 + 1 for conn in session.audience.connections())  # bounded
                 # The stuck spectator was cut off; the player got every state, in order, with no gap.
                 assert received[-1]["spectators"] == 0
                 versions = [s["version"] for s in received]

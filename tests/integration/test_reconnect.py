@@ -97,7 +97,7 @@ async def test_abandoned_sessions_are_reaped(settings: Settings) -> None:
             # Spectators do not keep a session alive: it ends once the player has been gone 0.5 s.
             assert await closed_with(spectator) == 1001
         assert (await http("GET", f"{server.http_url}/api/sessions/{sid}")).status_code == 404
-        assert len(server.app.state.registry) == 0
+        assert len(server.app.state.services.registry) == 0
         metrics = (await http("GET", f"{server.http_url}/metrics")).text
         assert "gesture_maze_sessions 0.0" in metrics
 

@@ -44,7 +44,7 @@ def test_server_serves_the_registered_champion(registry, gestures_dir):
 
 def _check_photos(server: LiveServer, gestures_dir) -> None:
     with httpx.Client(base_url=server.http_url, timeout=60) as client:
-        info = server.app.state.models.current.info
+        info = server.app.state.services.models.current.info
         assert (info.name, info.version, info.alias) == (REGISTERED_MODEL_NAME, "1", CHAMPION_ALIAS)
         assert info.feature_version == FEATURE_VERSION
         for gesture in GESTURES:

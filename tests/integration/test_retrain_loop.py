@@ -108,7 +108,7 @@ def read_json(path: str) -> dict:
 
 async def wait_for_version(server: LiveServer, version: str) -> None:
     deadline = time.monotonic() + 60
-    while server.app.state.models.current.info.version != version:
+    while server.app.state.services.models.current.info.version != version:
         assert time.monotonic() < deadline, "the server did not hot-swap to the new champion"
         await asyncio.sleep(0.2)
 
@@ -172,7 +172,7 @@ async def test_feedback_fixes_a_persons_misread_and_poison_is_refused(world, lan
         outcome = await asyncio.to_thread(retrain, world, f"sqlite:///{tmp / 'poison.db'}")
         assert outcome == {"version": "3", "promoted": False, "parent_version": "2"}
         await asyncio.sleep(1.5)  # three poll periods: the server must still serve v2
-        assert server.app.state.models.current.info.version == "2"
+        assert server.app.state.services.models.current.info.version == "2"
     finally:
         server.stop()
 
