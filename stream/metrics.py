@@ -97,12 +97,17 @@ class Metrics:
             f"{PREFIX}_ws_connections", "Open WebSocket connections by role.", ["role"], registry=r
         )
         self.sessions = Gauge(f"{PREFIX}_sessions", "Live game sessions.", registry=r)
+        self.trackers = Gauge(
+            f"{PREFIX}_trackers",
+            "Hand trackers (MediaPipe graphs, ~60 MiB each) held for streaming players.", registry=r,
+        )
         self.frames_received = Counter(f"{PREFIX}_frames_received", "Binary frames received.", registry=r)
         self.frames_processed = Counter(
             f"{PREFIX}_frames_processed", "Frames that went through recognition.", registry=r
         )
         self.frames_dropped = Counter(
-            f"{PREFIX}_frames_dropped", "Frames dropped unprocessed, by reason (superseded, rate_limited).",
+            f"{PREFIX}_frames_dropped",
+            "Frames dropped unprocessed, by reason (superseded, rate_limited, no_tracker).",
             ["reason"], registry=r,
         )
         self.moves = Counter(

@@ -105,8 +105,22 @@ class Settings:
         "GM_SEND_TIMEOUT_S", 10.0, "A send blocked this long closes the socket (4001 too slow)."
     )
     reaper_interval_s: float = _env(
-        "GM_REAPER_INTERVAL_S", 5.0, "How often abandoned sessions are looked for."
+        "GM_REAPER_INTERVAL_S", 5.0, "How often abandoned sessions (and idle hand trackers) are looked for."
     )
+    presence_interval_ms: int = _env(
+        "GM_PRESENCE_INTERVAL_MS", 500,
+        "Spectators joining or leaving: the new count goes out at most once per this gap (one state, "
+        "not one per join or leave).",
+    )
+    lobby_cache_s: float = _env(
+        "GM_LOBBY_CACHE_S", 1.0,
+        "The lobby listing is rebuilt at most once per this many seconds, whatever the request rate "
+        "(at once after a game is created or ends on this instance).",
+    )
+    lobby_page_size: int = _env(
+        "GM_LOBBY_PAGE_SIZE", 100, "Largest page of `GET /api/sessions` (`?limit=`, default this)."
+    )
+    lobby_max: int = _env("GM_LOBBY_MAX", 1000, "Public games the lobby lists at most, over all pages.")
 
     # --- game feel: level change, shared control (docs/decisions/0013-game-feel.md) ------------
     win_card_min_s: float = _env(
@@ -135,6 +149,18 @@ class Settings:
     )
     min_tracking_confidence: float = _env(
         "GM_MIN_TRACKING_CONFIDENCE", 0.5, "MediaPipe landmark tracking threshold."
+    )
+    max_trackers: int = _env(
+        "GM_MAX_TRACKERS", 32,
+        "Hand trackers (MediaPipe graphs, ~60 MiB each) held at once, server-wide; a player beyond "
+        "this gets `too_many_streams` and plays with the keyboard (0: no cap).",
+    )
+    max_trackers_per_ip: int = _env(
+        "GM_MAX_TRACKERS_PER_IP", 3, "Hand trackers one client address may hold at once (0: no cap)."
+    )
+    tracker_idle_s: float = _env(
+        "GM_TRACKER_IDLE_S", 15.0,
+        "A player's tracker is released after this many seconds without a camera frame (0: kept).",
     )
     send_landmarks: bool = _env("GM_SEND_LANDMARKS", True, "Include the 21 landmarks in `frame` replies.")
     spectator_gesture_interval_ms: int = _env(

@@ -25,6 +25,7 @@ from stream.store import OwnershipLost, StoreUnavailable
 log = logging.getLogger(__name__)
 
 _MAX_PENDING = 256  # journal items before intermediate states are collapsed (store outage)
+_KEPT_MOVES = 64  # move confirmations a collapse keeps (moves are rate limited per player)
 _RETRY_S = (0.1, 1.0)  # backoff of a journal's write while the store is unreachable
 
 
@@ -95,13 +96,16 @@ class SessionJournal:
             self._task = asyncio.get_running_loop().create_task(self._drain(), name="journal")
 
     def _collapse(self) -> None:
-        # Only during a store outage: keep the newest state, the messages that matter (`won`) and
-        # the replies waiting for delivery; connections resync their maze from the newest state by
-        # maze_version (stream.edge.connection).
-        newest = next((i for i in reversed(self._items) if isinstance(i, _State)), None)
-        won = [i for i in self._items if isinstance(i, _Notice) and i.payload.get("type") == "won"]
-        replies = [i for i in self._items if isinstance(i, _Then)]
-        self._items = deque([*won[-8:], *([newest] if newest is not None else []), *replies])
+        # When the store falls behind (an outage): drop the intermediate states nobody asked for
+        # (presence, spectator notices) but never the player's own replies - the states that
+        # confirm a move (`last_move`), `won`, and replies waiting for delivery - nor the newest
+        # state; order is kept. Connections resync their maze by maze_version (stream.edge.connection).
+        items = list(self._items)
+        newest = next((i for i in reversed(items) if isinstance(i, _State)), None)
+        moves = [i for i in items if isinstance(i, _State) and "last_move" in i.snapshot.body][-_KEPT_MOVES:]
+        won = [i for i in items if isinstance(i, _Notice) and i.payload.get("type") == "won"][-8:]
+        kept = {id(i) for i in (*moves, *won)} | ({id(newest)} if newest is not None else set())
+        self._items = deque(i for i in items if isinstance(i, _Then) or id(i) in kept)
 
     async def flush(self) -> None:
         while self._task is not None and not self._task.done():

@@ -27,6 +27,7 @@ import time
 from typing import Any
 
 from stream.durability.journal import SessionJournal
+from stream.durability.lobby import Lobby
 from stream.durability.relay import WatchHub
 from stream.edge.security import tokens_equal
 from stream.metrics import Metrics
@@ -57,6 +58,8 @@ class Durability:
         grace_s: float,
         lease_s: float,
         instance_id: str | None = None,
+        lobby_ttl_s: float = 1.0,
+        lobby_max: int = 1000,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -70,6 +73,7 @@ class Durability:
         self._restoring: dict[str, asyncio.Future[Session | None]] = {}
         self._remote_counts: dict[str, dict[str, int]] = {}  # session -> instance -> spectators
         self._tasks: list[asyncio.Task[None]] = []
+        self.lobby = Lobby(self.public_summaries, ttl_s=lobby_ttl_s, max_listed=lobby_max)
         registry.on_admit = self._on_admit
         registry.on_reaped = self.forget
         store.on_up_change = self._on_up_change
@@ -145,12 +149,14 @@ class Durability:
 
     # --- records --------------------------------------------------------------------------------
     def _on_admit(self, session: Session) -> None:
+        self.lobby.invalidate()
         journal = SessionJournal(session, self)
         session.publisher = journal
         self.journals.add(journal)
         self.follow(session.id)  # takeover notices and remote spectators' presence
 
     def _release(self, session: Session) -> None:
+        self.lobby.invalidate()
         self._remote_counts.pop(session.id, None)
         if isinstance(session.publisher, SessionJournal):
             self.journals.discard(session.publisher)
@@ -272,9 +278,10 @@ class Durability:
         return record.summary if record is not None else None
 
     async def public_summaries(self) -> list[dict[str, Any]]:
+        """Every listed game (the lobby's snapshot builder: at most once per GM_LOBBY_CACHE_S)."""
         local = {s.id: s.summary() for s in self.registry.public()}
         try:
-            stored = await self.store.list_public(max(self.registry.max_sessions, 1) * 4)
+            stored = await self.store.list_public(self.lobby.max_listed)
         except StoreUnavailable:
             stored = []
         merged = {s["session_id"]: s for s in stored}

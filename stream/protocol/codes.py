@@ -32,6 +32,7 @@ TOO_MANY_SESSIONS = "too_many_sessions"
 TOO_MANY_SPECTATORS = "too_many_spectators"
 TOO_MANY_CONNECTIONS = "too_many_connections"
 SERVER_BUSY = "server_busy"
+TOO_MANY_STREAMS = "too_many_streams"  # the server holds as many hand trackers as it may
 SHUTTING_DOWN = "shutting_down"
 STORE_UNAVAILABLE = "store_unavailable"  # the session store is unreachable: changes are paused
 HOST_NOT_ALLOWED = "host_not_allowed"

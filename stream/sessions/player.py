@@ -66,15 +66,22 @@ class PlayerSlot:
         self.feedback = FeedbackRing(feedback_frames)
         self.recognizer: Recognizer | None = None
         self.lane: FrameLane | None = None
+        self.last_frame_at = 0.0  # monotonic time of the player's last camera frame
+        self._release_budget: Callable[[], None] | None = None  # the tracker budget's ticket
 
-    def recognition(
-        self, make_recognizer: Callable[[], Recognizer], make_lane: Callable[[], FrameLane]
-    ) -> tuple[FrameLane, Recognizer]:
-        """The lane and recognizer of this player, made on the first frame."""
-        if self.lane is None or self.recognizer is None:
-            self.recognizer = make_recognizer()
-            self.lane = make_lane()
-        return self.lane, self.recognizer
+    @property
+    def recognising(self) -> bool:
+        return self.lane is not None
+
+    def start_recognition(
+        self, recognizer: Recognizer, lane: FrameLane, release_budget: Callable[[], None]
+    ) -> None:
+        """The player's first frame (since it came or its tracker was released): a tracker is made
+        in the pool by `recognizer`; `release_budget` hands its place in the budget back."""
+        self.recognizer, self.lane, self._release_budget = recognizer, lane, release_budget
+
+    def idle(self, now: float, idle_s: float) -> bool:
+        return self.lane is not None and now - self.last_frame_at > idle_s
 
     def set_scheme(self, scheme: str) -> None:
         if self.recognizer is not None:
@@ -83,12 +90,15 @@ class PlayerSlot:
     async def release(self) -> None:
         """Finish the in-flight frame and close the hand tracker (~80 MiB each); the next frame of a
         returning player makes a new one, so an absent player holds no MediaPipe graph."""
-        lane, self.lane = self.lane, None
+        # Taken all at once: a frame arriving while these close starts a fresh set.
+        lane, recognizer, release = self.lane, self.recognizer, self._release_budget
+        self.lane, self.recognizer, self._release_budget = None, None, None
         if lane is not None:
             await lane.close()
-        recognizer, self.recognizer = self.recognizer, None
         if recognizer is not None:
             await asyncio.to_thread(_close_and_trim, recognizer)
+        if release is not None:
+            release()
 
     async def forget(self, donations_dir: Path | None, session_id: str) -> None:
         """The session is over: write donated calibration landmarks, then drop every sample."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 
@@ -114,6 +115,16 @@ class SessionRegistry:
                 reaped += 1
         return reaped
 
+    async def release_idle_trackers(self, idle_s: float) -> int:
+        """Release the hand tracker of every player that has sent no frame for `idle_s` (a game kept
+        open without a camera holds no MediaPipe graph); its next frame makes a new one."""
+        released = 0
+        for session in list(self._sessions.values()):
+            if session.slot.idle(time.monotonic(), idle_s):
+                await session.slot.release()
+                released += 1
+        return released
+
     async def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> None:
         sessions = list(self._sessions.values())
         self._sessions.clear()
@@ -132,12 +143,17 @@ class SessionRegistry:
             self.metrics.sessions.set(len(self._sessions))
 
 
-async def run_reaper(registry: SessionRegistry, grace_s: float, interval_s: float) -> None:
-    """Background task (owned by the lifespan): reap abandoned sessions every `interval_s`."""
+async def run_reaper(
+    registry: SessionRegistry, grace_s: float, interval_s: float, tracker_idle_s: float = 0.0
+) -> None:
+    """Background task (owned by the lifespan): every `interval_s`, reap abandoned sessions and
+    release idle trackers (`tracker_idle_s` > 0)."""
     while True:
         await asyncio.sleep(interval_s)
         try:
             reaped = await registry.reap(grace_s)
+            if tracker_idle_s > 0:
+                await registry.release_idle_trackers(tracker_idle_s)
         except Exception:  # keep reaping next time; one bad session must not stop the reaper
             log.exception("reaper failed")
             continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,6 +58,10 @@ class SessionContext:
     feel: FeelConfig = DEFAULT_FEEL
     donations_dir: Path | None = None
     feedback_frames: int = 1
+    # Spectators coming and going change only the count every state shows: such changes are
+    # published at most once per interval (first at once, then the latest), never one state per
+    # join or leave, so spectator churn cannot flood the player's outbox or the store.
+    presence_interval_s: float = 0.5
 
 
 def _level_seed(base: int | None, level: int) -> int | None:
@@ -133,6 +138,8 @@ class Session:
         self._last_gesture_notice = 0.0
         self._made: StateSnapshot | None = None  # the newest state made (maybe not stored yet)
         self._advance_task: asyncio.Task[None] | None = None
+        self._presence_published = -math.inf  # when the last state went out (clock time)
+        self._presence_due: asyncio.TimerHandle | None = None  # a coalesced presence state is scheduled
 
     # --- records (stream.store) -----------------------------------------------------------------
     def to_record(self) -> SessionRecord:
@@ -222,6 +229,8 @@ class Session:
 
     def publish_state(self, last_move: LastMove | None = None, maze_changed: bool = False) -> StateSnapshot:
         snapshot = self._snapshot(last_move, maze_changed)
+        self._presence_published = self._clock()
+        self._cancel_presence()  # this state carries the current count too
         self.publisher.state(snapshot)
         return snapshot
 
@@ -380,20 +389,42 @@ class Session:
 
     def add_spectator(self, conn: Connection) -> None:
         self.audience.spectators.add(conn)
-        self.publish_state()
+        if not self._presence_changed():
+            conn.send_state(self.latest_state())  # the game now; the new count follows shortly
 
     def remove_spectator(self, conn: Connection) -> None:
         if conn in self.audience.spectators:
             self.audience.spectators.discard(conn)
-            if not self.closed:
-                self.publish_state()
+            self._presence_changed()
 
     def set_remote_spectators(self, count: int) -> None:
         """Spectators other instances relay (shared store): shown in every state."""
         if count != self.audience.remote:
             self.audience.remote = count
-            if not self.closed:
-                self.publish_state()
+            self._presence_changed()
+
+    def _presence_changed(self) -> bool:
+        """The spectator count changed: publish now if the last state is older than the interval
+        (True), else once when it is due (a burst of joins and leaves makes one state)."""
+        if self.closed:
+            return False
+        wait = self._presence_published + self.context.presence_interval_s - self._clock()
+        if wait <= 0:
+            self.publish_state()
+            return True
+        if self._presence_due is None:
+            self._presence_due = asyncio.get_running_loop().call_later(wait, self._publish_presence)
+        return False
+
+    def _publish_presence(self) -> None:
+        self._presence_due = None
+        if not self.closed:
+            self.publish_state()
+
+    def _cancel_presence(self) -> None:
+        if self._presence_due is not None:
+            self._presence_due.cancel()
+            self._presence_due = None
 
     def abandoned(self, now: float, grace_s: float) -> bool:
         return (self.audience.player is None and self.player_left_at is not None
@@ -422,6 +453,7 @@ class Session:
             return
         self.closed = True
         self._cancel_advance()
+        self._cancel_presence()
         self.audience.close_all(code, reason)
         await self.release_recognition()
 

@@ -2,8 +2,9 @@
 
 It survives a restart (and a SIGKILL: WAL with synchronous=NORMAL keeps every committed write once
 the process is gone), but it is NOT shared: one server process owns the file, so the lease is the
-process itself and there is no event bus. All SQLite calls run on one dedicated thread, never on
-the event loop.
+process itself and there is no event bus. Play's writes and reads run on one dedicated thread;
+the lobby listing reads on a second thread with its own connection (WAL lets it read beside the
+writer), so listing games never waits in line with a move. Neither ever runs on the event loop.
 """
 
 from __future__ import annotations
@@ -25,9 +26,14 @@ CREATE TABLE IF NOT EXISTS sessions (
     created_at REAL NOT NULL,
     expires_at REAL NOT NULL,
     version INTEGER NOT NULL,
-    record TEXT NOT NULL
+    record TEXT NOT NULL,
+    summary TEXT
 )
 """
+_LISTED = (
+    "SELECT COALESCE(summary, json_extract(record, '$.summary')) FROM sessions"
+    " WHERE public = 1 AND expires_at >= ? ORDER BY created_at LIMIT ?"
+)
 
 
 class SqliteStore(Store):
@@ -38,11 +44,13 @@ class SqliteStore(Store):
         super().__init__()
         self.path = Path(path)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gm-sqlite")
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gm-sqlite-lobby")
         self._db: sqlite3.Connection | None = None
+        self._lobby_db: sqlite3.Connection | None = None  # opened in the reader thread
 
-    async def _run(self, fn: Any, *args: Any) -> Any:
+    async def _run(self, fn: Any, *args: Any, executor: ThreadPoolExecutor | None = None) -> Any:
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+            return await asyncio.get_running_loop().run_in_executor(executor or self._executor, fn, *args)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"sqlite: {exc}") from exc
 
@@ -52,6 +60,9 @@ class SqliteStore(Store):
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute(_SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(sessions)")}
+        if "summary" not in columns:  # a file written before summaries had their own column
+            db.execute("ALTER TABLE sessions ADD COLUMN summary TEXT")
         db.execute("DELETE FROM sessions WHERE expires_at < ?", (time.time(),))
         self._db = db
 
@@ -64,7 +75,14 @@ class SqliteStore(Store):
                 self._db.close()
                 self._db = None
 
+        def shut_reader() -> None:
+            if self._lobby_db is not None:
+                self._lobby_db.close()
+                self._lobby_db = None
+
+        await self._run(shut_reader, executor=self._reader)
         await self._run(shut)
+        self._reader.shutdown(wait=True)
         self._executor.shutdown(wait=True)
 
     @property
@@ -76,11 +94,11 @@ class SqliteStore(Store):
     async def save(self, record: SessionRecord, owner: str, ttl_s: float, event: bytes | None = None) -> None:
         row = (
             record.session_id, int(record.public), record.created_at, time.time() + ttl_s,
-            record.version, record.to_json(),
+            record.version, record.to_json(), json.dumps(record.summary, separators=(",", ":")),
         )
 
         def write() -> None:
-            self.db.execute("INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?, ?, ?)", row)
+            self.db.execute("INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?)", row)
 
         await self._run(write)
 
@@ -104,12 +122,10 @@ class SqliteStore(Store):
         await self._run(lambda: self.db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)))
 
     async def list_public(self, limit: int) -> list[dict[str, Any]]:
-        def read() -> list[Any]:
-            return self.db.execute(
-                "SELECT record FROM sessions WHERE public = 1 AND expires_at >= ?"
-                " ORDER BY created_at LIMIT ?",
-                (time.time(), limit),
-            ).fetchall()
+        def read() -> list[dict[str, Any]]:
+            if self._lobby_db is None:
+                self._lobby_db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            rows = self._lobby_db.execute(_LISTED, (time.time(), limit)).fetchall()
+            return [json.loads(text) for (text,) in rows if text]  # decoded here, not on the loop
 
-        rows = await self._run(read)
-        return [json.loads(text)["summary"] for (text,) in rows]
+        return await self._run(read, executor=self._reader)

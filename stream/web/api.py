@@ -143,9 +143,31 @@ async def create_session(request: Request) -> Response:
     return JSONResponse(body, status_code=201, headers={"Cache-Control": "no-store"})
 
 
+def _page_params(request: Request, max_page: int) -> tuple[int, int]:
+    def number(name: str, default: int, low: int, high: int) -> int:
+        raw = request.query_params.get(name)
+        if raw is None:
+            return default
+        if not raw.isdigit() or not low <= int(raw) <= high:
+            raise BadRequest(f"{name} must be an integer from {low} to {high}")
+        return int(raw)
+
+    return number("offset", 0, 0, 1_000_000), number("limit", max_page, 1, max_page)
+
+
 async def list_sessions(request: Request) -> Response:
-    # Every instance's public sessions (a shared store), or this one's incl. those from before a restart.
-    return JSONResponse({"sessions": await services_of(request).durability.public_summaries()})
+    """Every instance's public games (a shared store), or this one's incl. those from before a
+    restart; by page (`?offset=&limit=`), from the lobby's cached snapshot (stream.durability.lobby)."""
+    services = services_of(request)
+    try:
+        offset, limit = _page_params(request, services.settings.lobby_page_size)
+    except BadRequest as exc:
+        return error_response(400, BAD_REQUEST, str(exc))
+    page = await services.durability.lobby.page(offset, limit)
+    headers = {"X-Total-Count": str(page.total), "Cache-Control": "no-store"}
+    if page.next_offset is not None:
+        headers["Link"] = f'</api/sessions?offset={page.next_offset}&limit={limit}>; rel="next"'
+    return Response(page.body, media_type="application/json", headers=headers)
 
 
 async def get_session(request: Request) -> Response:

@@ -33,6 +33,7 @@ from stream.edge.hosts import HostGuardMiddleware, allowed_host_names
 from stream.edge.http_metrics import HTTPMetricsMiddleware, sample_event_loop_lag
 from stream.edge.limits import ConnectionLimiter, KeyedRateLimiter
 from stream.edge.security import install_log_redaction, security_middleware
+from stream.edge.trackers import TrackerBudget
 from stream.metrics import Metrics
 from stream.protocol.codes import CLOSE_GOING_AWAY, HOST_NOT_ALLOWED, ORIGIN_NOT_ALLOWED
 from stream.recognition.drift import DriftMonitor, run_drift
@@ -141,6 +142,7 @@ async def _start(app: Starlette, settings: Settings) -> Services:
         feel=FeelConfig.from_settings(settings),
         donations_dir=Path(settings.data_dir) / "donations",  # opted-in calibration landmarks
         feedback_frames=settings.feedback_frames,
+        presence_interval_s=settings.presence_interval_ms / 1000.0,
     )
     registry = SessionRegistry(
         max_sessions=settings.max_sessions,
@@ -154,6 +156,8 @@ async def _start(app: Starlette, settings: Settings) -> Services:
         metrics,
         grace_s=settings.session_grace_s,
         lease_s=settings.store_lease_s,
+        lobby_ttl_s=settings.lobby_cache_s,
+        lobby_max=settings.lobby_max,
     )
     await durability.start()
     tracking_uri = settings.mlflow_tracking_uri or default_tracking_uri(settings.data_dir)
@@ -171,6 +175,7 @@ async def _start(app: Starlette, settings: Settings) -> Services:
         ),
         drift=DriftMonitor(metrics, settings.drift_window, settings.drift_min_frames, tracking_uri),
         predict=PredictService(settings),
+        trackers=TrackerBudget(settings.max_trackers, settings.max_trackers_per_ip, metrics),
         connection_limiter=ConnectionLimiter(settings.max_connections_per_ip),
         create_limiter=KeyedRateLimiter(settings.session_create_per_min, 60.0),
         started_at=time.monotonic(),
@@ -181,7 +186,8 @@ async def _start(app: Starlette, settings: Settings) -> Services:
     def spawn(coro: Coroutine[Any, Any, None], name: str) -> None:
         services.background_tasks.append(asyncio.get_running_loop().create_task(coro, name=name))
 
-    spawn(run_reaper(registry, settings.session_grace_s, settings.reaper_interval_s), "reaper")
+    reap = run_reaper(registry, settings.session_grace_s, settings.reaper_interval_s, settings.tracker_idle_s)
+    spawn(reap, "reaper")
     spawn(sample_event_loop_lag(metrics), "loop-lag")
     if settings.drift_interval_s > 0:
         spawn(run_drift(services.drift, lambda: services.models, settings.drift_interval_s), "drift")

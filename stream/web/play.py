@@ -19,7 +19,7 @@ from starlette.websockets import WebSocket
 from model.frames import FrameError
 from model.recognizer import RecognitionResult, Recognizer, RecognizerClosed, RecognizerConfig
 from stream.edge.connection import Connection
-from stream.edge.limits import FrameGate
+from stream.edge.limits import FrameGate, TokenBucket
 from stream.protocol.client import ProtocolError, parse_client_message
 from stream.protocol.codes import (
     CLOSE_IDLE,
@@ -30,6 +30,7 @@ from stream.protocol.codes import (
     RATE_LIMITED,
     SHUTTING_DOWN,
     STORE_UNAVAILABLE,
+    TOO_MANY_STREAMS,
 )
 from stream.protocol.server import FrameReply, GestureNotice
 from stream.recognition.pipeline import observe_frame_error, observe_recognition
@@ -39,6 +40,7 @@ from stream.web.services import Services, services_of
 from stream.web.sockets import (
     NO_SUCH_SESSION,
     admitted,
+    client_key,
     find_session,
     new_connection,
     refuse,
@@ -86,6 +88,8 @@ class PlayerHandler:
         self.gate = FrameGate(self.settings.max_fps)
         # Text too: a burst of restarts on a 40x40 maze would otherwise flood every outbox.
         self.text_gate = FrameGate(self.settings.max_text_per_s)
+        self.address = client_key(websocket)
+        self.busy_notice = TokenBucket(0.5, 1.0)  # `too_many_streams` at most every 2 s
         self.seq = 0
         self.dropped = 0  # frames of this connection never processed (rate limited or superseded)
         self._gesture_interval_s = self.settings.spectator_gesture_interval_ms / 1000.0
@@ -150,12 +154,14 @@ class PlayerHandler:
         if self.services.models is None:
             self.error(MODEL_UNAVAILABLE, "no gesture model is loaded: use keyboard moves")
             return
-        session, pipeline = self.session, self.services.pipeline
-        if session.slot.lane is None and (pipeline.closed or session.closed):
-            self.error(SHUTTING_DOWN, "the server is shutting down")
-            return
-        lane, recognizer = session.slot.recognition(self._make_recognizer, pipeline.lane)
         received = time.monotonic()
+        slot = self.session.slot
+        slot.last_frame_at = received
+        if not slot.recognising and not self._start_recognition():
+            self.dropped += 1
+            return
+        lane, recognizer = slot.lane, slot.recognizer
+        assert lane is not None and recognizer is not None
         # The recognizer validates size, magic and dimensions itself (FrameError) in the pool thread.
         accepted = lane.offer(
             partial(recognizer.process, data, received), partial(self._frame_done, self.seq)
@@ -163,10 +169,24 @@ class PlayerHandler:
         if not accepted:
             self.dropped += 1  # superseded: the pipeline counts it in frames_dropped{reason="superseded"}
 
-    def _make_recognizer(self) -> Recognizer:
-        services = self.services  # models are read per frame: the poller may install a new one later
-        config = RecognizerConfig.from_settings(self.settings, scheme=self.session.scheme)
-        return Recognizer(lambda: services.models.current, config, profile=self.session.slot.profile)
+    def _start_recognition(self) -> bool:
+        """A tracker for this player, within the server's budget (stream.recognition.trackers)."""
+        session, services = self.session, self.services
+        if services.pipeline.closed or session.closed:
+            self.error(SHUTTING_DOWN, "the server is shutting down")
+            return False
+        release = services.trackers.acquire(self.address)
+        if release is None:
+            self.metrics.frames_dropped.labels(reason="no_tracker").inc()
+            if self.busy_notice.allow():  # said now and then, not for every frame
+                self.error(TOO_MANY_STREAMS, "too many cameras are streaming here right now: play with the "
+                           "keyboard, or try the camera again in a moment")
+            return False
+        config = RecognizerConfig.from_settings(self.settings, scheme=session.scheme)
+        # Models are read per frame: the poller may install a new one later.
+        recognizer = Recognizer(lambda: services.models.current, config, profile=session.slot.profile)
+        session.slot.start_recognition(recognizer, services.pipeline.lane(), release)
+        return True
 
     async def _frame_done(self, seq: int, outcome: RecognitionResult | BaseException) -> None:
         if isinstance(outcome, FrameError):

@@ -15,6 +15,7 @@ from starlette.requests import HTTPConnection
 from model.classifier import ModelHandle
 from stream.durability.service import Durability
 from stream.edge.limits import ConnectionLimiter, KeyedRateLimiter
+from stream.edge.trackers import TrackerBudget
 from stream.metrics import Metrics
 from stream.recognition.drift import DriftMonitor
 from stream.recognition.feedback import FeedbackRecorder
@@ -34,6 +35,7 @@ class Services:
     feedback: FeedbackRecorder
     drift: DriftMonitor
     predict: PredictService
+    trackers: TrackerBudget
     connection_limiter: ConnectionLimiter
     create_limiter: KeyedRateLimiter
     started_at: float

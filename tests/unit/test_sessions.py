@@ -86,9 +86,29 @@ async def test_moves_produce_one_versioned_state_each_for_everyone() -> None:
     assert player_states[-2]["last_move"] == {"direction": wall.value, "ok": False, "source": "keyboard"}
     assert player_states[-1]["last_move"] == {"direction": step.value, "ok": True, "source": "gesture"}
     assert watcher_states[-2:] == player_states[-2:]  # the same snapshot, byte for byte
-    assert [s["version"] for s in watcher_states] == list(range(2, session.version + 1))
+    # The spectator joined right after the player: it got the current state (1) at once, and its
+    # arrival rode on the next state instead of making one of its own (presence is coalesced).
+    assert [s["version"] for s in watcher_states] == list(range(1, session.version + 1))
     assert metrics.moves.labels(direction=wall.value, source="keyboard", result="wall")._value.get() == 1
     assert metrics.moves.labels(direction=step.value, source="gesture", result="ok")._value.get() == 1
+
+
+async def test_spectator_churn_makes_a_few_states_not_one_per_join() -> None:
+    clock = Clock()
+    session = new_session(clock=clock)
+    _, player_sock, _ = connect(session, "player")
+    clock.now += 1.0  # the player's own state is older than the presence interval
+    crowd = [connect(session)[0] for _ in range(40)]
+    for conn in crowd[:30]:
+        session.remove_spectator(conn)
+    await settle()
+    states = [m for m in player_sock.sent if m["type"] == "state"]
+    assert [s["spectators"] for s in states] == [0, 1]  # the first join at once, the rest waits
+    await asyncio.sleep(session.context.presence_interval_s + 0.2)  # the coalesced count, once
+    await settle()
+    states = [m for m in player_sock.sent if m["type"] == "state"]
+    assert [s["spectators"] for s in states] == [0, 1, 10]
+    assert all(len([m for m in c.socket.sent if m["type"] == "state"]) >= 1 for c in crowd[30:])
 
 
 async def test_win_then_next_bigger_level_when_asked() -> None:
