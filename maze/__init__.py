@@ -1,6 +1,14 @@
 """Pure maze game logic: generation, moves, rules and serialisation (no I/O, no framework)."""
 
-from maze.game import DEFAULT_UNDO_WINDOW_S, Game, GameConfig, GameStatus, MoveOutcome, UndoableMove
+from maze.game import (
+    DEFAULT_UNDO_WINDOW_S,
+    Game,
+    GameConfig,
+    GameStatus,
+    MoveOutcome,
+    UndoableMove,
+    UndoneRun,
+)
 from maze.generation import generate_maze
 from maze.geometry import ALL_WALLS, EAST, NORTH, SOUTH, WEST, Direction, Point
 from maze.grid import MAX_SIZE, MIN_SIZE, Maze, check_size
@@ -23,6 +31,7 @@ __all__ = [
     "MoveOutcome",
     "Point",
     "UndoableMove",
+    "UndoneRun",
     "check_size",
     "distances",
     "generate_maze",

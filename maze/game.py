@@ -68,16 +68,42 @@ class MoveOutcome:
 
 @dataclass(frozen=True)
 class UndoableMove:
-    """The last move attempt, kept so it can be taken back (see `Game.undo`)."""
+    """A move attempt kept so it can be taken back (see `Game.undo`)."""
 
     direction: Direction
     source: str  # "keyboard" | "gesture": only gesture moves can be undone
     ok: bool
     before: Point  # where the player stood
     at: float
+    run: int | None = None  # the held gesture that made it (the caller's id for one hold)
+
+
+@dataclass(frozen=True)
+class UndoneRun:
+    """What one undo took back: every attempt of the last gesture run, oldest first."""
+
+    moves: tuple[UndoableMove, ...]
+
+    @property
+    def direction(self) -> Direction:
+        return self.moves[-1].direction
+
+    @property
+    def ok(self) -> bool:
+        """Whether the player moved back (False: the run was wall bumps only)."""
+        return any(m.ok for m in self.moves)
+
+    @property
+    def steps(self) -> int:
+        return sum(1 for m in self.moves if m.ok)
+
+    @property
+    def before(self) -> Point:
+        return self.moves[0].before
 
 
 DEFAULT_UNDO_WINDOW_S = 4.0
+MAX_RUN = 256  # attempts one held gesture can make that an undo takes back (far more than a level needs)
 
 
 @dataclass
@@ -91,8 +117,10 @@ class Game:
     maze_version: int
     started_at: float
     won_at: float | None = None
-    # The undo slot: transient (not serialised, not compared), cleared by any newer move or level.
-    last_move: UndoableMove | None = field(default=None, compare=False, repr=False)
+    # The undo slot: the attempts of the last gesture run (one held gesture: consecutive gesture
+    # moves with the same `run`), or the last attempt otherwise. Transient (not serialised, not
+    # compared); a keyboard move, another run, a restart or a new level starts it anew.
+    undo_slot: list[UndoableMove] = field(default_factory=list, compare=False, repr=False)
 
     # --- lifecycle -------------------------------------------------------------------------
     @classmethod
@@ -120,20 +148,29 @@ class Game:
         self.status = GameStatus.PLAYING
         self.started_at = float(now)
         self.won_at = None
-        self.last_move = None
+        self.undo_slot = []
         self.maze_version += 1
 
     # --- play ------------------------------------------------------------------------------
-    def move(self, direction: Direction | str, now: float, source: str = "keyboard") -> MoveOutcome:
+    def move(
+        self, direction: Direction | str, now: float, source: str = "keyboard", run: int | None = None
+    ) -> MoveOutcome:
         """Move one cell. A wall bump or a move after the win changes nothing and is not counted.
 
-        Every attempt while playing (a wall bump too) becomes the undo slot, replacing the previous one.
+        Every attempt while playing (a wall bump too) goes to the undo slot: it joins the slot when
+        it continues the same gesture run (`source` "gesture", the same `run`), else replaces it.
         """
         direction = Direction(direction)  # raises ValueError for anything but up/down/left/right
         if self.status is GameStatus.WON:
             return MoveOutcome(direction, ok=False)
         ok = self.maze.can_move(self.player, direction)
-        self.last_move = UndoableMove(direction, source, ok, self.player, float(now))
+        attempt = UndoableMove(direction, source, ok, self.player, float(now), run)
+        slot = self.undo_slot
+        same_run = source == "gesture" and run is not None and slot and slot[-1].run == run
+        if same_run and len(slot) < MAX_RUN and slot[-1].source == "gesture":
+            slot.append(attempt)
+        else:
+            self.undo_slot = [attempt]
         if not ok:
             return MoveOutcome(direction, ok=False)
         if self.moves == 0:
@@ -148,28 +185,29 @@ class Game:
             return MoveOutcome(direction, ok=True, won=True)
         return MoveOutcome(direction, ok=True)
 
-    def undo(self, now: float, window_s: float = DEFAULT_UNDO_WINDOW_S) -> UndoableMove | None:
-        """Take back the last move if it was a GESTURE move made at most `window_s` seconds ago.
+    def undo(self, now: float, window_s: float = DEFAULT_UNDO_WINDOW_S) -> UndoneRun | None:
+        """Take back the last GESTURE run: every attempt the last held gesture made, the newest at
+        most `window_s` seconds ago; the player goes back to where that gesture began.
 
-        The rule: only the very last move attempt (a newer move of any kind, a restart or a new level
-        closes the slot), only one made by a gesture (keyboard moves are deliberate), only while the
-        level is still being played (a winning move stands), and only once. A wall bump can be
-        undone too: nothing moves back, but the misread it reports is real. Returns the undone move,
+        The rule: only the last run (a keyboard move, another gesture run, a restart or a new level
+        closes it), only gesture moves (keyboard moves are deliberate), only while the level is
+        still being played (a winning move stands), and only once. A run of wall bumps only can be
+        undone too: nothing moves back, but the misread it reports is real. Returns what was undone,
         or None when there is nothing to undo.
         """
-        last = self.last_move
+        slot = self.undo_slot
         if (
-            last is None
-            or last.source != "gesture"
+            not slot
+            or slot[-1].source != "gesture"
             or self.status is not GameStatus.PLAYING
-            or not 0.0 <= float(now) - last.at <= window_s
+            or not 0.0 <= float(now) - slot[-1].at <= window_s
         ):
             return None
-        self.last_move = None
-        if last.ok:
-            self.player = last.before
-            self.moves -= 1
-        return last
+        self.undo_slot = []
+        undone = UndoneRun(tuple(slot))
+        self.player = undone.before
+        self.moves -= undone.steps
+        return undone
 
     @property
     def won(self) -> bool:

@@ -73,6 +73,17 @@ class PlayerProfile:
         with self._lock:
             return {g: len(rows) for g, rows in self.samples.items()}
 
+    def truncate(self, gesture: str, keep: int) -> None:
+        """Keep only the first `keep` samples of `gesture` (a calibration step that was refused)."""
+        with self._lock:
+            for table in (self.samples, self.landmarks):
+                rows = table.get(gesture)
+                if rows is not None:
+                    del rows[keep:]
+                    if not rows:
+                        del table[gesture]
+            self.version += 1
+
     def clear(self) -> None:
         with self._lock:
             self.samples.clear()

@@ -42,6 +42,7 @@ ORIGIN_NOT_ALLOWED = "origin_not_allowed"
 NOT_PLAYING = "not_playing"
 NOT_WON = "not_won"
 NOTHING_TO_UNDO = "nothing_to_undo"
+CALIBRATING = "calibrating"  # a keyboard move while the game is paused for calibration
 PROCESSING_FAILED = "processing_failed"
 MODEL_UNAVAILABLE = "model_unavailable"
 IDLE_TIMEOUT = "idle_timeout"

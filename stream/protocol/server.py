@@ -34,6 +34,9 @@ class Welcome:
     limits: Limits
     server_time: float
     resumed: bool = False  # the player continues a game it (or the server, before a restart) had
+    # The player's calibration samples kept with the session ({} after a restart: they are never
+    # stored), so a page that reconnects tells the truth about calibration. None for spectators.
+    calibration: dict[str, int] | None = None
     type: ClassVar[str] = "welcome"
 
     def to_dict(self) -> dict[str, Any]:
@@ -45,6 +48,7 @@ class Welcome:
             "limits": self.limits.to_dict(),
             "server_time": self.server_time,
             "resumed": self.resumed,
+            **({"calibration": self.calibration} if self.calibration is not None else {}),
         }
 
 
@@ -171,11 +175,14 @@ class CalibrationStatus:
     recording: str | None
     samples: dict[str, int]
     donate: bool
+    step: dict[str, Any] | None = None  # the verdict of the step that just ended (stream.sessions.player)
     type: ClassVar[str] = "calibration"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "recording": self.recording, "samples": self.samples,
-                "donate": self.donate}
+        body = {"type": self.type, "recording": self.recording, "samples": self.samples, "donate": self.donate}
+        if self.step is not None:
+            body["step"] = self.step
+        return body
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,11 +212,13 @@ class Undone:
     gesture: str | None
     label: str | None
     stored: bool
+    steps: int = 0  # cells the player went back (every move the held gesture made)
+    moves: int = 0  # attempts taken back (wall bumps of the same hold too)
     type: ClassVar[str] = "undone"
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.type, "direction": self.direction, "gesture": self.gesture,
-                "label": self.label, "stored": self.stored}
+                "label": self.label, "stored": self.stored, "steps": self.steps, "moves": self.moves}
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,18 +9,40 @@ import contextlib
 import ctypes
 import logging
 import secrets
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from model.landmarks import Hand
-from model.personal import PlayerProfile
+from model.personal import RELAXED, PlayerProfile
 from model.recognizer import RecognitionResult, Recognizer
 from stream.recognition.pipeline import FrameLane
 from stream.sessions.donations import write_donation
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StepVerdict:
+    """One calibration step, checked against its prompt by what the global model saw."""
+
+    gesture: str  # the prompt
+    frames: int  # frames with a hand during the step
+    matched: int  # of them read as the prompt
+    seen: str | None  # what was read most often instead, if anything
+    accepted: bool  # False: the samples of this step were dropped
+
+    def to_dict(self) -> dict[str, object]:
+        return {"gesture": self.gesture, "frames": self.frames, "matched": self.matched, "seen": self.seen,
+                "accepted": self.accepted}
+
+
+# A step is refused when the hand clearly showed another gesture: most frames read as one other
+# gesture and hardly any as the prompt (a player's own way of showing the prompt, which is what
+# calibration is for, is read as a mix or as the prompt, not as one clear other gesture).
+_REFUSE_OTHER_SHARE = 0.6
+_REFUSE_PROMPT_SHARE = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +89,37 @@ class PlayerSlot:
         self.recognizer: Recognizer | None = None
         self.lane: FrameLane | None = None
         self.last_frame_at = 0.0  # monotonic time of the player's last camera frame
+        self.last_verdict: StepVerdict | None = None
+        self._step_seen: Counter[str] = Counter()  # what the global model read during this step
+        self._step_kept = 0  # samples of the prompt before this step
         self._release_budget: Callable[[], None] | None = None  # the tracker budget's ticket
+
+    def start_step(self, gesture: str) -> None:
+        """Calibration: frames from now on are samples of `gesture` (ends the step before, if any)."""
+        if self.profile.recording is not None:
+            self.finish_step()
+        self._step_seen.clear()
+        self._step_kept = self.profile.counts().get(gesture, 0)
+        self.profile.recording = gesture
+
+    def calibration_frame(self, seen: str | None) -> None:
+        """A frame processed while recording: what the global model read (None: no hand)."""
+        if self.profile.recording is not None and seen is not None:
+            self._step_seen[seen] += 1
+
+    def finish_step(self) -> StepVerdict | None:
+        gesture, self.profile.recording = self.profile.recording, None
+        if gesture is None:
+            return None
+        seen = self._step_seen
+        frames, matched = sum(seen.values()), seen[gesture]
+        other, other_frames = next(((g, n) for g, n in seen.most_common() if g != gesture), (None, 0))
+        contradicted = other_frames > _REFUSE_OTHER_SHARE * frames and matched < _REFUSE_PROMPT_SHARE * frames
+        accepted = frames > 0 and (gesture == RELAXED or not contradicted)
+        if not accepted:
+            self.profile.truncate(gesture, self._step_kept)
+        self.last_verdict = StepVerdict(gesture, frames, matched, other, accepted)
+        return self.last_verdict
 
     @property
     def recognising(self) -> bool:

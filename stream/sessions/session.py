@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from maze import Direction, Game, GameConfig, GameStatus, MoveOutcome, UndoableMove
+from maze import Direction, Game, GameConfig, GameStatus, MoveOutcome, UndoneRun
 from stream.edge.connection import Connection
 from stream.edge.security import new_token, tokens_equal
 from stream.metrics import Metrics
@@ -26,7 +26,7 @@ from stream.protocol.codes import CLOSE_GOING_AWAY
 from stream.protocol.server import LastMove, StateBody, StateSnapshot, Won, encode
 from stream.sessions.audience import Audience
 from stream.sessions.game_feel import FeelConfig, friendly_name
-from stream.sessions.player import PlayerSlot
+from stream.sessions.player import PlayerSlot, StepVerdict
 from stream.sessions.publisher import DirectPublisher, Publisher
 from stream.store.base import SessionRecord, token_hash
 
@@ -138,6 +138,10 @@ class Session:
         self._last_gesture_notice = 0.0
         self._made: StateSnapshot | None = None  # the newest state made (maybe not stored yet)
         self._advance_task: asyncio.Task[None] | None = None
+        self._hand: str | None = None  # the gesture the camera shows now (None: no hand)
+        self._hand_run = 0  # changes whenever `_hand` does: one run = one held gesture
+        self._undone_run = -1  # gesture moves are paused while this run lasts (set by an undo)
+        self._calibration_started: float | None = None
         self._presence_published = -math.inf  # when the last state went out (clock time)
         self._presence_due: asyncio.TimerHandle | None = None  # a coalesced presence state is scheduled
 
@@ -256,7 +260,8 @@ class Session:
         now = self._clock()
         if source != "gesture":
             self.manual_until = now + self.context.feel.manual_lockout_s
-        outcome = self.game.move(direction, now, source)
+        run = self._hand_run if source == "gesture" else None
+        outcome = self.game.move(direction, now, source, run)
         metrics = self.context.metrics
         if metrics is not None:
             metrics.moves.labels(
@@ -268,11 +273,25 @@ class Session:
         return outcome
 
     def gesture_move(self, direction: Direction) -> MoveOutcome | None:
-        """A move fired by the camera; None when gestures are latched (since a win) or paused by a
-        recent keyboard/touch move (the last manual input wins for `manual_lockout_s`)."""
-        if self.gestures_latched or self._clock() < self.manual_until:
+        """A move fired by the camera; None when gestures are latched (since a win), paused by a
+        recent keyboard/touch move (the last manual input wins for `manual_lockout_s`), paused since
+        an undo until the hand changes, or while the player calibrates."""
+        if (
+            self.gestures_latched
+            or self._clock() < self.manual_until
+            or self._hand_run == self._undone_run
+            or self.calibrating
+        ):
             return None
         return self.move(direction, "gesture")
+
+    def hand_seen(self, gesture: str | None) -> None:
+        """What the player's hand shows in this frame (before any move it fires). A change of
+        gesture (another one, no hand, or `no_gesture`) starts a new run: an undo takes back the
+        moves of one run, and gesture moves paused by an undo resume with the next run."""
+        if gesture != self._hand:
+            self._hand = gesture
+            self._hand_run += 1
 
     def observe_hand(self, direction: Direction | None) -> None:
         """Every processed frame of the player. A neutral hand (no hand, or a gesture that steers
@@ -294,15 +313,39 @@ class Session:
         if self.playing:
             self.gestures_latched = False
 
-    def undo(self, window_s: float) -> UndoableMove | None:
-        """Take back the last gesture move (maze.Game.undo's rule); one state to everyone."""
+    def undo(self, window_s: float) -> UndoneRun | None:
+        """Take back every move of the last held gesture (maze.Game.undo's rule); one state to
+        everyone. Gesture moves stay paused while that same hand is still held."""
         if self.closed:
             return None
-        last = self.game.undo(self._clock(), window_s)
-        if last is not None:
-            # `last_move` says where the player went: back, the opposite way (nothing for a wall bump).
-            self.publish_state(LastMove(last.direction.opposite.value, True, "undo") if last.ok else None)
-        return last
+        undone = self.game.undo(self._clock(), window_s)
+        if undone is not None:
+            if undone.moves[-1].run == self._hand_run:
+                self._undone_run = self._hand_run  # the misread gesture is still shown: do not redo it
+            # `last_move` says where the player went: back, the opposite way (nothing for wall bumps).
+            self.publish_state(LastMove(undone.direction.opposite.value, True, "undo") if undone.ok else None)
+        return undone
+
+    # --- calibration: the game is frozen while the player shows the prompted gestures ----------
+    @property
+    def calibrating(self) -> bool:
+        return self.slot.profile.recording is not None
+
+    def start_calibration(self, gesture: str) -> None:
+        """Record frames as samples of `gesture`; no moves are made and the level clock stands."""
+        if not self.calibrating:
+            self._calibration_started = self._clock()
+        self.slot.start_step(gesture)
+
+    def stop_calibration(self) -> StepVerdict | None:
+        """End the current step (its verdict) and unfreeze the game; the clock skips the pause."""
+        if not self.calibrating:
+            return None
+        verdict = self.slot.finish_step()
+        started, self._calibration_started = self._calibration_started, None
+        if started is not None and self.playing and self.game.moves > 0:
+            self.game.started_at += self._clock() - started
+        return verdict
 
     def _on_win(self, now: float) -> None:
         game = self.game

@@ -64,7 +64,8 @@ async def play_endpoint(websocket: WebSocket) -> None:
             return
         conn = new_connection(websocket, "player", session.latest_state)
         resumed = session.players_joined > 0  # kept in the store: true after a restart too
-        conn.send(welcome(websocket, "player", session.id, session.scheme, resumed))
+        samples = session.slot.profile.counts()
+        conn.send(welcome(websocket, "player", session.id, session.scheme, resumed, calibration=samples))
         session.attach_player(conn)
         player = PlayerHandler(websocket, session, conn)
         try:
@@ -218,6 +219,9 @@ class PlayerHandler:
         )
         # Only the connection that is still the player may move (a replaced one's late frame may not).
         if session.player is self.conn and not session.closed:
+            shown = result.gesture if result.hand else None
+            session.hand_seen(shown)
+            session.slot.calibration_frame(shown)
             if result.command is not None and session.paused:
                 self.error(STORE_UNAVAILABLE, PAUSED)
             elif result.command is not None and session.gesture_move(result.command) is not None:

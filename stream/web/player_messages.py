@@ -34,8 +34,16 @@ from stream.protocol.client import (
     UndoMessage,
     message_classes,
 )
-from stream.protocol.codes import BAD_FIELD, NOT_PLAYING, NOT_WON, NOTHING_TO_UNDO, STORE_UNAVAILABLE
+from stream.protocol.codes import (
+    BAD_FIELD,
+    CALIBRATING,
+    NOT_PLAYING,
+    NOT_WON,
+    NOTHING_TO_UNDO,
+    STORE_UNAVAILABLE,
+)
 from stream.protocol.server import CalibrationStatus, Pong, Undone
+from stream.sessions.player import StepVerdict
 from stream.sessions.session import Session
 from stream.web.services import Services
 
@@ -90,6 +98,9 @@ def model_classes(services: Services) -> set[str]:
 # --- the game ---------------------------------------------------------------------------------
 @on(MoveMessage)
 def _move(player: Player, message: MoveMessage) -> None:
+    if player.session.calibrating:
+        player.error(CALIBRATING, "the game is paused while you calibrate: finish or cancel it first")
+        return
     if player.session.move(message.direction, "keyboard") is None:
         player.error(NOT_PLAYING, "the level is won; send next_level (or lower your hand) to go on")
 
@@ -163,30 +174,40 @@ def _undo(player: Player, message: UndoMessage) -> None:
             session_key=feedback.key,
         )
         stored = services.feedback.submit(event)
-    reply = Undone(undone.direction.value, gesture, label, stored)
+    reply = Undone(
+        undone.direction.value, gesture, label, stored, steps=undone.steps, moves=len(undone.moves)
+    )
     conn = player.conn
     # After the state it describes: a durable session delivers states only once stored.
     session.publisher.then(lambda: conn.send(reply))
 
 
 # --- per-player calibration (model.personal) --------------------------------------------------
-def _calibration_status(player: Player) -> None:
+def _calibration_status(player: Player, verdict: StepVerdict | None = None) -> None:
     profile = player.session.slot.profile
-    player.conn.send(CalibrationStatus(profile.recording, profile.counts(), profile.donate))
+    step = verdict.to_dict() if verdict is not None else None
+    player.conn.send(CalibrationStatus(profile.recording, profile.counts(), profile.donate, step))
 
 
 @on(CalibrateMessage)
 def _calibrate(player: Player, message: CalibrateMessage) -> None:
-    gesture = message.gesture
+    """Each step is checked against its prompt when it ends (the reply's `step`): a step where the
+    hand clearly showed another gesture is dropped, so a careless calibration cannot teach a misread."""
+    gesture, session = message.gesture, player.session
     if gesture is not None and gesture != RELAXED and gesture not in model_classes(player.services):
         player.error(BAD_FIELD, f"gesture must be null, {RELAXED!r} or one of the model's classes")
         return
-    player.session.slot.profile.recording = gesture
-    _calibration_status(player)
+    verdict = session.slot.finish_step() if gesture is not None and session.calibrating else None
+    if gesture is None:
+        verdict = session.stop_calibration()
+    else:
+        session.start_calibration(gesture)
+    _calibration_status(player, verdict)
 
 
 @on(CalibrationResetMessage)
 def _calibration_reset(player: Player, message: CalibrationResetMessage) -> None:
+    player.session.stop_calibration()
     player.session.slot.profile.clear()
     _calibration_status(player)
 

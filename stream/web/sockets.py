@@ -87,7 +87,10 @@ def new_connection(
     )
 
 
-def welcome(websocket: WebSocket, role: str, session_id: str, scheme: str, resumed: bool = False) -> Welcome:
+def welcome(
+    websocket: WebSocket, role: str, session_id: str, scheme: str, resumed: bool = False,
+    calibration: dict[str, int] | None = None,
+) -> Welcome:
     settings = services_of(websocket).settings
     return Welcome(
         role=role,
@@ -96,6 +99,7 @@ def welcome(websocket: WebSocket, role: str, session_id: str, scheme: str, resum
         limits=Limits(max_frame_bytes=settings.max_frame_bytes, max_fps=settings.max_fps),
         server_time=round(time.time(), 3),
         resumed=resumed,
+        calibration=calibration,
     )
 
 

@@ -75,7 +75,7 @@ async def test_undo_takes_the_move_back_and_consent_gates_storage(server, photos
         await player.flush()
         undone = player.of("undone")[-1]
         assert undone == {"type": "undone", "direction": direction, "gesture": gesture, "label": "fist",
-                          "stored": False}
+                          "stored": False, "steps": 1, "moves": 1}
         state = player.of("state")[-1]
         assert state["player"] == start and state["last_move"]["source"] == "undo"
         assert state["last_move"]["direction"] != direction and state["moves"] == 0  # the way back
@@ -136,3 +136,38 @@ async def test_consent_and_undo_messages_are_validated(server):
             await player.ws.send(text)
             await player.wait_for(lambda p, c=count: len(p.of("error")) > c)
             assert player.of("error")[-1]["code"] == "bad_field", text
+
+
+async def test_undo_takes_back_the_whole_hold_and_the_held_gesture_stays_paused(server, gestures_dir):
+    """A held gesture moves again and again; undo takes back every move it made (the player is back
+    where the gesture began) and the still-held gesture moves nothing until the hand changes."""
+    async with game(server) as (player, _spectator):
+        gesture, direction = open_gesture(player)
+        held = jittered_frames(gestures_dir / f"{gesture}.jpg", 45, seed=8)  # 3 s: repeats fire
+        start = player.of("state")[0]["player"]
+        await stream(player, [BLANK, *held], lockstep=True)
+        await player.wait_for(lambda p: p.replies() >= len(held) + 1)
+        await player.flush()
+        fired = [m for m in player.of("state") if m.get("last_move", {}).get("source") == "gesture"]
+        assert len(fired) >= 2, fired  # the hold repeated its move (or bumped the wall after it)
+
+        undone = await undo(player, '{"type":"undo"}')
+        assert undone["type"] == "undone" and undone["moves"] == len(fired) and undone["steps"] >= 1
+        await player.wait_for(lambda p: p.of("state")[-1]["player"] == start)
+        assert player.of("state")[-1]["moves"] == 0
+
+        # Still the same hand: no move, however long it is held.
+        before = len(player.gesture_moves())
+        more = jittered_frames(gestures_dir / f"{gesture}.jpg", 20, seed=9)
+        sent = player.replies()
+        await stream(player, more, lockstep=True)
+        await player.wait_for(lambda p: p.replies() >= sent + len(more))
+        await player.flush()
+        assert len(player.gesture_moves()) == before and player.of("state")[-1]["player"] == start
+
+        # The hand changes (it leaves the picture), comes back: it moves again.
+        sent = player.replies()
+        await stream(player, [BLANK, BLANK, *more], lockstep=True)
+        await player.wait_for(lambda p: p.replies() >= sent + len(more) + 2)
+        await player.flush()
+        assert len(player.gesture_moves()) > before
