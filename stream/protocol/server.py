@@ -179,7 +179,8 @@ class CalibrationStatus:
     type: ClassVar[str] = "calibration"
 
     def to_dict(self) -> dict[str, Any]:
-        body = {"type": self.type, "recording": self.recording, "samples": self.samples, "donate": self.donate}
+        body = {"type": self.type, "recording": self.recording, "samples": self.samples,
+                "donate": self.donate}
         if self.step is not None:
             body["step"] = self.step
         return body

@@ -142,7 +142,7 @@ async def test_undo_takes_back_the_whole_hold_and_the_held_gesture_stays_paused(
     """A held gesture moves again and again; undo takes back every move it made (the player is back
     where the gesture began) and the still-held gesture moves nothing until the hand changes."""
     async with game(server) as (player, _spectator):
-        gesture, direction = open_gesture(player)
+        gesture, _ = open_gesture(player)
         held = jittered_frames(gestures_dir / f"{gesture}.jpg", 45, seed=8)  # 3 s: repeats fire
         start = player.of("state")[0]["player"]
         await stream(player, [BLANK, *held], lockstep=True)
