@@ -121,6 +121,16 @@ class Settings:
         "GM_LOBBY_PAGE_SIZE", 100, "Largest page of `GET /api/sessions` (`?limit=`, default this)."
     )
     lobby_max: int = _env("GM_LOBBY_MAX", 1000, "Public games the lobby lists at most, over all pages.")
+    ws_joins_per_10s: int = _env(
+        "GM_WS_JOINS_PER_10S", 100,
+        "WebSocket handshakes (play and watch) per client address per 10 s, burst as large; more are "
+        "refused with `rate_limited` (0: no limit).",
+    )
+    api_reads_per_10s: int = _env(
+        "GM_API_READS_PER_10S", 100,
+        "`GET /api/sessions` and `GET /api/sessions/{id}` per client address per 10 s, burst as large; "
+        "more get HTTP 429 `rate_limited` with Retry-After (0: no limit).",
+    )
 
     # --- game feel: level change, shared control (docs/decisions/0013-game-feel.md) ------------
     win_card_min_s: float = _env(

@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 
-from maze import GameConfig
+from maze import Game, GameConfig
 from stream.protocol.codes import CLOSE_GOING_AWAY
 from stream.sessions.session import Session, SessionContext, SessionOptions
 from stream.sessions.slots import OwnerLimitError, SlotPolicy
@@ -57,16 +57,26 @@ class SessionRegistry:
     def get(self, session_id: str) -> Session | None:
         return self._sessions.get(session_id)
 
-    def create(self, options: SessionOptions, owner: str | None = None) -> Session:
+    def create(self, options: SessionOptions, owner: str | None = None, game: Game | None = None) -> Session:
+        """A new session (`game`: its first level, made beforehand, e.g. by `new_game` off the loop)."""
+        self.check_room(owner)
+        session_id = secrets.token_urlsafe(9)  # 72 bits: ids are listed publicly, tokens guard access
+        while session_id in self._sessions:
+            session_id = secrets.token_urlsafe(9)
+        session = Session(session_id, options, self._config_for(options), context=self.context, game=game)
+        return self._admit(session, owner)
+
+    def check_room(self, owner: str | None = None) -> None:
+        """Raises OwnerLimitError / SessionLimitError when a new session would be refused."""
         if owner is not None and not self.slots.admits(self._owned[owner]):
             raise OwnerLimitError(f"this address holds {self.slots.max_per_owner} live sessions already")
         if len(self._sessions) >= self.max_sessions:
             raise SessionLimitError(f"the server is full ({self.max_sessions} sessions)")
-        session_id = secrets.token_urlsafe(9)  # 72 bits: ids are listed publicly, tokens guard access
-        while session_id in self._sessions:
-            session_id = secrets.token_urlsafe(9)
-        session = Session(session_id, options, self._config_for(options), context=self.context)
-        return self._admit(session, owner)
+
+    def new_game(self, options: SessionOptions) -> Game:
+        """The first level of a session with `options`: blocking CPU work (a 40x40 maze takes tens of
+        milliseconds), so callers on the event loop run it in a thread."""
+        return Game.new(self._config_for(options), options.seed, self._clock())
 
     def restore(self, record: SessionRecord) -> Session:
         """A session brought back from the store (after a restart, or from another instance)."""

@@ -12,6 +12,7 @@ import math
 import time
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -116,8 +117,11 @@ async def create_session(request: Request) -> Response:
         retry = limiter.retry_after(key)
         headers = {"Retry-After": str(max(1, math.ceil(retry)))} if math.isfinite(retry) else None
         return error_response(429, RATE_LIMITED, "too many sessions created from this address", headers)
+    registry = services.registry
     try:
-        session = services.registry.create(options, owner=key)
+        registry.check_room(key)  # before building the maze: a refusal costs nothing
+        game = await run_in_threadpool(registry.new_game, options)  # CPU work, off the event loop
+        session = registry.create(options, owner=key, game=game)
         await services.durability.created(session)  # stored before its id is handed out
     except OwnerLimitError as exc:
         return error_response(429, TOO_MANY_SESSIONS, str(exc), {"Retry-After": "30"})
@@ -155,10 +159,24 @@ def _page_params(request: Request, max_page: int) -> tuple[int, int]:
     return number("offset", 0, 0, 1_000_000), number("limit", max_page, 1, max_page)
 
 
+def _read_refused(request: Request) -> Response | None:
+    """429 when this address reads the lobby or sessions faster than GM_API_READS_PER_10S."""
+    limiter = services_of(request).read_limiter
+    key = address_key(request.client.host if request.client else None)
+    if limiter.allow(key):
+        return None
+    retry = limiter.retry_after(key)
+    headers = {"Retry-After": str(max(1, math.ceil(retry)))} if math.isfinite(retry) else None
+    return error_response(429, RATE_LIMITED, "too many requests from this address: wait a moment", headers)
+
+
 async def list_sessions(request: Request) -> Response:
     """Every instance's public games (a shared store), or this one's incl. those from before a
     restart; by page (`?offset=&limit=`), from the lobby's cached snapshot (stream.durability.lobby)."""
     services = services_of(request)
+    refused = _read_refused(request)
+    if refused is not None:
+        return refused
     try:
         offset, limit = _page_params(request, services.settings.lobby_page_size)
     except BadRequest as exc:
@@ -171,6 +189,9 @@ async def list_sessions(request: Request) -> Response:
 
 
 async def get_session(request: Request) -> Response:
+    refused = _read_refused(request)
+    if refused is not None:
+        return refused
     try:
         summary = await services_of(request).durability.summary(request.path_params["session_id"])
     except StoreUnavailable:

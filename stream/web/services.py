@@ -38,6 +38,8 @@ class Services:
     trackers: TrackerBudget
     connection_limiter: ConnectionLimiter
     create_limiter: KeyedRateLimiter
+    join_limiter: KeyedRateLimiter  # WebSocket handshakes per address
+    read_limiter: KeyedRateLimiter  # lobby and session reads per address
     started_at: float
     models: ModelHandle | None = None  # None: no model could be loaded (keyboard play only)
     shutting_down: bool = False
