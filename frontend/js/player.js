@@ -439,7 +439,7 @@ function onState(msg) {
   $("hud-level").textContent = msg.level;
   $("hud-moves").textContent = msg.moves;
   $("hud-watchers").textContent = msg.spectators ?? 0;
-  $("status-pill").textContent = msg.status === "won" ? "solved!" : "playing";
+  $("status-pill").textContent = msg.status === "won" ? "solved!" : msg.calibrating ? "calibrating" : "playing";
   $("game-name").textContent = msg.name ?? "";
   if (typeof msg.share_hand === "boolean") $("share-hand").checked = msg.share_hand;
   if (msg.scheme) setScheme(msg.scheme);
@@ -518,7 +518,9 @@ function renderStats(s) {
 
 function shownElapsed() {
   // The server's clock starts at the first move; an outage freezes the shown clock.
-  const running = state.status === "playing" && state.player_connected !== false && state.moves > 0 && !paused;
+  // A server that freezes the game during calibration says so with state.calibrating: the clock stands still.
+  const running = state.status === "playing" && state.player_connected !== false && state.moves > 0 && !paused
+    && !state.calibrating;
   return state.elapsed_s + (running ? (performance.now() - stateAt) / 1000 : 0);
 }
 

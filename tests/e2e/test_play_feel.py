@@ -379,3 +379,49 @@ def test_watch_links_forgive_what_chat_adds_and_a_wrong_one_stops(feel_server, b
         assert page.locator("#banner").count() == 1
     finally:
         context.close()
+
+
+# ---- what the page shows when the server says more (the server side of #28 is under way) --------------
+
+
+def test_richer_undo_and_calibration_messages_are_shown_when_present(feel_server, browser):
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        page = context.new_page()
+        page.goto(f"{feel_server.http_url}/lobby.html")  # any page of the app: the modules load from it
+        texts = page.evaluate("""async () => {
+          const { undoneText } = await import('/js/feedback.js');
+          const { Calibration } = await import('/js/calibration.js');
+          const slot = document.createElement('div');
+          document.body.append(slot);
+          const calibration = new Calibration({ slot, send: () => true, ready: () => false });
+          const verdict = (v) => {
+            calibration.onMessage({ type: 'calibration', recording: null, samples: { peace: 20 },
+                                    donate: false, verdict: v });
+            return slot.querySelector('#calibration-verdict').textContent;
+          };
+          calibration.onMessage({ type: 'calibration', recording: null, samples: {}, donate: false });
+          const none = slot.querySelector('#calibration-verdict').hidden;
+          return {
+            today: undoneText({ type: 'undone', direction: 'left', gesture: 'four', stored: false }),
+            stored: undoneText({ type: 'undone', direction: 'left', stored: true }),
+            several: undoneText({ type: 'undone', direction: 'left', moves: 3, paused: true, stored: false }),
+            listed: undoneText({ type: 'undone', directions: ['left', 'left'], stored: true }),
+            bump: undoneText({ type: 'undone', moves: 0, stored: false }),
+            noVerdict: none,
+            ok: verdict({ gesture: 'peace', ok: true }),
+            wrong: verdict({ gesture: 'peace', ok: false, saw: 'palm' }),
+          };
+        }""")
+        assert texts == {
+            "today": "Undone.",
+            "stored": "Undone — thanks, noted for the model.",
+            "several": "Undone: 3 moves taken back. Change your hand to steer again.",
+            "listed": "Undone: 2 moves taken back — thanks, noted for the model.",
+            "bump": "Undone (the last try hit a wall; nothing moved).",
+            "noVerdict": True,
+            "ok": "Peace: got it.",
+            "wrong": "Peace: that looked like Open palm. Try that step again.",
+        }
+    finally:
+        context.close()
