@@ -3,7 +3,7 @@
 // adapts recognition to this player's hand. Protocol: {"type":"calibrate","gesture":name|null},
 // {"type":"calibration_reset"}, {"type":"donate","donate":bool}; each is answered by a
 // {"type":"calibration", recording, samples, donate} message (docs/protocol.md).
-import { gestureIcon } from "./gestures.js";
+import { gestureIcon, gestureLabel } from "./gestures.js";
 
 export const PROMPTS = [
   { gesture: "one", text: "Index finger up" },
@@ -38,6 +38,7 @@ export class Calibration {
           <span id="calibration-text"></span>
           <span class="confbar" aria-hidden="true"><span id="calibration-progress"></span></span>
         </div>
+        <p class="calibration-verdict" id="calibration-verdict" role="status" hidden></p>
         <p class="calibration-summary" id="calibration-summary" hidden></p>
         <label class="calibration-donate" hidden id="calibration-donate-label">
           <input type="checkbox" id="calibration-donate"> Donate these hand landmarks (no images) to improve the model
@@ -53,12 +54,27 @@ export class Calibration {
 
   /** A {"type":"calibration"} message from the server. */
   onMessage(msg) {
+    this.showVerdict(msg.verdict);
     this.samples = msg.samples || {};
     const total = Object.values(this.samples).reduce((a, b) => a + b, 0);
     this.root.dataset.samples = String(total);
     this.root.dataset.donate = String(!!msg.donate);
     this.$("calibration-donate").checked = !!msg.donate;
     if (!this.running) this.showSummary();
+  }
+
+  /**
+   * A server that checks each step against its prompt may add `verdict`: {gesture, ok, saw} ("got it", or
+   * what it saw instead). Shown when present; today's server sends none and nothing is shown.
+   */
+  showVerdict(verdict) {
+    const el = this.$("calibration-verdict");
+    if (!verdict || typeof verdict !== "object") return;
+    el.hidden = false;
+    el.dataset.ok = String(!!verdict.ok);
+    const asked = gestureLabel(verdict.gesture);
+    el.textContent = verdict.ok ? `${asked}: got it.`
+      : `${asked}: that looked like ${verdict.saw ? gestureLabel(verdict.saw) : "no hand"}. Try that step again.`;
   }
 
   showSummary() {

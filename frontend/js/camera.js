@@ -1,15 +1,25 @@
 // The webcam: permission, device choice, and grabbing small JPEG frames from the live video.
 
+const WATCH_MS = 400; // how often the track's readyState is looked at (track.stop() fires no "ended")
+const MUTED_STOP_MS = 1200; // a track muted this long (camera covered by the OS, device gone) counts as stopped
+
 export class Camera {
-  constructor(video) {
+  /** @param {HTMLVideoElement} video  @param {{onStopped?: (reason: string) => void}} [hooks] */
+  constructor(video, { onStopped } = {}) {
     this.video = video;
+    this.onStopped = onStopped ?? (() => {});
     this.stream = null;
+    this.watchTimer = null;
+    this.mutedTimer = null;
+    this.permission = null;
     this.canvas = document.createElement("canvas");
     this.ctx = this.canvas.getContext("2d", { alpha: false });
   }
 
+  /** Live frames to send: a stream whose video track is live and not muted, and a decoded picture. */
   get active() {
-    return !!this.stream && this.video.readyState >= 2 && this.video.videoWidth > 0;
+    const track = this.stream?.getVideoTracks()[0];
+    return !!track && track.readyState === "live" && !track.muted && this.video.readyState >= 2 && this.video.videoWidth > 0;
   }
 
   get deviceId() {
@@ -28,6 +38,7 @@ export class Camera {
     const video = deviceId ? { deviceId: { exact: deviceId }, ...size } : { facingMode: "user", ...size };
     this.stream = await navigator.mediaDevices.getUserMedia({ video, audio: false });
     this.video.srcObject = this.stream;
+    this.watch(this.stream);
     await this.video.play().catch(() => {});
     if (this.video.readyState < 1) {
       await new Promise((resolve) => this.video.addEventListener("loadedmetadata", resolve, { once: true }));
@@ -35,10 +46,47 @@ export class Camera {
     return this.stream;
   }
 
-  stop() {
-    for (const track of this.stream?.getTracks() ?? []) track.stop();
+  /**
+   * Notice the camera going away: the track ends (unplugged, permission withdrawn: "ended"), is stopped
+   * (track.stop() fires no event, so its readyState is polled and the stream's "inactive" heard), stays
+   * muted, or the camera permission turns to denied. Then the stream is released and onStopped runs once.
+   */
+  watch(stream) {
+    const track = stream.getVideoTracks()[0];
+    if (!track) return;
+    const gone = (reason) => {
+      if (this.stream !== stream) return;
+      this.release();
+      this.onStopped(reason);
+    };
+    track.addEventListener("ended", () => gone("ended"));
+    stream.addEventListener("inactive", () => gone("ended"));
+    track.addEventListener("mute", () => {
+      clearTimeout(this.mutedTimer);
+      this.mutedTimer = setTimeout(() => track.muted && gone("muted"), MUTED_STOP_MS);
+    });
+    track.addEventListener("unmute", () => clearTimeout(this.mutedTimer));
+    this.watchTimer = setInterval(() => track.readyState === "ended" && gone("ended"), WATCH_MS);
+    navigator.permissions?.query({ name: "camera" }).then((status) => {
+      if (this.stream !== stream) return;
+      this.permission = status;
+      status.onchange = () => status.state === "denied" && gone("denied");
+    }).catch(() => { /* Firefox may not know the "camera" permission name */ });
+  }
+
+  release() {
+    clearInterval(this.watchTimer);
+    clearTimeout(this.mutedTimer);
+    if (this.permission) this.permission.onchange = null;
+    this.permission = null;
+    const stream = this.stream;
     this.stream = null;
+    for (const track of stream?.getTracks() ?? []) track.stop();
     this.video.srcObject = null;
+  }
+
+  stop() {
+    this.release();
   }
 
   async listDevices() {
@@ -68,7 +116,8 @@ export class Camera {
 }
 
 /** getUserMedia failures in plain words, with what to do next. */
-export function describeCameraError(err) {
+export function describeCameraError(err, touch = false) {
+  const keys = touch ? "the arrow buttons under the maze" : "the arrow keys";
   switch (err?.name) {
     case "NotAllowedError":
     case "SecurityError":
@@ -77,7 +126,7 @@ export function describeCameraError(err) {
         title: "The camera is blocked.",
         text:
           "Your browser was told not to share the camera with this page. Click the camera icon in the address bar " +
-          "(or the site settings), choose Allow, then press “Turn on camera” again. Meanwhile you can play with the arrow keys.",
+          "(or the site settings), choose Allow, then press “Turn on camera” again. Meanwhile you can play with " + keys + ".",
       };
     case "NotFoundError":
     case "OverconstrainedError":
@@ -87,7 +136,7 @@ export function describeCameraError(err) {
         title: "No camera found.",
         text:
           "Plug in a webcam (or open this page on a phone or laptop with one) and press “Turn on camera”. " +
-          "You can still play with the arrow keys.",
+          "You can still play with " + keys + ".",
       };
     case "NotReadableError":
     case "TrackStartError":

@@ -1,6 +1,8 @@
 // A WebSocket that reconnects by itself with exponential backoff, and tells the page why it closed.
 
 const FATAL_CODES = new Set([1008, 4000]); // policy (forbidden / not_found), replaced by another tab
+// An `error` with one of these codes means retrying can never help, whatever close code follows.
+const FATAL_ERRORS = new Set(["not_found", "forbidden"]);
 
 export function wsUrl(path) {
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
@@ -42,6 +44,7 @@ export class LiveSocket {
     this.stopped = false;
     clearTimeout(this.timer);
     this.lastError = null;
+    this.fatal = false;
     this.status(this.attempt ? "retrying" : "connecting", { attempt: this.attempt });
     let ws;
     try {
@@ -66,13 +69,14 @@ export class LiveSocket {
         return;
       }
       if (msg.type === "error") this.lastError = msg;
+      if (msg.type === "error" && FATAL_ERRORS.has(msg.code)) this.fatal = true;
       this.handlers.onMessage(msg);
     };
     ws.onclose = (ev) => {
       if (this.ws !== ws) return;
       this.ws = null;
       if (this.stopped) return;
-      if (FATAL_CODES.has(ev.code)) {
+      if (FATAL_CODES.has(ev.code) || this.fatal) {
         this.status("failed", { code: ev.code, reason: ev.reason, error: this.lastError });
         return;
       }

@@ -7,6 +7,8 @@
 // Wiring (player.js): `const feedback = new Feedback(container, send)`, then
 // `if (feedback.onMessage(msg)) return;` at the top of the message handler.
 
+import { gestureLabel } from "./gestures.js";
+
 const CONSENT_KEY = "gm.feedbackConsent";
 const OFFER_MS = 4000; // the server's default GM_UNDO_WINDOW_S; it stays the judge
 const LABELS = ["", "one", "peace", "three", "four", "palm", "fist", "like", "dislike", "ok", "call", "rock",
@@ -25,13 +27,13 @@ export class Feedback {
     this.offerTimer = null;
     this.root = el("div", { class: "feedback", id: "feedback" });
     container = container ?? document.body; // the page layout may move; the control must not vanish
-    this.undo = el("button", { type: "button", class: "btn btn-small", id: "undo", hidden: "" },
-      "↶ Undo — that was wrong");
+    this.undo = el("button", { type: "button", class: "btn btn-small", id: "undo", hidden: "" }, "↶ Undo");
+    this.undo.append(el("span", { class: "undo-long" }, " — that was wrong"));
     this.undo.title = "Take back the last gesture move (Backspace or U)";
     const pick = el("label", { class: "feedback-label" });
     pick.append("I meant: ");
     this.label = el("select", { id: "undo-label", "aria-label": "The gesture you meant (optional)" });
-    for (const name of LABELS) this.label.append(new Option(name ? name.replace("_", " ") : "—", name));
+    for (const name of LABELS) this.label.append(new Option(name ? gestureLabel(name) : "—", name));
     pick.append(this.label);
     this.pickWrap = pick;
     pick.hidden = true;
@@ -40,7 +42,10 @@ export class Feedback {
     this.consent.checked = localStorage.getItem(CONSENT_KEY) === "1";
     consent.append(this.consent, " Let my corrections (hand landmarks only, no images) improve the model");
     this.note = el("span", { class: "muted", id: "undo-note", role: "status" });
-    this.root.append(this.undo, pick, this.note, consent);
+    // The undo row keeps its height whether or not Undo is offered, so nothing below it jumps.
+    const row = el("div", { class: "undo-row", id: "undo-row" });
+    row.append(this.undo, pick, this.note);
+    this.root.append(row, consent);
     container.append(this.root);
 
     this.undo.addEventListener("click", () => this.requestUndo());
@@ -88,14 +93,29 @@ export class Feedback {
       if (source === "gesture") this.offer();
       else if (source && source !== "undo") this.hideOffer();
     } else if (msg.type === "undone") {
-      this.note.textContent = msg.stored ? "Undone — thanks, noted for the model." : "Undone.";
+      this.note.textContent = undoneText(msg);
       this.root.dataset.undone = String(Number(this.root.dataset.undone || 0) + 1);
       return true;
     } else if (msg.type === "error" && msg.code === "nothing_to_undo") {
       this.hideOffer();
-      this.note.textContent = "Too late to undo that move.";
+      this.note.textContent = msg.message ? `Nothing to undo: ${msg.message}` : "Nothing to undo.";
       return true;
     }
     return false;
   }
+}
+
+/**
+ * Plain words for an `undone` message. Today's server takes back one move (`direction`); a server that
+ * takes back every move of the held gesture may add `moves` (how many) or `directions` (each one), and
+ * `paused` (gesture moves wait until the hand changes): all are shown when present.
+ */
+export function undoneText(msg) {
+  const count = Number.isInteger(msg.moves) ? msg.moves : Array.isArray(msg.directions) ? msg.directions.length : null;
+  let text = "Undone.";
+  if (count === 0 || (count === null && msg.direction === null)) text = "Undone (the last try hit a wall; nothing moved).";
+  else if (count > 1) text = `Undone: ${count} moves taken back.`;
+  if (msg.stored) text = text.replace(/\.$/, " — thanks, noted for the model.");
+  if (msg.paused) text += " Change your hand to steer again.";
+  return text;
 }

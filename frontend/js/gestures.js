@@ -65,6 +65,21 @@ export function pointIcon(direction) {
 
 export const ARROWS = { up: "↑", down: "↓", left: "←", right: "→" };
 
+// What the readout calls each of the model's classes (the wire keeps the raw names).
+const LABELS = {
+  no_gesture: "Resting hand", relaxed: "Resting hand", one: "One finger", peace: "Peace", three: "Three",
+  four: "Four", like: "Thumb up", dislike: "Thumb down", palm: "Open palm", stop: "Stop", fist: "Fist",
+  ok: "OK", call: "Call", rock: "Rock", mute: "Mute",
+};
+
+/** A gesture's name for people: "Resting hand" for no_gesture, "Peace" for peace, "Two up" for two_up. */
+export function gestureLabel(name) {
+  if (!name) return "";
+  if (LABELS[name]) return LABELS[name];
+  const words = String(name).replace(/[_-]+/g, " ").trim();
+  return words.charAt(0).toUpperCase() + words.slice(1);
+}
+
 const DIRECTIONS = ["up", "right", "down", "left"];
 
 // The default GM_COUNTING_MAP; the server is the authority, this is only the picture of it.
@@ -93,6 +108,22 @@ export function renderLegend(list, scheme) {
   }
 }
 
+/** The compact help next to the readout: one icon per direction (the first gesture of each). */
+export function renderMiniLegend(list, scheme) {
+  list.replaceChildren();
+  list.dataset.scheme = scheme;
+  for (const dir of DIRECTIONS) {
+    const li = document.createElement("li");
+    li.dataset.direction = dir;
+    const [gesture, words] = scheme === "pointing" ? [null, `point ${dir}`] : COUNTING[dir][0];
+    const icon = gesture ? gestureIcon(gesture) : pointIcon(dir);
+    li.innerHTML = `<span class="icon" aria-hidden="true">${icon}</span><span class="arrow" aria-hidden="true">${ARROWS[dir]}</span>`;
+    li.setAttribute("aria-label", `${words}: ${dir}`);
+    li.setAttribute("role", "listitem");
+    list.append(li);
+  }
+}
+
 /** Highlight the legend row of the command that just fired (or none). */
 export function highlightLegend(list, direction) {
   for (const li of list.children) li.dataset.active = String(li.dataset.direction === direction);
@@ -111,4 +142,22 @@ export function markOpenDirections(list, open) {
 export function gestureWords(scheme, direction) {
   if (scheme === "pointing") return `point ${direction}`;
   return (COUNTING[direction] ?? []).map(([, words]) => words).join(" or ");
+}
+
+/**
+ * Keep a one-line name whole: whenever its text changes, step the font down (to at least `minPx`) until
+ * it fits its box, instead of cutting it to "No Ha…". The box keeps its size, so nothing around it moves.
+ */
+export function keepWhole(element, minPx = 12) {
+  const fit = () => {
+    element.style.fontSize = "";
+    let size = parseFloat(getComputedStyle(element).fontSize);
+    while (element.scrollWidth > element.clientWidth + 1 && size > minPx) {
+      size -= 1;
+      element.style.fontSize = `${size}px`;
+    }
+  };
+  new MutationObserver(fit).observe(element, { childList: true, characterData: true, subtree: true });
+  window.addEventListener("resize", fit);
+  fit();
 }

@@ -4,7 +4,9 @@ import { Camera, describeCameraError } from "./camera.js";
 import { Feedback } from "./feedback.js";
 import { LiveSocket, wsUrl } from "./connection.js";
 import { Countdown, Sounds, bindSwipe, openDirections } from "./game-feel.js";
-import { ARROWS, gestureIcon, gestureWords, highlightLegend, markOpenDirections, renderLegend } from "./gestures.js";
+import {
+  ARROWS, gestureIcon, gestureLabel, gestureWords, highlightLegend, keepWhole, markOpenDirections, renderLegend, renderMiniLegend,
+} from "./gestures.js";
 import { HandOverlay } from "./hand-overlay.js";
 import { MazeView, publishState } from "./maze-view.js";
 import { FrameStreamer } from "./streamer.js";
@@ -38,10 +40,11 @@ const frameBox = () => settings.size.split("x").map(Number);
 
 // ---- page state ---------------------------------------------------------------------------------
 const announce = announcer($("announcer"));
+keepWhole($("gesture-name"));
 const mazeCanvas = $("maze");
 const mazeView = new MazeView(mazeCanvas);
 const overlay = new HandOverlay($("overlay"));
-const camera = new Camera($("video"));
+const camera = new Camera($("video"), { onStopped: cameraStopped });
 const calibration = new Calibration({
   slot: $("calibration-slot"), send: (msg) => socket?.send(msg), ready: () => camera.active && !!socket?.open,
 });
@@ -56,7 +59,12 @@ let serverMaxFps = Infinity;
 let bannerSource = null; // which concern owns the banner right now: "connection" | "camera" | "server" | ...
 let pingSentAt = null;
 let lastCommand = null;
-const COMMAND_SHOW_MS = 700;
+let lastGesture = null; // the steering gesture of the latest frame (the one a gesture move came from)
+const COMMAND_SHOW_MS = 700; // a move/wall badge next to the gesture shows this long, or until the hand changes
+let commandTimer = null;
+const CAMERA_STOPPED = "Camera stopped — turn it on again";
+// Hints for the input the player has: touch (swipe, tap) or keys (a mouse and a keyboard).
+const TOUCH = matchMedia("(pointer: coarse)").matches || matchMedia("(hover: none)").matches;
 const RESUMED_SHOW_MS = 4000;
 const LOST_AFTER_OUTAGE = "The connection dropped and the server no longer has this game (it restarted, or the game expired while you were away).";
 const sounds = new Sounds();
@@ -85,8 +93,10 @@ function banner(source, value) {
 
 // ---- starting, resuming, leaving -----------------------------------------------------------------
 function boot() {
-  if (matchMedia("(pointer: coarse)").matches || navigator.maxTouchPoints > 0) document.body.classList.add("touch");
+  document.body.classList.toggle("touch", TOUCH);
+  document.body.classList.toggle("keys", !TOUCH);
   renderLegend($("legend"), currentScheme());
+  renderHelp(currentScheme());
   bindControls();
   const fromUrl = sessionFromUrl();
   if (fromUrl) {
@@ -303,6 +313,7 @@ function onMessage(msg) {
       serverMaxFps = msg.limits?.max_fps ?? Infinity;
       streamer.setFps(Math.min(settings.fps, serverMaxFps));
       if (msg.scheme) setScheme(msg.scheme);
+      if (msg.calibration) calibration.onMessage(msg.calibration); // a server that says what it kept
       if (msg.resumed) { // the server kept the game (across a restart or another server): say so
         setConn("open", "Connected — game resumed");
         announce("Game resumed where you left off.");
@@ -352,8 +363,7 @@ function setPaused(on) {
     note.dataset.state = "paused";
     note.textContent = "Paused — reconnecting…";
     note.hidden = false;
-    lastCommand = null;
-    renderCommand();
+    clearCommand();
     overlay.clear();
     $("gesture-name").dataset.gesture = "";
     $("gesture-name").textContent = "Paused";
@@ -375,7 +385,7 @@ function showResumed() {
   note.hidden = false;
   $("gesture-name").textContent = "—";
   $("gesture-icon").textContent = "·";
-  $("gesture-confidence").textContent = camera.active ? "Show your hand" : "Turn on the camera, then show your hand";
+  $("gesture-confidence").textContent = camera.active ? "Show your hand" : "Camera off";
   announce("Connection back. Your game resumed where it was.");
   maybeStream();
   clearTimeout(resumedTimer);
@@ -387,7 +397,12 @@ function showResumed() {
   }, RESUMED_SHOW_MS);
 }
 
-/** The readout's command: the server's last move, green arrow when it moved, red "Wall ↑" when blocked. */
+/**
+ * The readout's command: what the server did with the last GESTURE move (state.last_move with source
+ * "gesture"): a green arrow when it moved, a red "Wall ↑" when blocked. Keyboard, touch and undo moves
+ * are not paired with the gesture. The badge goes after COMMAND_SHOW_MS, or at once when the hand
+ * leaves or shows another gesture, so it never outlives what caused it.
+ */
 function renderCommand() {
   const now = performance.now();
   const shown = lastCommand && now - lastCommand.at < COMMAND_SHOW_MS ? lastCommand : null;
@@ -395,10 +410,20 @@ function renderCommand() {
   cmd.dataset.active = String(!!shown);
   cmd.dataset.command = shown?.direction ?? "";
   cmd.dataset.result = shown ? (shown.ok ? "move" : "wall") : "";
-  cmd.textContent = shown ? (shown.ok ? ARROWS[shown.direction] : `Wall ${ARROWS[shown.direction]}`) : "·";
+  if (!shown) cmd.textContent = "·";
+  else if (shown.ok) cmd.textContent = ARROWS[shown.direction];
+  else cmd.innerHTML = `<span class="wall-word">Wall</span><span class="wall-arrow">${ARROWS[shown.direction]}</span>`;
   cmd.setAttribute("aria-label", shown ? (shown.ok ? `Moved ${shown.direction}` : `Wall: can't go ${shown.direction}`) : "No command");
   highlightLegend($("legend"), shown?.ok ? shown.direction : null);
+  highlightLegend($("mini-legend"), shown?.ok ? shown.direction : null);
+  clearTimeout(commandTimer);
+  if (shown) commandTimer = setTimeout(renderCommand, shown.at + COMMAND_SHOW_MS - now + 10);
   return shown;
+}
+
+function clearCommand() {
+  lastCommand = null;
+  renderCommand();
 }
 
 function onState(msg) {
@@ -414,16 +439,20 @@ function onState(msg) {
   $("hud-level").textContent = msg.level;
   $("hud-moves").textContent = msg.moves;
   $("hud-watchers").textContent = msg.spectators ?? 0;
-  $("status-pill").textContent = msg.status === "won" ? "solved!" : "playing";
+  $("status-pill").textContent = msg.status === "won" ? "solved!" : msg.calibrating ? "calibrating" : "playing";
   $("game-name").textContent = msg.name ?? "";
   if (typeof msg.share_hand === "boolean") $("share-hand").checked = msg.share_hand;
   if (msg.scheme) setScheme(msg.scheme);
   markOpenDirections($("legend"), openDirections(msg, maze));
+  markOpenDirections($("mini-legend"), openDirections(msg, maze));
   tickClock();
   if (msg.last_move) {
-    lastCommand = { direction: msg.last_move.direction, ok: msg.last_move.ok, at: performance.now() };
-    renderCommand();
-    setTimeout(renderCommand, COMMAND_SHOW_MS + 20);
+    if (msg.last_move.source === "gesture") {
+      lastCommand = { direction: msg.last_move.direction, ok: msg.last_move.ok, at: performance.now(), gesture: lastGesture };
+      renderCommand();
+    } else {
+      clearCommand(); // a key, a tap or an undo: the gesture shown did not cause it
+    }
     if (msg.status !== "won") sounds.play(msg.last_move.ok ? "move" : "wall");
     const how = msg.last_move.source === "gesture" ? " (gesture)" : "";
     announce(msg.last_move.ok ? `Moved ${msg.last_move.direction}${how}.` : `Wall — can't go ${msg.last_move.direction}.`);
@@ -453,27 +482,33 @@ function onWon(msg) {
   $("win-text").textContent = `${msg.moves} moves in ${formatTime(msg.elapsed_s)}.`;
   $("win-card").hidden = false;
   sounds.play("win");
-  announce(`Level ${msg.level} solved in ${msg.moves} moves. Lower your hand, tap Next level or press N for the next maze.`);
+  const how = TOUCH ? "Lower your hand or tap Next level" : "Lower your hand, press N or choose Next level";
+  announce(`Level ${msg.level} solved in ${msg.moves} moves. ${how} for the next maze.`);
 }
 
 function onFrame(msg) {
-  if (paused) return;
+  if (paused || !camera.active) return; // a late reply after the camera stopped must not bring a hand back
   const name = $("gesture-name");
   const gesture = msg.hand ? msg.gesture : null;
   name.dataset.gesture = gesture ?? "";
-  name.textContent = !msg.hand ? "No hand" : gesture ?? "Not sure";
-  $("gesture-icon").innerHTML = gestureIcon(gesture);
+  name.textContent = !msg.hand ? "No hand" : gesture ? gestureLabel(gesture) : "Not sure";
+  $("gesture-icon").innerHTML = gestureIcon(gesture === "no_gesture" ? "palm" : gesture);
   const pct = Math.round((msg.confidence ?? 0) * 100);
-  $("gesture-confidence").textContent = msg.hand ? `${pct}% sure` : "Show your hand to the camera";
-  $("confidence-bar").style.width = `${msg.hand ? pct : 0}%`;
-  // The command shown is what the server did with the last move (state.last_move), held a moment.
+  // For no_gesture the server's number is how unusual the hand is, not a certainty: say what it means.
+  const steering = msg.hand && gesture && gesture !== "no_gesture";
+  $("gesture-confidence").textContent = !msg.hand ? "Show your hand"
+    : gesture === "no_gesture" ? "not steering" : `${pct}% sure`;
+  $("confidence-bar").style.width = `${steering ? pct : 0}%`;
+  // The badge belongs to the gesture that made the move: gone when the hand leaves or changes.
+  if (lastCommand && (!steering || (lastCommand.gesture && lastCommand.gesture !== gesture))) lastCommand = null;
+  lastGesture = steering ? gesture : null;
   const shown = renderCommand();
   overlay.draw(msg.landmarks, !!shown?.ok);
   document.dispatchEvent(new CustomEvent("gm:frame", { detail: msg }));
 }
 
 function renderStats(s) {
-  $("stat-fps").textContent = s.fps.toFixed(1);
+  $("stat-fps").textContent = s.fps === null ? "—" : s.fps.toFixed(1);
   $("stat-proc").textContent = s.processingMs === null ? "—" : Math.round(s.processingMs);
   if (s.rttMs !== null) $("stat-rtt").textContent = Math.round(s.rttMs);
   $("stat-dropped").textContent = s.dropped;
@@ -483,7 +518,9 @@ function renderStats(s) {
 
 function shownElapsed() {
   // The server's clock starts at the first move; an outage freezes the shown clock.
-  const running = state.status === "playing" && state.player_connected !== false && state.moves > 0 && !paused;
+  // A server that freezes the game during calibration says so with state.calibrating: the clock stands still.
+  const running = state.status === "playing" && state.player_connected !== false && state.moves > 0 && !paused
+    && !state.calibrating;
   return state.elapsed_s + (running ? (performance.now() - stateAt) / 1000 : 0);
 }
 
@@ -502,21 +539,58 @@ async function startCamera(deviceId) {
     $("preview").dataset.camera = "on";
     const pill = $("camera-state");
     pill.dataset.on = "true";
+    pill.dataset.state = "on";
     pill.textContent = "camera on";
+    button.textContent = "Turn on camera";
+    const note = $("pause-note");
+    if (note.dataset.state === "camera") {
+      note.hidden = true;
+      note.dataset.state = "";
+    }
     const v = $("video");
     if (v.videoWidth) $("preview").style.aspectRatio = `${v.videoWidth} / ${v.videoHeight}`;
     localStorage.setItem("gesture-maze.camera", camera.deviceId);
     await fillCameraList();
-    if (!paused) $("gesture-confidence").textContent = "Show your hand to the camera";
+    if (!paused) $("gesture-confidence").textContent = "Show your hand";
     maybeStream();
     announce("Camera on. Show your hand.");
   } catch (err) {
-    const info = describeCameraError(err);
+    const info = describeCameraError(err, TOUCH);
     banner("camera", { ...info, actions: [{ label: "Turn on camera", primary: true, onClick: () => startCamera() }] });
     button.textContent = "Try again";
   } finally {
     button.disabled = false;
   }
+}
+
+/** The camera went away (track ended or stopped, permission withdrawn): say so, send nothing more. */
+function cameraStopped(reason) {
+  streamer.stop();
+  overlay.clear();
+  lastGesture = null;
+  clearCommand();
+  const pill = $("camera-state");
+  pill.dataset.on = "false";
+  pill.dataset.state = "stopped";
+  pill.textContent = "camera stopped";
+  $("preview").dataset.camera = "stopped";
+  $("camera-intro").hidden = false;
+  $("camera-start").textContent = "Turn on camera";
+  $("gesture-name").dataset.gesture = "";
+  $("gesture-name").textContent = "—";
+  $("gesture-icon").textContent = "·";
+  $("gesture-confidence").textContent = "Camera off";
+  $("confidence-bar").style.width = "0%";
+  if (!paused) {
+    const note = $("pause-note");
+    note.dataset.state = "camera";
+    note.textContent = CAMERA_STOPPED;
+    note.hidden = false;
+  }
+  // Said in place (the readout and the preview, with its button), not in a banner that would push the
+  // game down; the pause note is a status region, so screen readers hear it too.
+  $("preview").dataset.reason = reason;
+  if (bannerSource === "camera") banner("camera", null);
 }
 
 async function fillCameraList() {
@@ -554,7 +628,18 @@ function setScheme(scheme) {
   if ($("legend").dataset.scheme !== scheme) {
     $("legend").dataset.scheme = scheme;
     renderLegend($("legend"), scheme);
+    renderHelp(scheme);
+    if (state && maze) {
+      markOpenDirections($("legend"), openDirections(state, maze));
+      markOpenDirections($("mini-legend"), openDirections(state, maze));
+    }
   }
+}
+
+/** The compact gesture help: on the start card and next to the readout. */
+function renderHelp(scheme) {
+  renderMiniLegend($("mini-legend"), scheme);
+  renderMiniLegend($("start-help"), scheme);
 }
 
 function move(direction) {

@@ -2,6 +2,8 @@
 // the target fps. A slow network or server therefore lowers the frame rate instead of building latency.
 
 const STALL_MS = 2000; // no reply for this long: assume the in-flight frames were lost and carry on
+const FPS_WINDOW_MS = 2000; // fps sent is measured over the frames of the last 2 s ...
+const FPS_MIN_SPAN_MS = 1000; // ... once they span at least 1 s (a rate from two frames 2 ms apart is noise)
 
 export class FrameStreamer {
   /**
@@ -18,7 +20,7 @@ export class FrameStreamer {
     this.busy = false;
     this.sendTimes = [];
     this.due = 0; // when the next frame may go (performance.now() time)
-    this.stats = { fps: 0, processingMs: null, rttMs: null, dropped: 0, lost: 0, replies: 0, sent: 0 };
+    this.stats = { fps: null, processingMs: null, rttMs: null, dropped: 0, lost: 0, replies: 0, sent: 0 };
     this.resetConnection();
   }
 
@@ -44,6 +46,9 @@ export class FrameStreamer {
   stop() {
     this.running = false;
     clearTimeout(this.timer);
+    this.sendTimes = []; // a pause is not part of the rate: measure afresh when frames flow again
+    this.stats.fps = null;
+    this.onStats(this.stats);
   }
 
   schedule(delay) {
@@ -85,7 +90,7 @@ export class FrameStreamer {
           this.pending.set(this.sent, t);
           if (this.inFlight === 1) this.lastProgress = t;
           this.sendTimes.push(t);
-          while (this.sendTimes.length && t - this.sendTimes[0] > 2000) this.sendTimes.shift();
+          while (this.sendTimes.length && t - this.sendTimes[0] > FPS_WINDOW_MS) this.sendTimes.shift();
         }
       }
     } finally {
@@ -112,12 +117,15 @@ export class FrameStreamer {
     this.schedule(0);
   }
 
+  /** fps over the last FPS_WINDOW_MS; null (shown as "—") until the frames sent span FPS_MIN_SPAN_MS. */
   publish() {
     const now = performance.now();
-    while (this.sendTimes.length && now - this.sendTimes[0] > 2000) this.sendTimes.shift();
+    while (this.sendTimes.length && now - this.sendTimes[0] > FPS_WINDOW_MS) this.sendTimes.shift();
     const n = this.sendTimes.length;
-    this.stats.fps = n > 1 ? ((n - 1) * 1000) / Math.max(1, this.sendTimes[n - 1] - this.sendTimes[0]) : 0;
-    if (n && now - this.sendTimes[n - 1] > 2000) this.stats.fps = 0;
+    const span = n ? this.sendTimes[n - 1] - this.sendTimes[0] : 0;
+    if (n >= 2 && span >= FPS_MIN_SPAN_MS) this.stats.fps = ((n - 1) * 1000) / span; // never above the real rate
+    else if (!this.running) this.stats.fps = null;
+    else if (n === 0 && this.stats.fps !== null) this.stats.fps = 0; // streaming, but nothing went out lately
     this.onStats(this.stats);
   }
 }

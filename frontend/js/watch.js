@@ -1,15 +1,31 @@
 // The spectator view: the maze, the player's position and current gesture, how many are watching.
-import { announcer, formatTime, showBanner } from "./api.js";
+import { announcer, api, formatTime, showBanner } from "./api.js";
 import { LiveSocket, wsUrl } from "./connection.js";
-import { gestureIcon } from "./gestures.js";
+import { gestureIcon, gestureLabel, keepWhole } from "./gestures.js";
 import { HandOverlay } from "./hand-overlay.js";
 import { MazeView, publishState } from "./maze-view.js";
 
 const $ = (id) => document.getElementById(id);
+/**
+ * An id or token as pasted from a chat: surrounding whitespace, quotes and brackets, and trailing
+ * slashes, dots, commas and the like are not part of it (ids and tokens are URL-safe base64: A-Z a-z 0-9 _ -).
+ */
+export function cleanId(raw) {
+  if (raw === null) return null;
+  const match = /[A-Za-z0-9_-]+/.exec(raw.trim());
+  return match ? match[0] : "";
+}
 const params = new URLSearchParams(location.search);
-const sessionId = params.get("session");
-const watchToken = params.get("token");
+const sessionId = cleanId(params.get("session"));
+const watchToken = cleanId(params.get("token"));
+if (sessionId && sessionId !== params.get("session")) {
+  // Show the cleaned link in the address bar, so a copy of it works everywhere.
+  params.set("session", sessionId);
+  if (watchToken) params.set("token", watchToken);
+  history.replaceState(null, "", `${location.pathname}?${params}`);
+}
 const announce = announcer($("announcer"));
+keepWhole($("gesture-name"));
 const mazeCanvas = $("maze");
 const mazeView = new MazeView(mazeCanvas);
 let maze = null;
@@ -54,7 +70,7 @@ function onState(msg) {
   $("f-moves").textContent = msg.moves;
   $("f-watchers").textContent = msg.spectators;
   $("f-size").textContent = maze ? `${maze.width}×${maze.height}` : "–";
-  $("f-scheme").textContent = msg.scheme;
+  $("f-scheme").textContent = msg.scheme === "pointing" ? "Pointing" : msg.scheme === "counting" ? "Counting" : msg.scheme;
   if (!ended) setPlayerPill(msg.player_connected ? "online" : "away");
   $("game-name").textContent = msg.name ?? "";
   if (msg.name) document.title = `Gesture Maze — watching ${msg.name}`;
@@ -70,11 +86,10 @@ function onGesture(msg) {
   const gesture = msg.hand ? msg.gesture : null;
   const name = $("gesture-name");
   name.dataset.gesture = gesture ?? "";
-  name.textContent = !msg.hand ? "No hand" : gesture ?? "Not sure";
-  $("gesture-icon").innerHTML = gestureIcon(gesture);
-  $("gesture-confidence").textContent = msg.hand
-    ? `${Math.round((msg.confidence ?? 0) * 100)}% sure`
-    : "the player's hand is out of view";
+  name.textContent = !msg.hand ? "No hand" : gesture ? gestureLabel(gesture) : "Not sure";
+  $("gesture-icon").innerHTML = gestureIcon(gesture === "no_gesture" ? "palm" : gesture);
+  $("gesture-confidence").textContent = !msg.hand ? "the player's hand is out of view"
+    : gesture === "no_gesture" ? "not steering" : `${Math.round((msg.confidence ?? 0) * 100)}% sure`;
   if ("landmarks" in msg) drawHand(msg.landmarks);
   // Gestures stop arriving when the player's camera stops: fade back to "waiting".
   clearTimeout(gestureTimer);
@@ -122,12 +137,39 @@ function gone(title, text) {
   });
 }
 
+/** A link to no game: say so once, plainly, and stop (no retries, no "waiting for the player"). */
+function badLink(socket) {
+  socket?.close();
+  document.body.classList.add("no-game", "bad-link");
+  $("player-pill").hidden = true;
+  setConn("failed", "No game");
+  $("gesture-confidence").textContent = "";
+  showBanner($("banner"), {
+    code: "bad_link", title: "This watch link doesn't lead to a game.",
+    text: `There is no game "${sessionId}" on this server: the link may be mistyped or cut off, or the game ended long ago.`,
+    actions: [{ label: "See live games", primary: true, onClick: () => (location.href = "/lobby.html") }],
+  });
+}
+
+/** The socket never opened: a refused handshake looks like a network error, so ask the REST API. */
+async function neverOpened(socket) {
+  try {
+    await api.getSession(sessionId);
+  } catch (err) {
+    if (err.status === 404) badLink(socket);
+  }
+}
+
 if (!sessionId) {
+  document.body.classList.add("no-game", "bad-link");
+  $("player-pill").hidden = true;
+  $("gesture-confidence").textContent = "";
   gone("No game chosen.", "Open a spectator link from a player, or pick a game in the lobby.");
 } else {
   $("session-label").textContent = sessionId;
   document.title = `Gesture Maze — watching ${sessionId}`;
   const path = `/ws/watch/${encodeURIComponent(sessionId)}${watchToken ? `?token=${encodeURIComponent(watchToken)}` : ""}`;
+  let everOpen = false;
   const socket = new LiveSocket(() => wsUrl(path), {
     onMessage(msg) {
       if (msg.type === "state") onState(msg);
@@ -140,6 +182,9 @@ if (!sessionId) {
         stateAt = performance.now();
       }
       live = status === "open";
+      if (status === "open") everOpen = true;
+      if (status === "closed") return;
+      if (status === "retrying" && !everOpen && info.delay !== undefined) neverOpened(socket);
       if (status === "open") {
         setConn("open", "Live");
         showBanner($("banner"), null);
@@ -155,19 +200,17 @@ if (!sessionId) {
           });
         }
       } else if (status === "failed") {
-        setConn("failed", "Ended");
         if (info.error?.code === "forbidden") {
+          setConn("failed", "Not allowed");
+          document.body.classList.add("no-game", "bad-link");
+          $("player-pill").hidden = true;
+          $("gesture-confidence").textContent = "";
           gone("This game is private.", "Ask the player for their spectator link.");
         } else if (!state) {
           // Never saw this game: the id is wrong (mistyped, cut off) or the game is long gone.
-          document.body.classList.add("no-game");
-          $("player-pill").hidden = true;
-          showBanner($("banner"), {
-            code: "bad_link", title: "This watch link doesn't lead to a game.",
-            text: `There is no game "${sessionId}" on this server: the link may be mistyped or cut off, or the game ended long ago.`,
-            actions: [{ label: "See live games", primary: true, onClick: () => (location.href = "/lobby.html") }],
-          });
+          badLink(null);
         } else {
+          setConn("failed", "Ended");
           ended = true;
           setPlayerPill("ended");
           tick();
