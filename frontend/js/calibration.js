@@ -54,7 +54,7 @@ export class Calibration {
 
   /** A {"type":"calibration"} message from the server. */
   onMessage(msg) {
-    this.showVerdict(msg.verdict);
+    this.showVerdict(msg.step);
     this.samples = msg.samples || {};
     const total = Object.values(this.samples).reduce((a, b) => a + b, 0);
     this.root.dataset.samples = String(total);
@@ -64,17 +64,17 @@ export class Calibration {
   }
 
   /**
-   * A server that checks each step against its prompt may add `verdict`: {gesture, ok, saw} ("got it", or
-   * what it saw instead). Shown when present; today's server sends none and nothing is shown.
+   * The server checks each step against its prompt when it ends (`step`: {gesture, frames, matched, seen,
+   * accepted}): "got it", or what it saw instead (a refused step's samples were dropped).
    */
-  showVerdict(verdict) {
+  showVerdict(step) {
     const el = this.$("calibration-verdict");
-    if (!verdict || typeof verdict !== "object") return;
+    if (!step || typeof step !== "object") return;
     el.hidden = false;
-    el.dataset.ok = String(!!verdict.ok);
-    const asked = gestureLabel(verdict.gesture);
-    el.textContent = verdict.ok ? `${asked}: got it.`
-      : `${asked}: that looked like ${verdict.saw ? gestureLabel(verdict.saw) : "no hand"}. Try that step again.`;
+    el.dataset.ok = String(!!step.accepted);
+    const asked = gestureLabel(step.gesture);
+    const saw = step.frames > 0 && step.seen ? gestureLabel(step.seen) : "no hand";
+    el.textContent = step.accepted ? `${asked}: got it.` : `${asked}: that looked like ${saw}. Try that step again.`;
   }
 
   showSummary() {

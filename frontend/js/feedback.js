@@ -106,12 +106,12 @@ export class Feedback {
 }
 
 /**
- * Plain words for an `undone` message. Today's server takes back one move (`direction`); a server that
- * takes back every move of the held gesture may add `moves` (how many) or `directions` (each one), and
- * `paused` (gesture moves wait until the hand changes): all are shown when present.
+ * Plain words for an `undone` message: the server takes back every move of the held gesture (`steps`:
+ * cells gone back, `moves`: attempts incl. wall bumps) and says when gesture moves wait for the hand to
+ * change (`paused`).
  */
 export function undoneText(msg) {
-  const count = Number.isInteger(msg.moves) ? msg.moves : Array.isArray(msg.directions) ? msg.directions.length : null;
+  const count = Number.isInteger(msg.steps) ? msg.steps : Number.isInteger(msg.moves) ? msg.moves : null;
   let text = "Undone.";
   if (count === 0 || (count === null && msg.direction === null)) text = "Undone (the last try hit a wall; nothing moved).";
   else if (count > 1) text = `Undone: ${count} moves taken back.`;

@@ -34,9 +34,9 @@ class Welcome:
     limits: Limits
     server_time: float
     resumed: bool = False  # the player continues a game it (or the server, before a restart) had
-    # The player's calibration samples kept with the session ({} after a restart: they are never
-    # stored), so a page that reconnects tells the truth about calibration. None for spectators.
-    calibration: dict[str, int] | None = None
+    # What the session keeps of the player's calibration ({"samples", "donate"}; no samples after a
+    # restart: they are never stored), so a page that reconnects tells the truth. None: spectators.
+    calibration: dict[str, Any] | None = None
     type: ClassVar[str] = "welcome"
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,6 +82,7 @@ class StateBody:
     share_hand: bool
     version: int
     last_move: LastMove | None = None
+    calibrating: bool = False  # the player calibrates: the game is frozen (sent only while true)
     type: ClassVar[str] = "state"
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,6 +105,8 @@ class StateBody:
         }
         if self.last_move is not None:
             body["last_move"] = self.last_move.to_dict()
+        if self.calibrating:
+            body["calibrating"] = True
         return body
 
 
@@ -215,11 +218,13 @@ class Undone:
     stored: bool
     steps: int = 0  # cells the player went back (every move the held gesture made)
     moves: int = 0  # attempts taken back (wall bumps of the same hold too)
+    paused: bool = False  # gesture moves wait until the hand changes (the misread one is still shown)
     type: ClassVar[str] = "undone"
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.type, "direction": self.direction, "gesture": self.gesture,
-                "label": self.label, "stored": self.stored, "steps": self.steps, "moves": self.moves}
+                "label": self.label, "stored": self.stored, "steps": self.steps, "moves": self.moves,
+                "paused": self.paused}
 
 
 @dataclass(frozen=True, slots=True)

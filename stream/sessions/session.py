@@ -215,6 +215,7 @@ class Session:
             share_hand=self.share_hand,
             version=self.version,
             last_move=last_move,
+            calibrating=self.calibrating,
         )
         maze = game.maze.to_dict()
         snapshot = StateSnapshot(self.version, game.maze_version, maze_changed, body.to_dict(), maze)
@@ -285,6 +286,11 @@ class Session:
             return None
         return self.move(direction, "gesture")
 
+    @property
+    def gestures_paused(self) -> bool:
+        """Since an undo, while the hand that was undone is still shown."""
+        return self._hand_run == self._undone_run
+
     def hand_seen(self, gesture: str | None) -> None:
         """What the player's hand shows in this frame (before any move it fires). A change of
         gesture (another one, no hand, or `no_gesture`) starts a new run: an undo takes back the
@@ -333,9 +339,12 @@ class Session:
 
     def start_calibration(self, gesture: str) -> None:
         """Record frames as samples of `gesture`; no moves are made and the level clock stands."""
-        if not self.calibrating:
+        starting = not self.calibrating
+        if starting:
             self._calibration_started = self._clock()
         self.slot.start_step(gesture)
+        if starting:
+            self.publish_state()  # everyone sees the game frozen
 
     def stop_calibration(self) -> StepVerdict | None:
         """End the current step (its verdict) and unfreeze the game; the clock skips the pause."""
@@ -345,6 +354,7 @@ class Session:
         started, self._calibration_started = self._calibration_started, None
         if started is not None and self.playing and self.game.moves > 0:
             self.game.started_at += self._clock() - started
+        self.publish_state()
         return verdict
 
     def _on_win(self, now: float) -> None:

@@ -67,8 +67,9 @@ async def play_endpoint(websocket: WebSocket) -> None:
             return
         conn = new_connection(websocket, "player", session.latest_state)
         resumed = session.players_joined > 0  # kept in the store: true after a restart too
-        samples = session.slot.profile.counts()
-        conn.send(welcome(websocket, "player", session.id, session.scheme, resumed, calibration=samples))
+        profile = session.slot.profile
+        kept = {"samples": profile.counts(), "donate": profile.donate}
+        conn.send(welcome(websocket, "player", session.id, session.scheme, resumed, calibration=kept))
         session.attach_player(conn)
         player = PlayerHandler(websocket, session, conn)
         try:

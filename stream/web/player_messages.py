@@ -175,7 +175,8 @@ def _undo(player: Player, message: UndoMessage) -> None:
         )
         stored = services.feedback.submit(event)
     reply = Undone(
-        undone.direction.value, gesture, label, stored, steps=undone.steps, moves=len(undone.moves)
+        undone.direction.value, gesture, label, stored, steps=undone.steps, moves=len(undone.moves),
+        paused=session.gestures_paused,
     )
     conn = player.conn
     # After the state it describes: a durable session delivers states only once stored.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketState
 
@@ -99,7 +100,7 @@ def new_connection(
 
 def welcome(
     websocket: WebSocket, role: str, session_id: str, scheme: str, resumed: bool = False,
-    calibration: dict[str, int] | None = None,
+    calibration: dict[str, Any] | None = None,
 ) -> Welcome:
     settings = services_of(websocket).settings
     return Welcome(

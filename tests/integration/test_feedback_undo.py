@@ -75,7 +75,7 @@ async def test_undo_takes_the_move_back_and_consent_gates_storage(server, photos
         await player.flush()
         undone = player.of("undone")[-1]
         assert undone == {"type": "undone", "direction": direction, "gesture": gesture, "label": "fist",
-                          "stored": False, "steps": 1, "moves": 1}
+                          "stored": False, "steps": 1, "moves": 1, "paused": False}
         state = player.of("state")[-1]
         assert state["player"] == start and state["last_move"]["source"] == "undo"
         assert state["last_move"]["direction"] != direction and state["moves"] == 0  # the way back

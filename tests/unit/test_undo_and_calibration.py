@@ -55,7 +55,7 @@ def _session_at_corridor(clock: Clock) -> tuple[Session, Direction, Point]:
     return session, _open_run(session.game)[0], session.game.player
 
 
-def test_gesture_moves_stay_paused_after_an_undo_until_the_hand_changes() -> None:
+async def test_gesture_moves_stay_paused_after_an_undo_until_the_hand_changes() -> None:
     clock = Clock()
     session, direction, start = _session_at_corridor(clock)
     session.hand_seen("peace")
@@ -72,7 +72,7 @@ def test_gesture_moves_stay_paused_after_an_undo_until_the_hand_changes() -> Non
     assert session.gesture_move(direction) is not None
 
 
-def test_calibration_freezes_moves_and_the_clock() -> None:
+async def test_calibration_freezes_moves_and_the_clock() -> None:
     clock = Clock()
     session, direction, _ = _session_at_corridor(clock)
     session.hand_seen("peace")
@@ -91,7 +91,7 @@ def _features(value: float) -> np.ndarray:
     return np.full(16, value, dtype=np.float32)
 
 
-def test_a_step_that_clearly_showed_another_gesture_is_dropped() -> None:
+async def test_a_step_that_clearly_showed_another_gesture_is_dropped() -> None:
     clock = Clock()
     session, _, _ = _session_at_corridor(clock)
     slot, profile = session.slot, session.slot.profile
