@@ -10,8 +10,8 @@ Steps:
 3. labelled feedback from the store (`model.feedback`), split by CONTRIBUTOR (the opaque id of the
    source each row carries) into a training part and a held-out slice: a fixed hash ranks the
    contributors, `--holdout` of them (at least `--min-contributors`) are held out whole, so no
-   source is both taught and judge; in training each contributor is capped (`--contributor-cap`
-   events, and at most `--max-contributor-share` of the feedback when several contribute);
+   source is both taught and judge; in training each contributor is capped (its newest
+   `--contributor-cap` events, and never more than the median contributor offers);
 4. the challenger is trained with `gesture-maze train`'s own steps (model.train), for the champion's
    one candidate: the open-set head (temperature + `no_gesture` threshold) is fitted with the
    candidate trained on the train split and chosen on the validation split and held-out negatives;
@@ -81,11 +81,10 @@ RUN_ONLY_PARAMS = frozenset({
     "feedback_train_events",
     "feedback_train_frames", "feedback_holdout_events", "parent_version", "min_accept", "negatives_files",
     "quick", "feedback_train_contributors", "feedback_holdout_contributors", "feedback_capped_events",
-    "contributor_cap", "max_contributor_share", "min_contributors", "max_class_flip",
+    "contributor_cap", "min_contributors", "max_class_flip",
 })
 DEFAULT_MIN_CONTRIBUTORS = 2
 DEFAULT_CONTRIBUTOR_CAP = 30
-DEFAULT_MAX_CONTRIBUTOR_SHARE = 0.5
 DEFAULT_MAX_CLASS_FLIP = 0.02
 
 
@@ -177,11 +176,8 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
                    help="distinct contributors the held-out feedback must come from for promotion "
                    f"(default {DEFAULT_MIN_CONTRIBUTORS})")
     p.add_argument("--contributor-cap", type=int, default=DEFAULT_CONTRIBUTOR_CAP,
-                   help="most feedback events of one contributor trained on (its newest; default "
-                   f"{DEFAULT_CONTRIBUTOR_CAP}; 0 = no cap)")
-    p.add_argument("--max-contributor-share", type=float, default=DEFAULT_MAX_CONTRIBUTOR_SHARE,
-                   help="largest share of the trained feedback events one contributor may hold when "
-                   f"several contribute (default {DEFAULT_MAX_CONTRIBUTOR_SHARE})")
+                   help="most feedback events of one contributor trained on (its newest; never more "
+                   f"than the median contributor offers; default {DEFAULT_CONTRIBUTOR_CAP}; 0 = no cap)")
     p.add_argument("--max-class-drop", type=float, default=0.02,
                    help="largest per-class test F1 loss allowed for promotion (default 0.02)")
     p.add_argument("--max-class-flip", type=float, default=DEFAULT_MAX_CLASS_FLIP,
@@ -246,18 +242,20 @@ def split_by_contributor(events: Sequence[StoredFeedback], share: float, min_con
     return [e for e in events if e.contributor not in judges], [e for e in events if e.contributor in judges]
 
 
-def cap_contributors(events: Sequence[StoredFeedback], cap: int, share: float) -> list[StoredFeedback]:
-    """Each contributor's newest events up to c: c is at most `cap` (0 = no cap) and, with two or more
-    contributors, the largest c at which one contributor holds at most `share` of what is kept."""
+def cap_contributors(events: Sequence[StoredFeedback], cap: int) -> list[StoredFeedback]:
+    """Each contributor's newest events, at most c of them: c is `cap` (0 = no cap) and, with two or
+    more contributors, at most the (lower) median of what the contributors offer, so no source weighs
+    more than a typical one; one source among m others holds at most about 1/(m+1) of the rows."""
     by: dict[str, list[StoredFeedback]] = {}
     for e in sorted(events, key=lambda e: e.id):
         by.setdefault(e.contributor, []).append(e)
-    sizes = [len(v) for v in by.values()]
-    c = cap if cap > 0 else max(sizes, default=0)
-    if len(by) >= 2 and share < 1.0:
-        while c > 1 and min(max(sizes), c) > share * sum(min(n, c) for n in sizes):
-            c -= 1
-    kept = [e for rows in by.values() for e in rows[-c:]] if c > 0 else []
+    sizes = sorted(len(v) for v in by.values())
+    if not sizes:
+        return []
+    c = cap if cap > 0 else sizes[-1]
+    if len(sizes) >= 2:
+        c = min(c, sizes[(len(sizes) - 1) // 2])
+    kept = [e for rows in by.values() for e in rows[-c:]]
     return sorted(kept, key=lambda e: e.id)
 
 
@@ -382,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # No source is both taught and judge; none outweighs the others in training (module docstring, 3).
     offered, holdout = split_by_contributor(usable, args.holdout, args.min_contributors)
-    training = cap_contributors(offered, args.contributor_cap, args.max_contributor_share)
+    training = cap_contributors(offered, args.contributor_cap)
     contributors = {"all": len({e.contributor for e in usable}),
                     "train": len({e.contributor for e in training}),
                     "holdout": len({e.contributor for e in holdout}),
@@ -451,7 +449,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                            "feedback_holdout_contributors": contributors["holdout"],
                            "feedback_capped_events": contributors["capped_events"],
                            "contributor_cap": args.contributor_cap,
-                           "max_contributor_share": args.max_contributor_share,
                            "min_contributors": args.min_contributors, "max_class_flip": args.max_class_flip})
         champion_metrics = {f"champion_{k}": v for k, v in old.metrics("test_").items()}
         mlflow.log_metrics({**new.metrics("test_"), **champion_metrics,

@@ -189,13 +189,14 @@ def test_the_held_out_slice_is_whole_contributors_and_never_one_source():
 def test_each_contributor_is_capped_in_training():
     events = [_stored(i, "a-flood") for i in range(100)]
     events += [_stored(100 + i, f"a-h{i % 3}") for i in range(12)]
-    kept = cap_contributors(events, 30, 0.5)
+    kept = cap_contributors(events, 30)
     per = {c: sum(e.contributor == c for e in kept) for c in {e.contributor for e in kept}}
-    assert per["a-flood"] <= 0.5 * len(kept) and per["a-flood"] == 12
-    assert all(per[f"a-h{i}"] == 4 for i in range(3))
-    assert [e.id for e in kept if e.contributor == "a-flood"] == list(range(88, 100))  # its newest
-    alone = cap_contributors([_stored(i, "a-one") for i in range(50)], 30, 0.5)
-    assert len(alone) == 30
+    assert per == {"a-flood": 4, "a-h0": 4, "a-h1": 4, "a-h2": 4}  # the median contributor's 4
+    assert [e.id for e in kept if e.contributor == "a-flood"] == list(range(96, 100))  # its newest
+    assert len(cap_contributors([_stored(i, "a-one") for i in range(50)], 30)) == 30
+    uneven = [_stored(i, "a-big") for i in range(40)] + [_stored(40 + i, f"a-{i % 4}") for i in range(13)]
+    per = {c: sum(e.contributor == c for e in cap_contributors(uneven, 30)) for c in ("a-big", "a-0", "a-3")}
+    assert per == {"a-big": 3, "a-0": 3, "a-3": 3}  # offers 40, 4, 3, 3, 3: lower median 3
 
 
 def test_flips_and_contributor_accuracy():
