@@ -151,8 +151,31 @@ class Metrics:
             ["gesture"], registry=r,
         )
         self.feedback = Counter(
-            f"{PREFIX}_feedback", "Corrections by outcome: stored, no_consent, dropped (writer busy), error.",
+            f"{PREFIX}_feedback",
+            "Corrections by outcome: stored, no_consent, dropped (writer busy), error, refused_game_rate, "
+            "refused_address_rate (per-game / per-address rate caps), refused_game_total (per-game cap).",
             ["result"], registry=r,
+        )
+        self.feedback_evicted = Counter(
+            f"{PREFIX}_feedback_evicted",
+            "Feedback rows deleted to make room, by reason: contributor_cap (the same contributor's oldest), "
+            "table_full (the oldest of the contributor holding the most rows).",
+            ["reason"], registry=r,
+        )
+        self.donations = Counter(
+            f"{PREFIX}_donations",
+            "Calibration donations at the end of a game, by outcome: stored, refused_address (per-address "
+            "daily cap), refused_full (folder byte cap), error.",
+            ["result"], registry=r,
+        )
+        self.donation_samples = Counter(
+            f"{PREFIX}_donation_samples",
+            "Donated calibration samples, by outcome: stored, capped (beyond the per-game caps), refused "
+            "(their donation was refused).",
+            ["result"], registry=r,
+        )
+        self.donations_bytes = Gauge(
+            f"{PREFIX}_donations_bytes", "Bytes in the donation folder, as of the last donation.", registry=r
         )
         self.feature_drift_psi = Gauge(
             f"{PREFIX}_feature_drift_psi",

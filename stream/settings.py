@@ -216,6 +216,51 @@ class Settings:
     feedback_frames: int = _env(
         "GM_FEEDBACK_FRAMES", 8, "Recent hand frames kept per session; those that fired a move are stored."
     )
+    feedback_game_per_min: int = _env(
+        "GM_FEEDBACK_GAME_PER_MIN", 6,
+        "Corrections one game (session) may store per minute, bursting to this many; more are not "
+        "stored (`gesture_maze_feedback_total{result=\"refused_game_rate\"}`; 0 = no cap).",
+    )
+    feedback_game_max: int = _env(
+        "GM_FEEDBACK_GAME_MAX", 60,
+        "Corrections stored per game (session key) in all; more are refused (`refused_game_total`; "
+        "0 = no cap).",
+    )
+    feedback_address_per_hour: int = _env(
+        "GM_FEEDBACK_ADDRESS_PER_HOUR", 60,
+        "Corrections one client address (IPv6: its /64) may store per hour over all its games, bursting "
+        "to this many; more are not stored (`refused_address_rate`; 0 = no cap).",
+    )
+    feedback_address_max: int = _env(
+        "GM_FEEDBACK_ADDRESS_MAX", 500,
+        "Rows one contributor (client address) holds in the feedback table; beyond it that contributor's "
+        "own oldest row is deleted, nobody else's (0 = no cap).",
+    )
+    contributor_secret: str | None = _env(
+        "GM_CONTRIBUTOR_SECRET", None,
+        "Key of the hash that turns a client address into the opaque contributor id stored with feedback "
+        "and donations (never the address itself). Unset: a random key kept in "
+        "<GM_DATA_DIR>/contributor.key; instances that share a feedback store or donation folder across "
+        "hosts must set the same value.",
+    )
+    donation_max_per_gesture: int = _env(
+        "GM_DONATION_MAX_PER_GESTURE", 20,
+        "Calibration samples per gesture one game may donate (spread over what was recorded); the rest "
+        "are dropped with the session.",
+    )
+    donation_max_samples: int = _env(
+        "GM_DONATION_MAX_SAMPLES", 120, "Calibration samples one game may donate in all (one CSV file)."
+    )
+    donations_address_per_day: int = _env(
+        "GM_DONATIONS_ADDRESS_PER_DAY", 3,
+        "Donation files one client address (contributor) may add per 24 h; more are refused "
+        "(`gesture_maze_donations_total{result=\"refused_address\"}`; 0 = no cap).",
+    )
+    donations_max_bytes: int = _env(
+        "GM_DONATIONS_MAX_BYTES", 256 * 1024 * 1024,
+        "Bytes the donation folder (<GM_DATA_DIR>/donations) may hold; a donation that would pass it is "
+        "refused with a warning log (`result=\"refused_full\"`; 0 = no cap).",
+    )
     drift_window: int = _env(
         "GM_DRIFT_WINDOW", 600, "Recent frames (landmarks + brightness/sharpness) drift is computed over."
     )

@@ -18,7 +18,7 @@ from model.landmarks import Hand
 from model.personal import RELAXED, PlayerProfile
 from model.recognizer import RecognitionResult, Recognizer
 from stream.recognition.pipeline import FrameLane
-from stream.sessions.donations import write_donation
+from stream.sessions.donations import DonationBox
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +81,20 @@ class FeedbackRing:
         self.fired = FiredMove(gesture, confidence, direction, tuple(reversed(run)), model_version)
 
 
+@dataclass(frozen=True, slots=True)
+class Donor:
+    """Where a player's opted-in samples go and whose they are (an opaque contributor id)."""
+
+    box: DonationBox
+    contributor: str
+
+
 class PlayerSlot:
     def __init__(self, feedback_frames: int = 1) -> None:
         # Per-player calibration samples (landmark features only); deleted on close unless donated.
         self.profile = PlayerProfile()
         self.feedback = FeedbackRing(feedback_frames)
+        self.donor: Donor | None = None  # set with the player's opt-in (the `donate` message)
         self.recognizer: Recognizer | None = None
         self.lane: FrameLane | None = None
         self.last_frame_at = 0.0  # monotonic time of the player's last camera frame
@@ -154,13 +163,16 @@ class PlayerSlot:
 
     async def forget(self, donations_dir: Path | None, session_id: str) -> None:
         """The session is over: write donated calibration landmarks, then drop every sample."""
-        profile = self.profile
-        if profile.donate and donations_dir is not None and profile.landmarks:
-            try:
-                path = await asyncio.to_thread(write_donation, donations_dir, session_id, profile)
-                log.info("calibration samples donated: %s", path)
+        profile, donor = self.profile, self.donor
+        if profile.donate and donations_dir is not None and donor is not None and profile.landmarks:
+            try:  # within the per-game, per-address and folder caps (stream.sessions.donations)
+                path = await asyncio.to_thread(donor.box.donate, donor.contributor, session_id, profile)
+                if path is not None:
+                    log.info("calibration samples donated: %s", path)
             except OSError:
                 log.exception("could not write donated calibration samples")
+                if donor.box.metrics is not None:
+                    donor.box.metrics.donations.labels(result="error").inc()
         profile.clear()
 
 

@@ -37,9 +37,10 @@ from stream.edge.trackers import TrackerBudget
 from stream.metrics import Metrics
 from stream.protocol.codes import CLOSE_GOING_AWAY, HOST_NOT_ALLOWED, ORIGIN_NOT_ALLOWED
 from stream.recognition.drift import DriftMonitor, run_drift
-from stream.recognition.feedback import FeedbackRecorder
+from stream.recognition.feedback import ContributorIds, FeedbackRecorder
 from stream.recognition.pipeline import FramePipeline
 from stream.recognition.stills import PredictService
+from stream.sessions.donations import DonationBox
 from stream.sessions.game_feel import FeelConfig
 from stream.sessions.registry import SessionRegistry, run_reaper
 from stream.sessions.session import SessionContext, SessionOptions
@@ -161,6 +162,7 @@ async def _start(app: Starlette, settings: Settings) -> Services:
     )
     await durability.start()
     tracking_uri = settings.mlflow_tracking_uri or default_tracking_uri(settings.data_dir)
+    contributors = ContributorIds.from_secret_or_file(settings.contributor_secret, settings.data_dir)
     services = Services(
         settings=settings,
         metrics=metrics,
@@ -172,6 +174,19 @@ async def _start(app: Starlette, settings: Settings) -> Services:
             settings.feedback_url or default_feedback_url(settings.data_dir),
             settings.feedback_max_events,
             metrics,
+            contributors=contributors,
+            game_rate=KeyedRateLimiter(settings.feedback_game_per_min, 60.0),
+            address_rate=KeyedRateLimiter(settings.feedback_address_per_hour, 3600.0),
+            max_per_game=settings.feedback_game_max,
+            max_per_contributor=settings.feedback_address_max,
+        ),
+        donations=DonationBox(
+            context.donations_dir or Path(settings.data_dir) / "donations",
+            max_per_gesture=settings.donation_max_per_gesture,
+            max_samples=settings.donation_max_samples,
+            per_address_per_day=settings.donations_address_per_day,
+            max_bytes=settings.donations_max_bytes,
+            metrics=metrics,
         ),
         drift=DriftMonitor(metrics, settings.drift_window, settings.drift_min_frames, tracking_uri),
         predict=PredictService(settings),

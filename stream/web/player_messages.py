@@ -19,6 +19,7 @@ from model.landmarks import Hand
 from model.openset import NO_GESTURE
 from model.personal import RELAXED
 from stream.edge.connection import Connection
+from stream.edge.limits import address_key
 from stream.protocol.client import (
     CalibrateMessage,
     CalibrationResetMessage,
@@ -43,7 +44,7 @@ from stream.protocol.codes import (
     STORE_UNAVAILABLE,
 )
 from stream.protocol.server import CalibrationStatus, Pong, Undone
-from stream.sessions.player import StepVerdict
+from stream.sessions.player import Donor, StepVerdict
 from stream.sessions.session import Session
 from stream.web.services import Services
 
@@ -137,6 +138,17 @@ def _consent(player: Player, message: ConsentMessage) -> None:
     player.session.slot.feedback.consent = message.feedback
 
 
+def contributor_address(player: Player) -> str:
+    """The client address a player's feedback and donations are counted under (a limiter key, IPv6
+    by /64; never stored: the recorder keeps only its keyed hash): the play socket's peer, else the
+    address that created the session."""
+    websocket = getattr(player, "websocket", None)
+    client = getattr(websocket, "client", None)
+    if client is not None and client.host:
+        return address_key(client.host)
+    return player.session.owner or "unknown"
+
+
 def _xy(hand: Hand) -> np.ndarray:
     """Pixel-proportional x,y (what `model.features.features_from_xy` and training take)."""
     return np.asarray(hand.normalized, dtype=np.float64)[:, :2] * np.array([hand.width, hand.height])
@@ -173,7 +185,8 @@ def _undo(player: Player, message: UndoMessage) -> None:
             frames=[_xy(hand) for hand in fired.frames], model_version=fired.model_version,
             session_key=feedback.key,
         )
-        stored = services.feedback.submit(event)
+        # Within the per-game and per-address caps (stream.recognition.feedback), else not stored.
+        stored = services.feedback.submit(event, contributor_address(player))
     reply = Undone(
         undone.direction.value, gesture, label, stored, steps=undone.steps, moves=len(undone.moves),
         paused=session.gestures_paused,
@@ -215,7 +228,10 @@ def _calibration_reset(player: Player, message: CalibrationResetMessage) -> None
 
 @on(DonateMessage)
 def _donate(player: Player, message: DonateMessage) -> None:
-    player.session.slot.profile.donate = message.donate
+    slot, services = player.session.slot, player.services
+    slot.profile.donate = message.donate
+    if message.donate and services.donations is not None:  # capped per game, address and folder
+        slot.donor = Donor(services.donations, services.feedback.contributor_of(contributor_address(player)))
     _calibration_status(player)
 
 

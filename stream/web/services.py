@@ -21,6 +21,7 @@ from stream.recognition.drift import DriftMonitor
 from stream.recognition.feedback import FeedbackRecorder
 from stream.recognition.pipeline import FramePipeline
 from stream.recognition.stills import PredictService
+from stream.sessions.donations import DonationBox
 from stream.sessions.registry import SessionRegistry
 from stream.settings import Settings
 
@@ -44,6 +45,7 @@ class Services:
     models: ModelHandle | None = None  # None: no model could be loaded (keyboard play only)
     shutting_down: bool = False
     background_tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    donations: DonationBox | None = None  # opted-in calibration samples, capped (None: not kept)
 
 
 def services_of(conn: HTTPConnection) -> Services:

@@ -171,8 +171,9 @@ def test_champion_configuration_is_read_back_from_run_params():
 )
 def test_promotion_gate(test_f1, drop, fb, passed):
     """docs/decisions/0012-retrain-gate.md: test macro-F1 ties pass and any loss refuses; no class may drop
-    by more than 0.02; the held-out feedback slice must be strictly better (and present)."""
-    gate = Gate(test_f1, 0.95, "like", drop, fb, None if fb is None else 0.5, 0.02)
+    by more than 0.02; the held-out feedback slice must be strictly better (and present, from at least two
+    contributors: docs/decisions/0021-retrain-gate-across-contributors.md)."""
+    gate = Gate(test_f1, 0.95, "like", drop, fb, None if fb is None else 0.5, 0.02, holdout_contributors=2)
     assert gate.passed is passed
     assert bool(gate.reasons()) is not passed
 
