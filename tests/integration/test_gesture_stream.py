@@ -154,9 +154,12 @@ async def test_held_gestures_move_once_each_and_spectators_see_it(server, frames
         assert [r["hand"] for r in replies] == [False] * 2 + [True] * 5 + [False] * 2 + [True] * 9 + [False]
         assert {r["gesture"] for r in replies if r["hand"]} - {"no_gesture"} == {"like", "palm", "dislike"}
         assert all(len(r["landmarks"]) == 21 for r in replies if r["hand"])
-        # Spectators also see the player's current gesture (throttled).
+        # Spectators also see the player's current gesture (throttled): which frames the throttle
+        # samples depends on timing, so they may see any answer the player got (no_gesture included,
+        # see the first dislike frame above), but nothing the player was not answered.
         seen = {m["gesture"] for m in spectator.of("gesture")}
-        assert "like" in seen and seen <= {"like", "dislike", "palm", None}
+        answered = {r["gesture"] for r in replies}
+        assert "like" in seen and seen <= answered, (seen, answered)
 
 
 async def test_holding_a_gesture_repeats_the_move(server, frames):

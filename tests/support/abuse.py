@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import math
 import os
@@ -51,7 +52,9 @@ BASELINE_S = 2.0  # measured before AND after the attack, pooled: a drift in the
 SETTLE_S = 1.0  # (other processes) then weighs on both sides of the comparison alike
 LATENCY_FACTOR = 3.0  # attack p95 <= 3x the same-run baseline p95 ...
 LATENCY_FLOOR_S = 0.025  # ... of a baseline no smaller than this (loopback scheduling jitter on 2 cores)
-MAX_UNANSWERED = 0.05
+MAX_UNANSWERED = 0.05  # of the honest frames sent under attack may go unanswered ...
+UNANSWERED_FACTOR = 3.0  # ... or this multiple of the same run's baseline share, if larger
+LAG_TICK_S = 0.01  # the measuring client's scheduling-lag probe (see Probes.lag)
 HEALTH_LIMIT_S = 1.0
 RSS_LIMIT = 50 * 1024 * 1024
 
@@ -165,7 +168,10 @@ class HonestPlayer:
             seq += 1
             self.frame_samples[seq] = Sample(self.phase, time.perf_counter())
             await ws.send(self.frames[seq % len(self.frames)])
-            next_at += FRAME_INTERVAL_S
+            # Like a webcam: a frame that is due late is sent late, and the missed ones are skipped,
+            # never sent in a burst to catch up (a burst would make the server drop frames as
+            # superseded: unanswered frames caused by the measuring client, not by the attack).
+            next_at = max(next_at + FRAME_INTERVAL_S, time.perf_counter())
             await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
 
     async def _move(self, ws: Any, stop: asyncio.Event) -> None:
@@ -224,6 +230,20 @@ async def _first(reader: asyncio.Task[None], stop: asyncio.Event) -> None:
 class Probes:
     health: list[tuple[str, float]] = field(default_factory=list)  # (phase, seconds; inf = failed)
     rss: list[tuple[str, int]] = field(default_factory=list)
+    # (phase, seconds): how late the measuring client's own event loop woke up from a LAG_TICK_S
+    # sleep. It involves no server at all: it is the machine's scheduling delay as this client sees
+    # it, which adds to every honest latency it measures.
+    lag: list[tuple[str, float]] = field(default_factory=list)
+
+    async def run_lag(self, player: HonestPlayer, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            phase = player.phase
+            started = time.perf_counter()
+            await asyncio.sleep(LAG_TICK_S)
+            self.lag.append((phase, max(0.0, time.perf_counter() - started - LAG_TICK_S)))
+
+    def lags(self, phase: str) -> list[float]:
+        return [lag for p, lag in self.lag if p == phase]
 
     async def run(self, server: ServerProcess, player: HonestPlayer, stop: asyncio.Event) -> None:
         async with http_client(PROBER, base_url=server.http_url, timeout=5.0) as http:
@@ -277,9 +297,14 @@ class AbuseReport:
             attack = self.player.latencies(samples, "attack")
             if base and attack:
                 parts.append(f"{kind} p95 {p95(base) * 1000:.0f} -> {p95(attack) * 1000:.0f} ms")
+        base_missing, base_sent = self.player.unanswered("baseline")
         missing, sent = self.player.unanswered("attack")
         health = max((s for p, s in self.probes.health if p != "warmup"), default=0.0)
-        parts.append(f"unanswered {missing}/{sent}, /health max {health * 1000:.0f} ms")
+        parts.append(f"unanswered {base_missing}/{base_sent} -> {missing}/{sent}")
+        parts.append(f"/health max {health * 1000:.0f} ms")
+        base_lag, attack_lag = self.probes.lags("baseline"), self.probes.lags("attack")
+        if base_lag and attack_lag:
+            parts.append(f"client lag p95 {p95(base_lag) * 1000:.0f} -> {p95(attack_lag) * 1000:.0f} ms")
         parts.append(f"RSS {self.rss_baseline / 2**20:.0f} -> {self.rss_after / 2**20:.0f} MiB")
         return ", ".join(parts)
 
@@ -287,17 +312,33 @@ class AbuseReport:
         player = self.player
         assert player.closed is None, f"the honest player's socket ended: {player.closed}"
         assert not player.errors, f"the honest player got errors: {player.errors}"
+        # The measuring client's own scheduling delay (other work on the machine; the attacker's CPU,
+        # which the test does not count against the server) is not the server's: what it grew by
+        # during the attack, beyond the baseline, is added to the bound. The server stalling or
+        # slowing under attack does not delay this client's timer, so it still fails the bound.
+        base_lag, attack_lag = self.probes.lags("baseline"), self.probes.lags("attack")
+        assert len(base_lag) >= 5 and len(attack_lag) >= 5, "the client lag probe did not run"
+        client_slack = max(0.0, p95(attack_lag) - p95(base_lag))
         for kind, samples in player.sample_sets():
             base = player.latencies(samples, "baseline")
             attack = player.latencies(samples, "attack")
             assert len(base) >= 5 and len(attack) >= 5, f"too few {kind} samples: {len(base)}, {len(attack)}"
-            limit = LATENCY_FACTOR * max(p95(base), LATENCY_FLOOR_S)
+            limit = LATENCY_FACTOR * max(p95(base), LATENCY_FLOOR_S) + client_slack
             assert p95(attack) <= limit, (
                 f"{kind} p95 {p95(attack) * 1000:.0f} ms under attack > {limit * 1000:.0f} ms "
-                f"(baseline p95 {p95(base) * 1000:.0f} ms)"
+                f"(baseline p95 {p95(base) * 1000:.0f} ms, client lag p95 "
+                f"{p95(base_lag) * 1000:.0f} -> {p95(attack_lag) * 1000:.0f} ms)"
             )
+        # A busy machine makes the server drop (supersede) some honest frames even without an attack:
+        # like latency, the share unanswered under attack is judged against the same run's baseline
+        # share (3x), with the 5 % as the floor (all an idle machine's baseline of 0 allows).
+        base_missing, base_sent = player.unanswered("baseline")
         missing, sent = player.unanswered("attack")
-        assert missing <= MAX_UNANSWERED * sent, f"{missing} of {sent} honest frames unanswered under attack"
+        allowed = max(MAX_UNANSWERED, UNANSWERED_FACTOR * base_missing / max(1, base_sent)) * sent
+        assert missing <= allowed, (
+            f"{missing} of {sent} honest frames unanswered under attack ({base_missing} of {base_sent} "
+            "in the baseline)"
+        )
         slow = [s for phase, s in self.probes.health if phase != "warmup" and s > HEALTH_LIMIT_S]
         assert not slow, f"/health took {max(slow):.2f} s (or failed) during the run"
         grown = self.rss_after - self.rss_baseline
@@ -322,8 +363,16 @@ async def run_under_attack(
     stop = asyncio.Event()
     player = HonestPlayer(server.port, frames)
     probes = Probes()
+    # This process's garbage collector is off while it measures: in a long test session its full
+    # collections take hundreds of ms (measured: 0.3-0.9 s on a busy 2-core machine), a stall of the
+    # measuring client that would be booked as server latency, and whose backlog of due frames
+    # would reach the server as a burst.
+    collecting = gc.isenabled()
+    gc.collect()
+    gc.disable()
     playing = asyncio.create_task(player.run(stop))
     probing = asyncio.create_task(probes.run(server, player, stop))
+    lagging = asyncio.create_task(probes.run_lag(player, stop))
     loop = asyncio.get_running_loop()
     log_start = len(server.log_text())
     try:
@@ -340,7 +389,9 @@ async def run_under_attack(
         rss_after = _median([rss for _, rss in probes.rss[-5:]])
     finally:
         stop.set()
-        await asyncio.gather(playing, probing, return_exceptions=True)
+        await asyncio.gather(playing, probing, lagging, return_exceptions=True)
+        if collecting:
+            gc.enable()
     if playing.done() and not playing.cancelled() and playing.exception() is not None:
         raise AssertionError(f"the honest player failed: {playing.exception()!r}")
     log = server.log_text()[log_start:]
