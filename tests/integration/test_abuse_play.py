@@ -9,6 +9,7 @@ the attack really happened and got the documented answer.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator
@@ -46,9 +47,10 @@ def honest_frames() -> list[bytes]:
     return [(folder / f"{name}.jpg").read_bytes() for name in NON_MOVE_GESTURES]
 
 
-@pytest.fixture
-def server(tmp_path: Path, honest_frames: list[bytes]) -> Iterator[ServerProcess]:
-    env = {**SERVER_ENV, "GM_DATA_DIR": str(tmp_path / "data")}
+@contextlib.contextmanager
+def running_server(
+    env: dict[str, str], tmp_path: Path, honest_frames: list[bytes]
+) -> Iterator[ServerProcess]:
     running = ServerProcess(env, tmp_path / "server.log").start()
     with ThreadPoolExecutor(4) as pool:  # /predict's bounded tracker cache: part of the baseline
         list(pool.map(lambda _: running.predict(honest_frames[0]), range(4)))
@@ -80,8 +82,7 @@ def churned(report: AbuseReport) -> None:
 
 def lobby_flooded(report: AbuseReport) -> None:
     outcome = report.outcome
-    assert outcome["created"].get(201, 0) >= 95, outcome
-    assert outcome["answers"].get(200, 0) >= 50 and set(outcome["answers"]) == {200}, outcome
+    assert outcome["answers"].get(200, 0) >= 50 and set(outcome["answers"]) <= {200, 429}, outcome
     assert 0 < outcome["largest_page"] <= 100, outcome  # pages, never everything at once
 
 
@@ -101,14 +102,30 @@ CASES: dict[str, tuple[Callable[..., Any], Callable[[AbuseReport], None], float]
     "lobby_flood": (attacks_play.lobby_flood, lobby_flooded, 4.0),
     "tracker_hoarding": (attacks_play.tracker_hoarding, trackers_capped, 4.0),
 }
+# The per-address rate limits (GM_WS_JOINS_PER_10S, GM_API_READS_PER_10S) are a second line: with them
+# off, the causes must be fixed on their own (coalesced presence, a cached lobby off the store thread).
+NO_RATE_LIMITS = {"GM_WS_JOINS_PER_10S": "0", "GM_API_READS_PER_10S": "0"}
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("limits", ["default", "off"])
 @pytest.mark.parametrize("name", list(CASES))
 async def test_clients_that_never_play_do_not_slow_the_player(
-    name: str, server: ServerProcess, honest_frames: list[bytes], attack_pool: ProcessPoolExecutor
+    name: str, limits: str, tmp_path: Path, honest_frames: list[bytes], attack_pool: ProcessPoolExecutor
 ) -> None:
     attack, answered, duration_s = CASES[name]
+    env = {**SERVER_ENV, "GM_DATA_DIR": str(tmp_path / "data"), **(NO_RATE_LIMITS if limits == "off" else {})}
+    with running_server(env, tmp_path, honest_frames) as server:
+        if name == "lobby_flood":
+            created = await attacks_play.lobby_games(server.http_url)
+            assert created.get(201, 0) >= 95, created
+        await _run_case(server, name, attack, answered, duration_s, honest_frames, attack_pool)
+
+
+async def _run_case(
+    server: ServerProcess, name: str, attack: Callable[..., Any], answered: Callable[[AbuseReport], None],
+    duration_s: float, honest_frames: list[bytes], attack_pool: ProcessPoolExecutor,
+) -> None:
     target = Target(server.port, duration_s=duration_s)
     report = await run_under_attack(server, honest_frames, attack, attack_pool, name=name, target=target)
     answered(report)

@@ -53,18 +53,22 @@ async def spectator_churn(target: Target) -> dict[str, Any]:
     return {"games": len(games), **joins}
 
 
-async def lobby_flood(target: Target) -> dict[str, Any]:
-    """100 public 40x40 games from 25 addresses, then `GET /api/sessions` as fast as 2 addresses x 8
-    loops can ask, for the rest of the attack."""
+async def lobby_games(http_url: str) -> Counter[int]:
+    """100 public 40x40 games from 25 addresses (made before the honest player's baseline)."""
     created: Counter[int] = Counter()
 
     async def make(address: str) -> None:
-        async with http_client(address, base_url=target.http_url) as http:
+        async with http_client(address, base_url=http_url, timeout=30.0) as http:
             for _ in range(4):
                 response = await http.post("/api/sessions", json={"width": 40, "height": 40})
                 created[response.status_code] += 1
 
     await asyncio.gather(*(make(a) for a in LOBBY_CREATORS))
+    return created
+
+
+async def lobby_flood(target: Target) -> dict[str, Any]:
+    """`GET /api/sessions` as fast as 2 addresses x 8 loops can ask, for the whole attack."""
     deadline = time.monotonic() + target.duration_s
     answers: Counter[int] = Counter()
     largest_page = 0
@@ -79,7 +83,7 @@ async def lobby_flood(target: Target) -> dict[str, Any]:
                     largest_page = max(largest_page, len(response.json()["sessions"]))
 
     await asyncio.gather(*(flood(a) for a in ("127.0.0.3", "127.0.0.6") for _ in range(8)))
-    return {"created": dict(created), "answers": dict(answers), "largest_page": largest_page}
+    return {"answers": dict(answers), "largest_page": largest_page}
 
 
 async def tracker_hoarding(target: Target) -> dict[str, Any]:
