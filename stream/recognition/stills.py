@@ -1,6 +1,5 @@
 """Recognition of single images (`POST /predict`): MediaPipe in static-image mode (no stream to
-track), a small pool of such trackers (one per pool worker at most), an admission gate so uploads
-never queue ahead of the players' frames, and the streams' own recognition path
+track), a small pool of such trackers (one per pool worker at most), and the streams' own recognition path
 (model.recognizer.recognise_frame) minus tracking and smoothing."""
 
 from __future__ import annotations
@@ -47,36 +46,13 @@ class StaticTrackerPool:
                 return
 
 
-class PredictGate:
-    """Admission for /predict jobs: at most `limit` in the shared pool (queued or running) at once.
-
-    /predict is unauthenticated CPU work in the pool the players' frames use; the executor's own
-    queue is unbounded, so without this a flood of uploads would queue ahead of every game. With it,
-    a player's frame waits behind at most `limit` predictions. Used from the event loop only.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = max(1, limit)
-        self.active = 0
-
-    def try_enter(self) -> bool:
-        if self.active >= self.limit:
-            return False
-        self.active += 1
-        return True
-
-    def leave(self) -> None:
-        self.active -= 1
-
-
 class PredictService:
-    """What /predict holds between requests (built by the lifespan): the admission gate and the
-    static-image trackers, and the recognition job it runs in the shared pool."""
+    """What /predict holds between requests (built by the lifespan): the static-image trackers, and
+    the recognition job it runs in the shared pool. Admission and fair turns in the pool are the
+    web layer's (stream.edge.admission.FairGate on `Services.predict_gate`)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        # Leave at least one worker to the players when there are several.
-        self.gate = PredictGate(settings.worker_count - 1)
         self.trackers = StaticTrackerPool(
             lambda: HandTracker(
                 model_complexity=settings.model_complexity,

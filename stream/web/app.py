@@ -29,6 +29,7 @@ from model.classifier import ModelHandle
 from model.feedback import default_feedback_url
 from model.registry import default_tracking_uri
 from stream.durability.service import Durability
+from stream.edge.admission import FairGate
 from stream.edge.hosts import HostGuardMiddleware, allowed_host_names
 from stream.edge.http_metrics import HTTPMetricsMiddleware, sample_event_loop_lag
 from stream.edge.limits import ConnectionLimiter, KeyedRateLimiter
@@ -171,6 +172,13 @@ async def _start(app: Starlette, settings: Settings) -> Services:
         ),
         drift=DriftMonitor(metrics, settings.drift_window, settings.drift_min_frames, tracking_uri),
         predict=PredictService(settings),
+        # Leave at least one pool worker to the players when there are several.
+        predict_gate=FairGate(
+            slots=settings.worker_count - 1,
+            per_key=settings.predict_per_ip,
+            capacity=settings.predict_queue,
+            wait_s=settings.predict_wait_s,
+        ),
         connection_limiter=ConnectionLimiter(settings.max_connections_per_ip),
         create_limiter=KeyedRateLimiter(settings.session_create_per_min, 60.0),
         started_at=time.monotonic(),

@@ -14,6 +14,7 @@ from starlette.requests import HTTPConnection
 
 from model.classifier import ModelHandle
 from stream.durability.service import Durability
+from stream.edge.admission import FairGate
 from stream.edge.limits import ConnectionLimiter, KeyedRateLimiter
 from stream.metrics import Metrics
 from stream.recognition.drift import DriftMonitor
@@ -34,6 +35,7 @@ class Services:
     feedback: FeedbackRecorder
     drift: DriftMonitor
     predict: PredictService
+    predict_gate: FairGate  # POST /predict admission and fair turns in the pool
     connection_limiter: ConnectionLimiter
     create_limiter: KeyedRateLimiter
     started_at: float
