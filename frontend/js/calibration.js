@@ -4,6 +4,7 @@
 // {"type":"calibration_reset"}, {"type":"donate","donate":bool}; each is answered by a
 // {"type":"calibration", recording, samples, donate} message (docs/protocol.md).
 import { gestureIcon } from "./gestures.js";
+import { guardConsent } from "./consent-guard.js";
 
 export const PROMPTS = [
   { gesture: "one", text: "Index finger up" },
@@ -48,6 +49,7 @@ export class Calibration {
     this.$ = (id) => slot.querySelector(`#${id}`);
     this.$("calibrate-start").addEventListener("click", () => this.run());
     this.$("calibration-reset").addEventListener("click", () => this.send({ type: "calibration_reset" }));
+    guardConsent(this.$("calibration-donate"), () => this.root.dataset.donate === "true"); // before the handler
     this.$("calibration-donate").addEventListener("change", (e) => this.send({ type: "donate", donate: e.target.checked }));
   }
 

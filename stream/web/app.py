@@ -33,7 +33,7 @@ from stream.edge.admission import FairGate
 from stream.edge.hosts import HostGuardMiddleware, allowed_host_names
 from stream.edge.http_metrics import HTTPMetricsMiddleware, sample_event_loop_lag
 from stream.edge.limits import ConnectionLimiter, KeyedRateLimiter
-from stream.edge.security import install_log_redaction, security_middleware
+from stream.edge.security import FrameDenyMiddleware, install_log_redaction, security_middleware
 from stream.metrics import Metrics
 from stream.protocol.codes import CLOSE_GOING_AWAY, HOST_NOT_ALLOWED, ORIGIN_NOT_ALLOWED
 from stream.recognition.drift import DriftMonitor, run_drift
@@ -107,6 +107,8 @@ def create_app(
     middleware = [
         # Outermost: counts the refusals of the guards below too.
         Middleware(HTTPMetricsMiddleware, metrics=current_metrics),
+        # Every response, refusals included: no page may be framed by another site (clickjacking).
+        Middleware(FrameDenyMiddleware),
         # Host before Origin: the same-origin check compares Origin with Host, so Host must be ours.
         Middleware(HostGuardMiddleware, names=host_names, on_reject=count_refusal(HOST_NOT_ALLOWED)),
         *security_middleware(settings.allowed_origins, on_reject=count_refusal(ORIGIN_NOT_ALLOWED)),

@@ -39,7 +39,8 @@ def honest_frames() -> list[bytes]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, honest_frames: list[bytes]) -> Iterator[ServerProcess]:
     folder = tmp_path_factory.mktemp("abuse-web")
-    running = ServerProcess({**SERVER_ENV, "GM_DATA_DIR": str(folder / "data")}, folder / "server.log").start()
+    env = {**SERVER_ENV, "GM_DATA_DIR": str(folder / "data")}
+    running = ServerProcess(env, folder / "server.log").start()
     for _ in range(2):  # /predict's static-image tracker exists before any baseline (a bounded cache)
         assert running.predict(honest_frames[0]) == 200
     try:

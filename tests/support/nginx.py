@@ -3,7 +3,8 @@
 `running_nginx(backends, tmp_path) -> Iterator[Nginx]` renders `deploy/nginx/gesture-maze.conf`
 (its `# gm:upstream` server line becomes one line per backend, its `# gm:listen` line a random
 loopback port, and so does the scrape listener's `# gm:metrics-listen` line: `Nginx.metrics_port`)
-inside a minimal main config whose prefix, pid, temp paths and logs all live in `tmp_path`; nginx runs in the foreground (`daemon off`) and is stopped (SIGQUIT, then SIGKILL) on exit.
+inside a minimal main config whose prefix, pid, temp paths and logs all live in `tmp_path`; nginx
+runs in the foreground (`daemon off`) and is stopped (SIGQUIT, then SIGKILL) on exit.
 `backends` are "host:port" strings: several give a scaled-out deployment.
 The shared include files (deploy/nginx/includes/) are linked into the config directory, where the
 configs' relative `include includes/...` paths resolve (nginx resolves them against the directory

@@ -32,11 +32,12 @@ def multipart_bodies() -> list[tuple[str, bytes]]:
     tiny = b"--b\r\n\r\n\r\n"  # a part with no headers and no content: 9 bytes
     count = BODY_BYTES // len(tiny)
     file_part = b'--b\r\nContent-Disposition: form-data; name="file"\r\n\r\n' + _photo() + b"\r\n"
+    plain = "multipart/form-data; boundary=b"
     return [
-        ("multipart/form-data; boundary=b", tiny * count + b"--b--\r\n"),  # ~60,000 empty parts
-        ("multipart/form-data; boundary=b", file_part + tiny * (count - 5000) + b"--b--\r\n"),  # the image first
-        ("multipart/form-data; boundary=b", tiny * count),  # never closed
-        ("multipart/form-data; boundary=b", b"--b\r\nX: " + b"h" * (BODY_BYTES - 20) + b"\r\n--b--\r\n"),  # one head
+        (plain, tiny * count + b"--b--\r\n"),  # ~60,000 empty parts
+        (plain, file_part + tiny * (count - 5000) + b"--b--\r\n"),  # the image first, then tiny parts
+        (plain, tiny * count),  # never closed
+        (plain, b"--b\r\nX: " + b"h" * (BODY_BYTES - 20) + b"\r\n--b--\r\n"),  # one endless part head
         ('multipart/form-data; boundary="' + "q" * 60 + '"', (b"--" + b"q" * 60 + b"\r\n\r\n\r\n") * 7000),
     ]
 
