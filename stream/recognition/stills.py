@@ -1,11 +1,23 @@
 """Recognition of single images (`POST /predict`): MediaPipe in static-image mode (no stream to
-track), a small pool of such trackers (one per pool worker at most), and the streams' own recognition path
-(model.recognizer.recognise_frame) minus tracking and smoothing."""
+track), a small pool of such trackers (one per thread at most), and the streams' own recognition
+path (model.recognizer.recognise_frame) minus tracking and smoothing.
+
+Uploads run in their own small pool (`max(1, workers - 1)` threads, `PredictService.slots`), not in
+the players' frame pool, at a lower CPU priority (nice +10 per thread on Linux; MediaPipe's own
+threads, made from them, inherit it): when the cores are contended the players' frames win, and
+predictions get what is left. The web layer never submits more jobs than there are threads
+(stream.edge.admission.FairGate), so this pool's queue stays empty."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import queue
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 
@@ -15,6 +27,16 @@ from model.landmarks import Hand, HandTracker, detect_padded
 from model.recognizer import RecognitionResult, RecognizerConfig, classify_hand, recognise_frame
 from model.schemes import counting_table
 from stream.settings import Settings
+
+R = TypeVar("R")
+UPLOAD_NICENESS = 10  # CPU weight ~1/10 of a player's frame thread when both want a core
+
+
+def _lower_priority() -> None:
+    """Thread initializer: this thread (and any it starts) yields the CPU to the players' frames."""
+    with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed: run as is
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + UPLOAD_NICENESS)
 
 
 class StaticTrackerPool:
@@ -60,6 +82,10 @@ class PredictService:
                 static_image_mode=True,
             )
         )
+        self.slots = max(1, settings.worker_count - 1)
+        self._executor = ThreadPoolExecutor(
+            self.slots, thread_name_prefix="predict", initializer=_lower_priority
+        )
         self._config = RecognizerConfig.from_settings(settings, static_image_mode=True)
         self._counting = counting_table(settings.counting_map)
 
@@ -80,6 +106,11 @@ class PredictService:
 
         return recognise_frame(image, self._config, detect, classify)
 
+    async def run(self, job: Callable[[], R]) -> R:
+        """Run one upload's job (blocking: parse + recognise) in the uploads' own low-priority pool."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, job)
+
     def close(self) -> None:
-        """Release the trackers (the lifespan's shutdown, from a thread)."""
+        """Finish running jobs, then release the trackers (the lifespan's shutdown, from a thread)."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
         self.trackers.close()

@@ -173,10 +173,9 @@ async def _start(app: Starlette, settings: Settings) -> Services:
             metrics,
         ),
         drift=DriftMonitor(metrics, settings.drift_window, settings.drift_min_frames, tracking_uri),
-        predict=PredictService(settings),
-        # Leave at least one pool worker to the players when there are several.
-        predict_gate=FairGate(
-            slots=settings.worker_count - 1,
+        predict=(predict := PredictService(settings)),
+        predict_gate=FairGate(  # one turn per thread of the uploads' own pool: its queue stays empty
+            slots=predict.slots,
             per_key=settings.predict_per_ip,
             capacity=settings.predict_queue,
             wait_s=settings.predict_wait_s,

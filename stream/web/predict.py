@@ -9,10 +9,11 @@ step bounded before the next costs anything:
    answered without its body being read;
 2. the body, read with a hard size cap (the frame limit plus multipart overhead) and a deadline
    (GM_BODY_TIMEOUT_S, 408 `body_timeout`);
-3. a turn in the shared frame pool: at most `max(1, workers - 1)` predictions hold a pool slot, so
-   players' frames always keep a worker; turns go round-robin across client addresses (fair shares),
-   and a request that gets no turn within GM_PREDICT_WAIT_S gets 503 `server_busy`;
-4. the pool job: the multipart body is parsed there, off the event loop, looking at no more than
+3. a turn in the uploads' own pool (`PredictService`: `max(1, workers - 1)` threads at a lower CPU
+   priority than the players' frame pool, so uploads never take a player's worker or win a core
+   from it); turns go round-robin across client addresses (fair shares), and a request that gets no
+   turn within GM_PREDICT_WAIT_S gets 503 `server_busy`;
+4. the job: the multipart body is parsed there, off the event loop, looking at no more than
    GM_MULTIPART_MAX_PARTS parts (400 `too_many_parts`), then the image is recognised on the streams'
    own path (model.recognizer.recognise_frame) with MediaPipe in static-image mode (a small pool of
    such trackers, one per pool worker at most, kept by the lifespan-owned `PredictService`).
@@ -86,7 +87,7 @@ async def predict_endpoint(request: Request) -> JSONResponse:
         await gate.turn(ticket)
         parts = settings.multipart_max_parts
         job = partial(_recognise_upload, services.predict, body, content_type, parts, models, scheme)
-        running = asyncio.ensure_future(services.pipeline.run(job))
+        running = asyncio.ensure_future(services.predict.run(job))
         try:
             result = await asyncio.shield(running)
         except asyncio.CancelledError:

@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 
+import psutil
 import pytest
 
 from tests.support import web_attacks
@@ -43,6 +44,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, honest_frames: list[bytes])
     running = ServerProcess(env, folder / "server.log").start()
     for _ in range(2):  # /predict's static-image tracker exists before any baseline (a bounded cache)
         assert running.predict(honest_frames[0]) == 200
+    # Uploads run on their own threads at a lower CPU priority than the players' frames.
+    niceness = {os.getpriority(os.PRIO_PROCESS, t.id) for t in psutil.Process(running.pid).threads()}
+    assert {0, 10} <= niceness, niceness
     try:
         yield running
     finally:
