@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 
 from maze import MIN_SIZE
 from model.schemes import SCHEMES
-from stream.edge.bodies import BodyTimeout, BodyTooLarge, read_capped
+from stream.edge.bodies import BodyTimeout, BodyTooLarge, declared_length, read_capped
 from stream.edge.limits import address_key
 from stream.metrics import CONTENT_TYPE
 from stream.protocol.codes import (
@@ -107,7 +107,11 @@ async def create_session(request: Request) -> Response:
     limiter = services.create_limiter
     key = address_key(request.client.host if request.client else None)
     settings = services.settings
-    # Admission first, from the request head: a refused request costs no body read and no parse.
+    # Admission first, from the request head: a refused request costs no body read and no parse. A
+    # declared oversize body is told so (413) without taking one of the address's creations.
+    declared = declared_length(request)
+    if declared is not None and declared > settings.max_text_bytes:
+        return error_response(413, BODY_TOO_LARGE, str(BodyTooLarge(settings.max_text_bytes, declared)))
     if not limiter.allow(key):
         retry = limiter.retry_after(key)
         headers = {"Retry-After": str(max(1, math.ceil(retry)))} if math.isfinite(retry) else None
