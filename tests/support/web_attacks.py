@@ -47,6 +47,10 @@ def costly_json() -> bytes:
     return ("[" + ",".join(["1e308"] * 680) + "]").encode()[:4096].rsplit(b",", 1)[0] + b"]"
 
 
+def _code(response: httpx.Response) -> str:
+    return response.json().get("error", {}).get("code", "ok")
+
+
 async def body_parsers(target: Target) -> dict[str, Any]:
     """Costly multipart bodies to POST /predict and costly JSON to POST /api/sessions, from 4
     addresses, each keeping 2 uploads in flight (within its /predict share, so they are parsed)."""
@@ -63,7 +67,7 @@ async def body_parsers(target: Target) -> dict[str, Any]:
                 content_type, body = bodies[i % len(bodies)]
                 i += 1
                 response = await http.post("/predict", content=body, headers={"content-type": content_type})
-                answers[f"{response.status_code} {response.json()['error']['code']}"] += 1
+                answers[f"{response.status_code} {_code(response)}"] += 1
                 sent["predict"] += 1
 
     async def creates(address: str) -> None:
@@ -72,7 +76,7 @@ async def body_parsers(target: Target) -> dict[str, Any]:
                 response = await http.post(
                     "/api/sessions", content=json_body, headers={"content-type": "application/json"}
                 )
-                answers[f"create {response.status_code} {response.json()['error']['code']}"] += 1
+                answers[f"create {response.status_code} {_code(response)}"] += 1
                 sent["create"] += 1
 
     await asyncio.gather(
