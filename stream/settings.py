@@ -277,6 +277,31 @@ class Settings:
         "POST /predict: when no hand is found, retry on the image padded by these fractions of its longer "
         "side on every side, in order (comma separated; empty: no retry).",
     )
+    predict_per_ip: int = _env(
+        "GM_PREDICT_PER_IP", 2,
+        "POST /predict requests one client address may have admitted at once (body being read, waiting "
+        "or running); more: 429 `too_many_in_flight`, answered before the body is read (0 = no cap).",
+    )
+    predict_queue: int = _env(
+        "GM_PREDICT_QUEUE", 16,
+        "POST /predict requests admitted at once server-wide (it bounds their bodies in memory to this "
+        "many times the frame limit); more: 503 `server_busy`, answered before the body is read.",
+    )
+    predict_wait_s: float = _env(
+        "GM_PREDICT_WAIT_S", 2.0,
+        "How long an admitted POST /predict waits for its turn in the frame pool (turns go round-robin "
+        "across client addresses); longer: 503 `server_busy`.",
+    )
+    multipart_max_parts: int = _env(
+        "GM_MULTIPART_MAX_PARTS", 4,
+        "Parts a multipart/form-data body may have (POST /predict reads one, field `file`); more: 400 "
+        "`too_many_parts`, found with bounded work off the event loop.",
+    )
+    body_timeout_s: float = _env(
+        "GM_BODY_TIMEOUT_S", 10.0,
+        "A request body (POST /predict, POST /api/sessions) not complete this long after the app began "
+        "reading it: 408 `body_timeout` (0 = no deadline).",
+    )
 
     # --- message size, rate and origin limits (docs/security.md) ------------------------------
     max_frame_bytes: int = _env("GM_MAX_FRAME_BYTES", 512 * 1024, "Largest binary frame accepted.")

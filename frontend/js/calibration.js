@@ -3,6 +3,7 @@
 // adapts recognition to this player's hand. Protocol: {"type":"calibrate","gesture":name|null},
 // {"type":"calibration_reset"}, {"type":"donate","donate":bool}; each is answered by a
 // {"type":"calibration", recording, samples, donate} message (docs/protocol.md).
+import { guardConsent } from "./consent-guard.js";
 import { gestureIcon, gestureLabel } from "./gestures.js";
 
 export const PROMPTS = [
@@ -49,6 +50,7 @@ export class Calibration {
     this.$ = (id) => slot.querySelector(`#${id}`);
     this.$("calibrate-start").addEventListener("click", () => this.run());
     this.$("calibration-reset").addEventListener("click", () => this.send({ type: "calibration_reset" }));
+    guardConsent(this.$("calibration-donate"), () => this.root.dataset.donate === "true"); // before the handler
     this.$("calibration-donate").addEventListener("change", (e) => this.send({ type: "donate", donate: e.target.checked }));
   }
 

@@ -7,6 +7,7 @@
 // Wiring (player.js): `const feedback = new Feedback(container, send)`, then
 // `if (feedback.onMessage(msg)) return;` at the top of the message handler.
 
+import { guardConsent } from "./consent-guard.js";
 import { gestureLabel } from "./gestures.js";
 
 const CONSENT_KEY = "gm.feedbackConsent";
@@ -49,6 +50,7 @@ export class Feedback {
     container.append(this.root);
 
     this.undo.addEventListener("click", () => this.requestUndo());
+    guardConsent(this.consent, () => localStorage.getItem(CONSENT_KEY) === "1"); // before the handler
     this.consent.addEventListener("change", () => {
       localStorage.setItem(CONSENT_KEY, this.consent.checked ? "1" : "0");
       this.send({ type: "consent", feedback: this.consent.checked });

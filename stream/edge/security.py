@@ -17,6 +17,10 @@ API:
   when the list is empty (same-origin only: browsers need no CORS headers for that).
 - `security_middleware(allowed, on_reject=None) -> list[Middleware]`: CORS (if any) + origin guard,
   to pass as `Starlette(middleware=...)`.
+- `FrameDenyMiddleware(app)`: pure ASGI middleware; every HTTP response (pages, the client's scripts,
+  API answers and errors alike) gets `X-Frame-Options: DENY` and `Content-Security-Policy:
+  frame-ancestors 'none'` unless it already carries that header, so no other site can frame a page
+  and trick a click on it (clickjacking). The proxy configs add the same where the app did not answer.
 - `new_token() -> str`: an unguessable URL-safe token (256 bits).
 - `tokens_equal(a: str | None, b: str | None) -> bool`: constant-time comparison (hmac.compare_digest);
   None or "" never equals anything.
@@ -207,3 +211,28 @@ def install_log_redaction(names: tuple[str, ...] = ("uvicorn.access", "uvicorn.e
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactingFilter) for f in logger.filters):
             logger.addFilter(RedactingFilter())
+
+
+FRAME_HEADERS = ((b"x-frame-options", b"DENY"), (b"content-security-policy", b"frame-ancestors 'none'"))
+
+
+class FrameDenyMiddleware:
+    """No page of ours may be framed by anyone (clickjacking): see the module docstring."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or ())
+                present = {name.lower() for name, _ in headers}
+                headers += [(name, value) for name, value in FRAME_HEADERS if name not in present]
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

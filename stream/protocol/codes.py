@@ -33,6 +33,7 @@ TOO_MANY_SPECTATORS = "too_many_spectators"
 TOO_MANY_CONNECTIONS = "too_many_connections"
 SERVER_BUSY = "server_busy"
 TOO_MANY_STREAMS = "too_many_streams"  # the server holds as many hand trackers as it may
+TOO_MANY_IN_FLIGHT = "too_many_in_flight"  # this address already has its share of requests in progress
 SHUTTING_DOWN = "shutting_down"
 STORE_UNAVAILABLE = "store_unavailable"  # the session store is unreachable: changes are paused
 HOST_NOT_ALLOWED = "host_not_allowed"
@@ -50,6 +51,8 @@ IDLE_TIMEOUT = "idle_timeout"
 # --- HTTP requests -----------------------------------------------------------------------------
 BAD_REQUEST = "bad_request"
 BODY_TOO_LARGE = "body_too_large"
+BODY_TIMEOUT = "body_timeout"  # the request body did not arrive within GM_BODY_TIMEOUT_S
+TOO_MANY_PARTS = "too_many_parts"  # a multipart body with more than GM_MULTIPART_MAX_PARTS parts
 REQUEST_LINE_TOO_LONG = "request_line_too_long"
 HEADER_TOO_LARGE = "header_too_large"
 HEADER_TIMEOUT = "header_timeout"

@@ -1,12 +1,23 @@
 """Recognition of single images (`POST /predict`): MediaPipe in static-image mode (no stream to
-track), a small pool of such trackers (one per pool worker at most), an admission gate so uploads
-never queue ahead of the players' frames, and the streams' own recognition path
-(model.recognizer.recognise_frame) minus tracking and smoothing."""
+track), a small pool of such trackers (one per thread at most), and the streams' own recognition
+path (model.recognizer.recognise_frame) minus tracking and smoothing.
+
+Uploads run in their own small pool (`max(1, workers - 1)` threads, `PredictService.slots`), not in
+the players' frame pool, at a lower CPU priority (nice +10 per thread on Linux; MediaPipe's own
+threads, made from them, inherit it): when the cores are contended the players' frames win, and
+predictions get what is left. The web layer never submits more jobs than there are threads
+(stream.edge.admission.FairGate), so this pool's queue stays empty."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import queue
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 
@@ -16,6 +27,16 @@ from model.landmarks import Hand, HandTracker, detect_padded
 from model.recognizer import RecognitionResult, RecognizerConfig, classify_hand, recognise_frame
 from model.schemes import counting_table
 from stream.settings import Settings
+
+R = TypeVar("R")
+UPLOAD_NICENESS = 10  # CPU weight ~1/10 of a player's frame thread when both want a core
+
+
+def _lower_priority() -> None:
+    """Thread initializer: this thread (and any it starts) yields the CPU to the players' frames."""
+    with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed: run as is
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + UPLOAD_NICENESS)
 
 
 class StaticTrackerPool:
@@ -47,42 +68,23 @@ class StaticTrackerPool:
                 return
 
 
-class PredictGate:
-    """Admission for /predict jobs: at most `limit` in the shared pool (queued or running) at once.
-
-    /predict is unauthenticated CPU work in the pool the players' frames use; the executor's own
-    queue is unbounded, so without this a flood of uploads would queue ahead of every game. With it,
-    a player's frame waits behind at most `limit` predictions. Used from the event loop only.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = max(1, limit)
-        self.active = 0
-
-    def try_enter(self) -> bool:
-        if self.active >= self.limit:
-            return False
-        self.active += 1
-        return True
-
-    def leave(self) -> None:
-        self.active -= 1
-
-
 class PredictService:
-    """What /predict holds between requests (built by the lifespan): the admission gate and the
-    static-image trackers, and the recognition job it runs in the shared pool."""
+    """What /predict holds between requests (built by the lifespan): the static-image trackers, and
+    the recognition job it runs in the shared pool. Admission and fair turns in the pool are the
+    web layer's (stream.edge.admission.FairGate on `Services.predict_gate`)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        # Leave at least one worker to the players when there are several.
-        self.gate = PredictGate(settings.worker_count - 1)
         self.trackers = StaticTrackerPool(
             lambda: HandTracker(
                 model_complexity=settings.model_complexity,
                 min_detection_confidence=settings.min_detection_confidence,
                 static_image_mode=True,
             )
+        )
+        self.slots = max(1, settings.worker_count - 1)
+        self._executor = ThreadPoolExecutor(
+            self.slots, thread_name_prefix="predict", initializer=_lower_priority
         )
         self._config = RecognizerConfig.from_settings(settings, static_image_mode=True)
         self._counting = counting_table(settings.counting_map)
@@ -104,6 +106,11 @@ class PredictService:
 
         return recognise_frame(image, self._config, detect, classify)
 
+    async def run(self, job: Callable[[], R]) -> R:
+        """Run one upload's job (blocking: parse + recognise) in the uploads' own low-priority pool."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, job)
+
     def close(self) -> None:
-        """Release the trackers (the lifespan's shutdown, from a thread)."""
+        """Finish running jobs, then release the trackers (the lifespan's shutdown, from a thread)."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
         self.trackers.close()

@@ -18,11 +18,12 @@ from starlette.responses import JSONResponse, Response
 
 from maze import MIN_SIZE
 from model.schemes import SCHEMES
-from stream.edge.bodies import BodyTooLarge, read_capped
+from stream.edge.bodies import BodyTimeout, BodyTooLarge, declared_length, read_capped
 from stream.edge.limits import address_key
 from stream.metrics import CONTENT_TYPE
 from stream.protocol.codes import (
     BAD_REQUEST,
+    BODY_TIMEOUT,
     BODY_TOO_LARGE,
     NOT_FOUND,
     RATE_LIMITED,
@@ -107,17 +108,28 @@ async def create_session(request: Request) -> Response:
     limiter = services.create_limiter
     key = address_key(request.client.host if request.client else None)
     settings = services.settings
-    try:
-        options = parse_create_body(await read_capped(request, settings.max_text_bytes), settings)
-    except BodyTooLarge as exc:
-        return error_response(413, BODY_TOO_LARGE, str(exc))
-    except BadRequest as exc:
-        return error_response(400, BAD_REQUEST, str(exc))
+    # Admission first, from the request head: a refused request costs no body read and no parse. A
+    # declared oversize body is told so (413) without taking one of the address's creations.
+    declared = declared_length(request)
+    if declared is not None and declared > settings.max_text_bytes:
+        return error_response(413, BODY_TOO_LARGE, str(BodyTooLarge(settings.max_text_bytes, declared)))
     if not limiter.allow(key):
         retry = limiter.retry_after(key)
         headers = {"Retry-After": str(max(1, math.ceil(retry)))} if math.isfinite(retry) else None
         return error_response(429, RATE_LIMITED, "too many sessions created from this address", headers)
     registry = services.registry
+    try:
+        raw = await read_capped(request, settings.max_text_bytes, settings.body_timeout_s or None)
+        # On the loop on purpose: json.loads of <= GM_MAX_TEXT_BYTES (4 KiB) is one C call holding the
+        # GIL (< 1 ms measured for the costliest shapes), which a thread would not make cheaper for the
+        # loop; what bounds it is the rate limit above (docs/security.md, "Bodies").
+        options = parse_create_body(raw, settings)
+    except BodyTooLarge as exc:
+        return error_response(413, BODY_TOO_LARGE, str(exc))
+    except BodyTimeout as exc:
+        return error_response(408, BODY_TIMEOUT, str(exc))
+    except BadRequest as exc:
+        return error_response(400, BAD_REQUEST, str(exc))
     try:
         registry.check_room(key)  # before building the maze: a refusal costs nothing
         game = await run_in_threadpool(registry.new_game, options)  # CPU work, off the event loop

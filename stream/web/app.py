@@ -29,10 +29,11 @@ from model.classifier import ModelHandle
 from model.feedback import default_feedback_url
 from model.registry import default_tracking_uri
 from stream.durability.service import Durability
+from stream.edge.admission import FairGate
 from stream.edge.hosts import HostGuardMiddleware, allowed_host_names
 from stream.edge.http_metrics import HTTPMetricsMiddleware, sample_event_loop_lag
 from stream.edge.limits import ConnectionLimiter, KeyedRateLimiter
-from stream.edge.security import install_log_redaction, security_middleware
+from stream.edge.security import FrameDenyMiddleware, install_log_redaction, security_middleware
 from stream.edge.trackers import TrackerBudget
 from stream.metrics import Metrics
 from stream.protocol.codes import CLOSE_GOING_AWAY, HOST_NOT_ALLOWED, ORIGIN_NOT_ALLOWED
@@ -108,6 +109,8 @@ def create_app(
     middleware = [
         # Outermost: counts the refusals of the guards below too.
         Middleware(HTTPMetricsMiddleware, metrics=current_metrics),
+        # Every response, refusals included: no page may be framed by another site (clickjacking).
+        Middleware(FrameDenyMiddleware),
         # Host before Origin: the same-origin check compares Origin with Host, so Host must be ours.
         Middleware(HostGuardMiddleware, names=host_names, on_reject=count_refusal(HOST_NOT_ALLOWED)),
         *security_middleware(settings.allowed_origins, on_reject=count_refusal(ORIGIN_NOT_ALLOWED)),
@@ -189,7 +192,13 @@ async def _start(app: Starlette, settings: Settings) -> Services:
             metrics=metrics,
         ),
         drift=DriftMonitor(metrics, settings.drift_window, settings.drift_min_frames, tracking_uri),
-        predict=PredictService(settings),
+        predict=(predict := PredictService(settings)),
+        predict_gate=FairGate(  # one turn per thread of the uploads' own pool: its queue stays empty
+            slots=predict.slots,
+            per_key=settings.predict_per_ip,
+            capacity=settings.predict_queue,
+            wait_s=settings.predict_wait_s,
+        ),
         trackers=TrackerBudget(settings.max_trackers, settings.max_trackers_per_ip, metrics),
         connection_limiter=ConnectionLimiter(settings.max_connections_per_ip),
         create_limiter=KeyedRateLimiter(settings.session_create_per_min, 60.0),

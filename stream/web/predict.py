@@ -1,44 +1,77 @@
 """`POST /predict`: recognise the gesture in one uploaded image (the seed API's shape).
 
-Accepts a multipart form with the image in field `file`, or a raw `image/jpeg` body. The body is
-read with a hard size cap (never more than the frame limit plus multipart overhead in memory), the
-CPU work runs in the shared frame pool, and single images use MediaPipe in static-image mode (no
-stream to track): a small pool of such trackers, one per pool worker at most, is kept by the
-lifespan-owned `PredictService`. Recognition is the streams' own path (model.recognizer.recognise_frame).
+Accepts a multipart form with the image in field `file`, or a raw `image/jpeg` body. In order, each
+step bounded before the next costs anything:
+
+1. admission, from the request head alone (`stream.edge.admission.FairGate`, `Services.predict_gate`):
+   at most GM_PREDICT_PER_IP requests per client address (429 `too_many_in_flight`) and
+   GM_PREDICT_QUEUE server-wide (503 `server_busy`) are admitted at once; a refused request is
+   answered without its body being read;
+2. the body, read with a hard size cap (the frame limit plus multipart overhead) and a deadline
+   (GM_BODY_TIMEOUT_S, 408 `body_timeout`);
+3. a turn in the uploads' own pool (`PredictService`: `max(1, workers - 1)` threads at a lower CPU
+   priority than the players' frame pool, so uploads never take a player's worker or win a core
+   from it); turns go round-robin across client addresses (fair shares), and a request that gets no
+   turn within GM_PREDICT_WAIT_S gets 503 `server_busy`;
+4. the job: the multipart body is parsed there, off the event loop, looking at no more than
+   GM_MULTIPART_MAX_PARTS parts (400 `too_many_parts`), then the image is recognised on the streams'
+   own path (model.recognizer.recognise_frame) with MediaPipe in static-image mode (a small pool of
+   such trackers, one per pool worker at most, kept by the lifespan-owned `PredictService`).
 """
 
 from __future__ import annotations
 
-import re
+import asyncio
 import time
 from functools import partial
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from model.classifier import ModelHandle
 from model.frames import FrameError
+from model.recognizer import RecognitionResult
 from model.schemes import SCHEMES
-from stream.edge.bodies import BodyTooLarge, read_capped
-from stream.protocol.codes import BAD_REQUEST, MODEL_UNAVAILABLE, SERVER_BUSY, SHUTTING_DOWN
+from stream.edge.admission import FairGate, Refused, Ticket
+from stream.edge.bodies import BodyTimeout, BodyTooLarge, MultipartError, multipart_field, read_capped
+from stream.edge.limits import address_key
+from stream.protocol.codes import (
+    BAD_REQUEST,
+    BODY_TIMEOUT,
+    MODEL_UNAVAILABLE,
+    SERVER_BUSY,
+    SHUTTING_DOWN,
+    TOO_MANY_IN_FLIGHT,
+)
 from stream.recognition.pipeline import observe_frame_error, observe_recognition
+from stream.recognition.stills import PredictService
 from stream.web.errors import error_response
 from stream.web.services import services_of
 
-_MULTIPART_OVERHEAD = 16 * 1024  # boundaries and part headers on top of the image itself
-_BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
-_FIELD_NAME = re.compile(rb'\bname="([^"]*)"', re.IGNORECASE)
+MULTIPART_OVERHEAD = 16 * 1024  # boundaries and part headers on top of the image itself
+_RETRY = {"Retry-After": "1"}
 
 
 class PredictError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+_REFUSALS = {
+    "per_key": PredictError(
+        429, TOO_MANY_IN_FLIGHT, "this address already has predictions in progress; await them first", _RETRY
+    ),
+    "full": PredictError(503, SERVER_BUSY, "too many predictions in progress; retry shortly", _RETRY),
+    "busy": PredictError(503, SERVER_BUSY, "too many predictions in progress; retry shortly", _RETRY),
+}
 
 
 async def predict_endpoint(request: Request) -> JSONResponse:
     services = services_of(request)
-    settings, metrics, predict = services.settings, services.metrics, services.predict
+    settings, metrics, gate = services.settings, services.metrics, services.predict_gate
     started = time.perf_counter()
+    ticket = None
     try:
         scheme = request.query_params.get("scheme", settings.default_scheme)
         if scheme not in SCHEMES:
@@ -46,22 +79,35 @@ async def predict_endpoint(request: Request) -> JSONResponse:
         models = services.models
         if models is None:
             raise PredictError(503, MODEL_UNAVAILABLE, "no gesture model is loaded")
-        image = await _read_image(request, settings.max_frame_bytes)
         if services.pipeline.closed:
             raise PredictError(503, SHUTTING_DOWN, "the server is shutting down")
-        if not predict.gate.try_enter():
-            raise PredictError(503, SERVER_BUSY, "too many predictions in progress; retry shortly")
+        ticket = gate.admit(address_key(request.client.host if request.client else None))
+        content_type = request.headers.get("content-type", "")
+        body = await _read_body(request, content_type, settings.max_frame_bytes, settings.body_timeout_s)
+        await gate.turn(ticket)
+        parts = settings.multipart_max_parts
+        job = partial(_recognise_upload, services.predict, body, content_type, parts, models, scheme)
+        running = asyncio.ensure_future(services.predict.run(job))
         try:
-            result = await services.pipeline.run(partial(predict.recognise, image, models, scheme))
-        finally:
-            predict.gate.leave()
+            result = await asyncio.shield(running)
+        except asyncio.CancelledError:
+            # The job runs on in the pool: its slot is given back when it ends, not before.
+            running.add_done_callback(partial(_leave_when_done, gate, ticket))
+            ticket = None
+            raise
+    except Refused as exc:
+        refusal = _REFUSALS[exc.reason]
+        metrics.errors.labels(code=refusal.code).inc()
+        return error_response(refusal.status, refusal.code, refusal.message, refusal.headers)
     except PredictError as exc:
-        headers = {"Retry-After": "1"} if exc.code == SERVER_BUSY else None
-        return error_response(exc.status, exc.code, exc.message, headers)
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
     except FrameError as exc:
         observe_frame_error(metrics, exc.code)
         status = 413 if exc.code == "frame_too_large" else 400
         return error_response(status, exc.code, exc.message)
+    finally:
+        if ticket is not None:
+            gate.leave(ticket)
     observe_recognition(metrics, result)
     return JSONResponse(
         {
@@ -75,34 +121,37 @@ async def predict_endpoint(request: Request) -> JSONResponse:
     )
 
 
-async def _read_image(request: Request, max_bytes: int) -> bytes:
-    content_type = request.headers.get("content-type", "")
-    multipart = content_type.lower().startswith("multipart/form-data")
-    cap = max_bytes + (_MULTIPART_OVERHEAD if multipart else 0)
+def _leave_when_done(gate: FairGate, ticket: Ticket, done: asyncio.Future[RecognitionResult]) -> None:
+    if not done.cancelled():
+        done.exception()  # retrieved: nobody awaits it any more
+    gate.leave(ticket)
+
+
+def _is_multipart(content_type: str) -> bool:
+    return content_type.lower().startswith("multipart/form-data")
+
+
+async def _read_body(request: Request, content_type: str, max_bytes: int, timeout_s: float) -> bytes:
+    cap = max_bytes + (MULTIPART_OVERHEAD if _is_multipart(content_type) else 0)
     try:
-        body = await read_capped(request, cap)
+        return await read_capped(request, cap, timeout_s or None)
     except BodyTooLarge as exc:
         raise FrameError("frame_too_large", f"{exc} (frame limit {max_bytes} bytes)") from None
-    if multipart:
-        return _multipart_file(body, content_type)
-    return body
+    except BodyTimeout as exc:
+        raise PredictError(408, BODY_TIMEOUT, str(exc)) from None
 
 
-def _multipart_file(body: bytes, content_type: str) -> bytes:
-    """The content of form field `file` (a minimal RFC 7578 reader: one part wanted, no nesting)."""
-    match = _BOUNDARY.search(content_type)
-    if match is None:
-        raise PredictError(400, BAD_REQUEST, "multipart body without a boundary")
-    delimiter = b"--" + match.group(1).encode("latin-1")
-    for part in body.split(delimiter)[1:]:
-        if part.startswith(b"--"):
-            break  # closing delimiter
-        head, sep, content = part.partition(b"\r\n\r\n")
-        if not sep:
-            continue
-        for line in head.split(b"\r\n"):
-            if line.lower().startswith(b"content-disposition:"):
-                name = _FIELD_NAME.search(line)
-                if name is not None and name.group(1) == b"file":
-                    return content[:-2] if content.endswith(b"\r\n") else content
-    raise FrameError("empty_frame", "no image: send multipart field `file` or a raw image/jpeg body")
+def _recognise_upload(
+    predict: PredictService, body: bytes, content_type: str, max_parts: int, models: ModelHandle, scheme: str
+) -> RecognitionResult:
+    """The pool job (blocking): the image out of its multipart body, then its recognition."""
+    image = body
+    if _is_multipart(content_type):
+        try:
+            found = multipart_field(body, content_type, "file", max_parts)
+        except MultipartError as exc:
+            raise PredictError(400, exc.code, str(exc)) from None
+        if found is None:
+            raise FrameError("empty_frame", "no image: send multipart field `file` or a raw image/jpeg body")
+        image = found
+    return predict.recognise(image, models, scheme)

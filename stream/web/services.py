@@ -14,6 +14,7 @@ from starlette.requests import HTTPConnection
 
 from model.classifier import ModelHandle
 from stream.durability.service import Durability
+from stream.edge.admission import FairGate
 from stream.edge.limits import ConnectionLimiter, KeyedRateLimiter
 from stream.edge.trackers import TrackerBudget
 from stream.metrics import Metrics
@@ -37,6 +38,7 @@ class Services:
     drift: DriftMonitor
     predict: PredictService
     trackers: TrackerBudget
+    predict_gate: FairGate  # POST /predict admission and fair turns in the pool
     connection_limiter: ConnectionLimiter
     create_limiter: KeyedRateLimiter
     join_limiter: KeyedRateLimiter  # WebSocket handshakes per address

@@ -146,7 +146,9 @@ def max_overlap(intervals: list[tuple[float, float]]) -> int:
 
 def bodies_refused(report: AbuseReport) -> None:
     outcome = report.outcome
-    assert set(outcome["answers"]) == {(413, "body_too_large"), (413, "frame_too_large")}, outcome
+    # A chunked create body (no length to judge by) may meet the creation rate first: 429, from the head.
+    answers = set(outcome["answers"]) - {(429, "rate_limited")}
+    assert answers == {(413, "body_too_large"), (413, "frame_too_large")}, outcome
 
 
 def costly_jpegs_refused(report: AbuseReport) -> None:

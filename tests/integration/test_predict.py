@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 
 import httpx
 import numpy as np
@@ -146,10 +148,101 @@ async def test_a_flood_is_shed_not_queued(gestures_dir):
                 return await http.post("/predict", content=photo, headers={"content-type": "image/jpeg"})
 
             responses = await asyncio.gather(*(one() for _ in range(16)))
-            busy = [r for r in responses if r.status_code == 503]
+            # One address: beyond its share (GM_PREDICT_PER_IP) it is told at once, before its body.
+            refused = [r for r in responses if r.status_code == 429]
             assert any(r.status_code == 200 and r.json()["gesture"] == "palm" for r in responses)
-            assert busy and all(r.json()["error"]["code"] == "server_busy" for r in busy)
-            assert all(r.headers["retry-after"] == "1" for r in busy)
-            assert {r.status_code for r in responses} <= {200, 503}
+            assert refused and all(r.json()["error"]["code"] == "too_many_in_flight" for r in refused)
+            assert all(r.headers["retry-after"] == "1" for r in refused)
+            assert {r.status_code for r in responses} <= {200, 429, 503}
             # Once the flood is over the endpoint serves again.
             assert (await one()).status_code == 200
+
+
+# --- admission before the body, bounded parsing ---------------------------------------------------
+def _head(port: int, length: int, content_type: str = "image/jpeg") -> bytes:
+    return (
+        f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+async def _open(port: int, address: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", port, local_addr=(address, 0))
+
+
+async def _answer(reader: asyncio.StreamReader, wait_s: float = 5.0) -> tuple[int, dict[str, str], dict]:
+    head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), wait_s)).decode("latin-1")
+    lines = head.split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+    body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), wait_s)
+    return int(lines[0].split(" ", 2)[1]), headers, json.loads(body)
+
+
+async def test_requests_are_admitted_before_their_body_is_read(gestures_dir):
+    photo = (gestures_dir / "palm.jpg").read_bytes()
+    settings = Settings.from_env({}).replace(predict_per_ip=1, predict_queue=2, body_timeout_s=1.5)
+    with live_server(settings, workers=2) as running:
+        port = running.port
+        # 127.0.0.3 starts an upload and trickles it: it holds its admission (its one share).
+        _, slow = await _open(port, "127.0.0.3")
+        slow.write(_head(port, len(photo)) + photo[:100])
+        await slow.drain()
+        await asyncio.sleep(0.2)
+        # Its second request is refused from the head alone: no body byte was ever sent.
+        reader, writer = await _open(port, "127.0.0.3")
+        writer.write(_head(port, len(photo)))
+        await writer.drain()
+        status, headers, body = await _answer(reader)
+        assert (status, body["error"]["code"], headers["retry-after"]) == (429, "too_many_in_flight", "1")
+        writer.close()
+        # 127.0.0.6 takes the last place (GM_PREDICT_QUEUE=2), also trickling; 127.0.0.7 finds it full.
+        _, slow2 = await _open(port, "127.0.0.6")
+        slow2.write(_head(port, len(photo)) + photo[:100])
+        await slow2.drain()
+        await asyncio.sleep(0.2)
+        reader, writer = await _open(port, "127.0.0.7")
+        writer.write(_head(port, len(photo)))
+        await writer.drain()
+        status, headers, body = await _answer(reader)
+        assert (status, body["error"]["code"], headers["retry-after"]) == (503, "server_busy", "1")
+        writer.close()
+        # A trickled body is cut off at GM_BODY_TIMEOUT_S (408), which gives the places back.
+        async with httpx.AsyncClient(base_url=running.http_url, timeout=30) as http:
+            deadline = asyncio.get_running_loop().time() + 10
+            while True:
+                response = await http.post("/predict", content=photo, headers={"content-type": "image/jpeg"})
+                if response.status_code == 200 or asyncio.get_running_loop().time() > deadline:
+                    break
+                await asyncio.sleep(0.2)
+            assert response.status_code == 200, response.text
+        for trickled in (slow, slow2):
+            trickled.close()
+        services = running.app.state.services
+        assert services.predict_gate.admitted_count == 0 and not services.predict_gate._per_key
+
+
+def test_body_timeout_and_too_many_parts(gestures_dir):
+    photo = (gestures_dir / "palm.jpg").read_bytes()
+    with live_server(Settings.from_env({}), body_timeout_s=1.0) as running, httpx.Client(
+        base_url=running.http_url, timeout=30
+    ) as client:
+        with socket.create_connection(("127.0.0.1", running.port), timeout=10) as sock:
+            sock.sendall(_head(running.port, len(photo)) + photo[:10])
+            data = b""
+            while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 408") and b'"body_timeout"' in data, data[:300]
+        # Tiny parts, as many as fit (the attack body): refused, clearly, whatever comes after.
+        boundary = "b"
+        parts = b"".join(b"--b\r\n\r\n\r\n" for _ in range(5)) + b"--b--\r\n"
+        many = b"--b\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n" + photo + b"\r\n" + parts
+        content_type = {"content-type": f"multipart/form-data; boundary={boundary}"}
+        _error(client.post("/predict", content=many, headers=content_type), 400, "too_many_parts")
+        flood = b"--b\r\n\r\n\r\n" * 60_000 + b"--b--\r\n"  # 527 KiB
+        _error(client.post("/predict", content=flood, headers=content_type), 400, "too_many_parts")
+        # A few extra fields are fine.
+        ok = client.post("/predict", files={"file": ("p.jpg", photo, "image/jpeg")}, data={"note": "x"})
+        assert ok.status_code == 200 and ok.json()["gesture"] == "palm", ok.text

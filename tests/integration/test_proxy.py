@@ -80,3 +80,49 @@ def test_site_config_takes_several_backends(tmp_path: Path) -> None:
     site = render_site(["127.0.0.1:9001", "127.0.0.1:9002"], 8080)
     assert "server 127.0.0.1:9001;" in site and "server 127.0.0.1:9002;" in site
     assert "listen 127.0.0.1:8080;" in site
+
+
+# --- /metrics is private; every page refuses to be framed (issue #26 items 9 and 10) -------------
+def test_metrics_are_refused_publicly_and_served_on_the_scrape_listener(proxied: Nginx) -> None:
+    for path in ("/metrics", "/metrics?x=1", "//metrics", "/%6Detrics", "/metrics/", "/metrics/../metrics"):
+        response = httpx.get(f"{proxied.http_url}{path}", timeout=10)
+        assert response.status_code == 404, (path, response.status_code, response.text[:200])
+        assert "gesture_maze_" not in response.text, path
+    head = httpx.head(f"{proxied.http_url}/metrics", timeout=10)
+    assert head.status_code == 404
+    # The scrape listener (bound to 127.0.0.1): /metrics from the backend, nothing else.
+    assert proxied.metrics_port is not None
+    scrape = f"http://127.0.0.1:{proxied.metrics_port}"
+    response = httpx.get(f"{scrape}/metrics", timeout=10)
+    assert response.status_code == 200 and "gesture_maze_sessions" in response.text, response.text[:300]
+    other = httpx.get(f"{scrape}/api/sessions", timeout=10)
+    assert other.status_code == 404 and other.json()["error"]["code"] == "not_found"
+    # Its allow-list: another address (here another loopback one) is refused even if it gets through.
+    outsider = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.9"), timeout=10)
+    with outsider:
+        refused = outsider.get(f"{scrape}/metrics")
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden", refused.text
+
+
+def test_pages_and_refusals_through_the_proxy_forbid_framing(proxied: Nginx) -> None:
+    for path in ("/", "/watch.html", "/lobby.html", "/health", "/metrics", "/no/such/page"):
+        response = httpx.get(f"{proxied.http_url}{path}", timeout=10)
+        # Once each: the app's own headers pass, nginx adds them only where the app did not answer.
+        assert response.headers.get_list("x-frame-options") == ["DENY"], (path, response.headers)
+        csp = response.headers.get_list("content-security-policy")
+        assert len(csp) == 1 and "frame-ancestors 'none'" in csp[0], (path, csp)
+    big = httpx.post(f"{proxied.http_url}/api/sessions", content=b"{" * 700_000, timeout=10)
+    assert big.status_code == 413 and big.headers["x-frame-options"] == "DENY"  # nginx's own answer
+
+
+def test_cluster_proxy_refuses_metrics(tmp_path: Path) -> None:
+    from tests.support.nginx_proxy import nginx_proxy
+
+    with live_server(Settings.from_env({})) as backend, nginx_proxy(
+        [f"127.0.0.1:{backend.port}"], tmp_path / "cluster"
+    ) as base:
+        response = httpx.get(f"{base}/metrics", timeout=10)
+        assert response.status_code == 404 and "gesture_maze_" not in response.text
+        page = httpx.get(f"{base}/", timeout=10)
+        assert page.status_code == 200 and page.headers.get_list("x-frame-options") == ["DENY"]
+        assert httpx.get(f"{base}/health", timeout=10).status_code == 200

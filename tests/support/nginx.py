@@ -2,8 +2,9 @@
 
 `running_nginx(backends, tmp_path) -> Iterator[Nginx]` renders `deploy/nginx/gesture-maze.conf`
 (its `# gm:upstream` server line becomes one line per backend, its `# gm:listen` line a random
-loopback port) inside a minimal main config whose prefix, pid, temp paths and logs all live in
-`tmp_path`; nginx runs in the foreground (`daemon off`) and is stopped (SIGQUIT, then SIGKILL) on exit.
+loopback port, and so does the scrape listener's `# gm:metrics-listen` line: `Nginx.metrics_port`)
+inside a minimal main config whose prefix, pid, temp paths and logs all live in `tmp_path`; nginx
+runs in the foreground (`daemon off`) and is stopped (SIGQUIT, then SIGKILL) on exit.
 `backends` are "host:port" strings: several give a scaled-out deployment.
 The shared include files (deploy/nginx/includes/) are linked into the config directory, where the
 configs' relative `include includes/...` paths resolve (nginx resolves them against the directory
@@ -53,6 +54,7 @@ class Nginx(LoopbackUrls):
     port: int
     prefix: Path
     process: subprocess.Popen[bytes]
+    metrics_port: int | None = None  # the scrape listener (gesture-maze.conf), bound to 127.0.0.1
 
 
     def error_log(self) -> str:
@@ -60,7 +62,7 @@ class Nginx(LoopbackUrls):
         return path.read_text(errors="replace") if path.exists() else ""
 
 
-def render_site(backends: Sequence[str], port: int) -> str:
+def render_site(backends: Sequence[str], port: int, metrics_port: int | None = None) -> str:
     site = SITE_CONF.read_text()
     upstream = "\n".join(f"    server {backend};" for backend in backends)
     site, found = re.subn(r"^ *server [^;]+; *# gm:upstream$", upstream, site, flags=re.MULTILINE)
@@ -68,6 +70,9 @@ def render_site(backends: Sequence[str], port: int) -> str:
     listen = f"    listen 127.0.0.1:{port};"
     site, found = re.subn(r"^ *listen [^;]+; *# gm:listen$", listen, site, flags=re.MULTILINE)
     assert found == 1, "the site config lost its `# gm:listen` line"
+    metrics = f"    listen 127.0.0.1:{metrics_port or free_port()};"
+    site, found = re.subn(r"^ *listen [^;]+; *# gm:metrics-listen$", metrics, site, flags=re.MULTILINE)
+    assert found == 1, "the site config lost its `# gm:metrics-listen` line"
     return site
 
 
@@ -107,10 +112,11 @@ def running_nginx(backends: Sequence[str], tmp_path: Path, timeout_s: float = 10
         raise ValueError("nginx needs at least one backend")
     prefix = tmp_path / "nginx"
     prefix.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    (prefix / "site.conf").write_text(render_site(backends, port))
+    port, metrics_port = free_port(), free_port()
+    (prefix / "site.conf").write_text(render_site(backends, port, metrics_port))
     (prefix / "nginx.conf").write_text(_MAIN.format(prefix=prefix))
     link_includes(prefix)
     command = [str(binary), "-p", str(prefix), "-c", str(prefix / "nginx.conf")]
     with serve_nginx(command, port, prefix, timeout_s) as nginx:
+        nginx.metrics_port = metrics_port
         yield nginx
