@@ -623,7 +623,7 @@ async def test_stuck_spectator_is_cut_off_without_slowing_anyone(honest_frames: 
         )
         assert (await recv_json(stuck))["type"] == "welcome"  # then it never reads again
         live = slow_server.app.state.services.registry.get(session["session_id"])
-        assert len(live.spectators) == 1
+        assert len(live.audience.spectators) == 1
         before = await scrape(slow_server)
         async with player(slow_server, session) as owner:
             # Modest bursts: this test is about the stuck reader, not about flooding the event loop.
@@ -637,15 +637,16 @@ async def test_stuck_spectator_is_cut_off_without_slowing_anyone(honest_frames: 
             drainer = asyncio.create_task(drain_owner())
 
             async def attack(iteration: int) -> None:
-                if live.spectators:  # each restart is one ~5 kB state for the stuck spectator
+                if live.audience.spectators:  # each restart is one ~5 kB state for the stuck spectator
                     for text in moves:
                         await owner.send(text)
 
             try:
                 await under_attack(slow_server, honest_frames, attack)
                 deadline = time.monotonic() + 120
-                print(f"stuck spectator still connected after the attack phase: {bool(live.spectators)}")
-                while live.spectators:
+                still = bool(live.audience.spectators)
+                print(f"stuck spectator still connected after the attack phase: {still}")
+                while live.audience.spectators:
                     assert time.monotonic() < deadline, "the stuck spectator was never cut off"
                     await attack(0)
                     await asyncio.sleep(0.2)
