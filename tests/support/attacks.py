@@ -598,3 +598,31 @@ async def plain_text_errors(target: Target) -> dict[str, Any]:
         return out
 
     return {"answers": [a for answers in await repeat(target, once) for a in answers]}
+
+
+# --- for tests/integration/test_hardening.py ---------------------------------------------------
+def predict_flood(http_url: str, photo: bytes, seconds: float, uploaders: int) -> list[int]:
+    """`uploaders` concurrent clients POST `photo` to /predict for `seconds`; every status answered.
+    Run in its own process, so the flood's client-side work never delays the measuring client."""
+
+    async def flood() -> list[int]:
+        statuses: list[int] = []
+        stop_at = time.monotonic() + seconds
+
+        async def uploader(http: Any) -> None:
+            while time.monotonic() < stop_at:
+                response = await http.post("/predict", content=photo, headers={"content-type": "image/jpeg"})
+                statuses.append(response.status_code)
+                if response.status_code != 200:
+                    assert response.status_code in (429, 503), response.text
+                    assert response.json()["error"]["code"]
+                    await asyncio.sleep(0.05)
+
+        import httpx
+
+        limits = httpx.Limits(max_connections=uploaders)
+        async with httpx.AsyncClient(base_url=http_url, limits=limits, timeout=60) as http:
+            await asyncio.gather(*(uploader(http) for _ in range(uploaders)))
+        return statuses
+
+    return asyncio.run(flood())
