@@ -142,7 +142,8 @@ def test_config_names_exist_in_settings() -> None:
     assert env["GM_STORE_URL"].startswith("redis://") and env["GM_HOST"] == "0.0.0.0"
     assert int(env["GM_PORT"]) == Settings().port
     refs = app_container()["envFrom"]
-    assert {"configMapRef": {"name": "gesture-maze"}} in refs and {"secretRef": {"name": "gesture-maze"}} in refs
+    assert {"configMapRef": {"name": "gesture-maze"}} in refs
+    assert {"secretRef": {"name": "gesture-maze"}} in refs
 
 
 def test_selectors_match_the_pods() -> None:
