@@ -105,6 +105,6 @@ printf '{"base": "%s", "image": "%s", "base_bytes": %s, "image_bytes": %s, "adde
 if [[ " $* " == *" run "* ]]; then
   port="${GM_PORT:-8000}"
   log "serving on http://127.0.0.1:$port (Ctrl-C stops)"
-  exec "${PODMAN[@]}" run --rm --network host -e GM_HOST=127.0.0.1 -e GM_PORT="$port" "$IMAGE" \
+  exec "${PODMAN[@]}" run --rm --no-healthcheck --network host -e GM_HOST=127.0.0.1 -e GM_PORT="$port" "$IMAGE" \
     gesture-maze serve --host 127.0.0.1 --port "$port"
 fi

@@ -76,7 +76,9 @@ class Container(LoopbackUrls):
 
     def start(self, timeout: float = 90) -> Container:
         flags = [f"--env={k}={v}" for k, v in self.env.items()]
-        podman("run", "-d", "--name", self.name, "--network", "host", *flags, self.image,
+        # --no-healthcheck: podman schedules HEALTHCHECKs with systemd timers (none in CI); the
+        # test polls /health itself.
+        podman("run", "-d", "--no-healthcheck", "--name", self.name, "--network", "host", *flags, self.image,
                "gesture-maze", "serve", "--host", "127.0.0.1", "--port", str(self.port))
         deadline = time.monotonic() + timeout
         while True:
