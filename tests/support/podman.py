@@ -98,7 +98,7 @@ class Container(LoopbackUrls):
         return result.stdout + result.stderr
 
     def remove(self) -> None:
-        podman("rm", "--force", "--time", "10", self.name, check=False, timeout=60)
+        podman("rm", "--force", "--volumes", "--time", "10", self.name, check=False, timeout=60)
 
 
 @contextlib.contextmanager
