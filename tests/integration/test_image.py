@@ -48,6 +48,12 @@ def test_the_image_is_lean(build: Build) -> None:
     assert "mlflow-skinny" in found["dists"] and "mlflow" not in found["dists"]
     cv2 = {d for d in found["dists"] if d.startswith("opencv")}
     assert cv2 == {"opencv-contrib-python-headless"}  # one cv2, no GUI libraries needed
+    # What model/ imports from mlflow to load `models:/` URIs is all in mlflow-skinny.
+    client = ("from mlflow.tracking import MlflowClient; from mlflow.artifacts import download_artifacts; "
+              "from mlflow.models import Model; from mlflow.exceptions import MlflowException; "
+              "from model.classifier import load_classifier; print(load_classifier(None).info.name)")
+    loaded = podman("run", "--rm", "--no-healthcheck", IMAGE, "python", "-c", client).stdout
+    assert loaded.strip() == "default"
     # HEALTHCHECK survives (built --format docker; an OCI image would drop it).
     assert "/health" in podman("image", "inspect", "--format", "{{json .Config.Healthcheck}}", IMAGE).stdout
 
