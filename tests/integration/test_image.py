@@ -4,17 +4,28 @@ a non-root process, and the image's size (docs/deployment.md#the-image)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 from websockets.asyncio.client import connect
 
+from model.classifier import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
 from tests.integration.durable_helpers import play, states_until
 from tests.integration.test_play_watch import http, maze_of, recv, recv_type
 from tests.support.frames import jittered_frames
+from tests.support.net import free_port, stop_process
 from tests.support.paths import REPO_ROOT
 from tests.support.podman import IMAGE, Build, Container, build_images, podman, running
+from tests.unit.test_train import run_train, write_subset
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -92,3 +103,50 @@ async def test_a_game_with_a_spectator_and_a_real_photo_recognised(container: Co
                 if reply["hand"]:
                     gestures.append(reply["gesture"])
             assert gestures.count("like") >= 4, gestures
+
+
+@pytest.fixture(scope="module")
+def registry(landmarks_csv: Path) -> Iterator[tuple[str, Path]]:
+    """A model trained and registered where training runs (the dev venv, full mlflow) and a real
+    MLflow tracking server over that registry: what the serving image reads `models:/` URIs from."""
+    tmp = Path(tempfile.mkdtemp(prefix="gm-registry-"))
+    tmp.chmod(0o755)  # the container's user reads the artifacts at the same path (mounted read-only)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    store = f"sqlite:///{tmp / 'mlflow.db'}"
+    try:
+        subset = write_subset(landmarks_csv, tmp / "subset.csv", per_class=60, seed=1)
+        run_train("--data", str(subset), "--quick", "--no-loso",
+                  env={"MLFLOW_TRACKING_URI": store, "GM_DATA_DIR": str(tmp / "data")})
+        with (tmp / "mlflow.log").open("wb") as log:
+            server = subprocess.Popen(
+                [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                 "--workers", "1", "--backend-store-uri", store],
+                cwd=tmp, stdout=log, stderr=subprocess.STDOUT,
+            )
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                        break
+                log_text = (tmp / "mlflow.log").read_text
+                assert server.poll() is None and time.monotonic() < deadline, log_text()
+                time.sleep(0.3)
+            yield url, tmp
+        finally:
+            stop_process(server)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def test_serves_a_registered_model_with_the_mlflow_client(registry: tuple[str, Path]) -> None:
+    # mlflow-skinny (no full mlflow, no pandas in the image) resolves models:/...@champion over HTTP.
+    env = {"GESTURE_MODEL_URI": f"models:/{REGISTERED_MODEL_NAME}@{CHAMPION_ALIAS}",
+           "MLFLOW_TRACKING_URI": registry[0]}
+    with running(IMAGE, env, volumes=[f"{registry[1]}:{registry[1]}:ro"]) as served:
+        health = (await http("GET", f"{served.http_url}/health")).json()
+        assert health["model"] == {"name": REGISTERED_MODEL_NAME, "version": "1"}, health
+        response = await http("POST", f"{served.http_url}/predict",
+                              files={"file": ("like.jpg", PHOTO.read_bytes(), "image/jpeg")})
+        assert response.status_code == 200 and response.json()["gesture"] == "like", response.text

@@ -67,15 +67,18 @@ def build_images(log: Path, *args: str, timeout: float = 1500) -> Build:
 class Container(LoopbackUrls):
     """One container of the image, on the host network (no port mapping needed) at a free port."""
 
-    def __init__(self, image: str = IMAGE, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, image: str = IMAGE, env: dict[str, str] | None = None, volumes: list[str] | None = None
+    ) -> None:
         self.image = image
+        self.volumes = volumes or []
         self.port = free_port()
         self.name = f"gm-test-{uuid.uuid4().hex[:8]}"
         self.env = {"GM_HOST": "127.0.0.1", "GM_PORT": str(self.port), "GM_LOG_LEVEL": "warning",
                     **(env or {})}
 
     def start(self, timeout: float = 90) -> Container:
-        flags = [f"--env={k}={v}" for k, v in self.env.items()]
+        flags = [f"--env={k}={v}" for k, v in self.env.items()] + [f"--volume={v}" for v in self.volumes]
         # --no-healthcheck: podman schedules HEALTHCHECKs with systemd timers (none in CI); the
         # test polls /health itself.
         podman("run", "-d", "--no-healthcheck", "--name", self.name, "--network", "host", *flags, self.image,
@@ -102,8 +105,10 @@ class Container(LoopbackUrls):
 
 
 @contextlib.contextmanager
-def running(image: str = IMAGE, env: dict[str, str] | None = None) -> Iterator[Container]:
-    container = Container(image, env)
+def running(
+    image: str = IMAGE, env: dict[str, str] | None = None, volumes: list[str] | None = None
+) -> Iterator[Container]:
+    container = Container(image, env, volumes)
     try:
         yield container.start()
     finally:
