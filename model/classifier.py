@@ -381,8 +381,8 @@ def load_registered(
     name: str, version: str, *, alias: str | None = None, tracking_uri: str | None = None
 ) -> GestureClassifier:
     """One registry version: download its artifacts, load `model.skops` with our trusted types."""
+    import yaml  # mlflow-skinny's dependency
     from mlflow.artifacts import download_artifacts
-    from mlflow.models import Model
 
     client = _registry_client(tracking_uri)
     source = f"models:/{name}@{alias}" if alias else f"models:/{name}/{version}"
@@ -392,7 +392,9 @@ def load_registered(
             local = Path(
                 download_artifacts(artifact_uri=artifact_uri, dst_path=tmp, tracking_uri=tracking_uri)
             )
-            metadata = Model.load(str(local / "MLmodel")).metadata or {}
+            # The MLmodel file as YAML: mlflow.models.Model would parse the signature, which needs
+            # pandas (full mlflow); serving has only mlflow-skinny.
+            metadata = (yaml.safe_load((local / "MLmodel").read_text()) or {}).get("metadata") or {}
             feature_version = _check_feature_version(metadata.get("feature_version"), source)
             estimator = load_skops(local / MODEL_FILE)
             openset = load_openset(local)

@@ -76,7 +76,8 @@ export class LiveSocket {
       if (this.ws !== ws) return;
       this.ws = null;
       if (this.stopped) return;
-      if (FATAL_CODES.has(ev.code) || this.fatal) {
+      // A draining server refuses new sockets with `shutting_down` (1008): another one will answer.
+      if ((FATAL_CODES.has(ev.code) && this.lastError?.code !== "shutting_down") || this.fatal) {
         this.status("failed", { code: ev.code, reason: ev.reason, error: this.lastError });
         return;
       }

@@ -218,6 +218,8 @@ async def health(request: Request) -> Response:
     models = services.models
     info = models.current.info if models is not None else None
     durability = services.durability
+    if services.shutting_down:  # draining: readiness fails so no new player is sent here
+        return JSONResponse({"status": "shutting_down"}, status_code=503)
     return JSONResponse(
         {
             "status": "ok" if info is not None and not durability.degraded else "degraded",

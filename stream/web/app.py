@@ -36,7 +36,7 @@ from stream.edge.limits import ConnectionLimiter, KeyedRateLimiter
 from stream.edge.security import FrameDenyMiddleware, install_log_redaction, security_middleware
 from stream.edge.trackers import TrackerBudget
 from stream.metrics import Metrics
-from stream.protocol.codes import CLOSE_GOING_AWAY, HOST_NOT_ALLOWED, ORIGIN_NOT_ALLOWED
+from stream.protocol.codes import CLOSE_GOING_AWAY, HOST_NOT_ALLOWED, ORIGIN_NOT_ALLOWED, SHUTTING_DOWN
 from stream.recognition.drift import DriftMonitor, run_drift
 from stream.recognition.feedback import ContributorIds, FeedbackRecorder
 from stream.recognition.pipeline import FramePipeline
@@ -227,7 +227,8 @@ def _services(app: Starlette) -> Services | None:
 
 
 async def drain(app: Starlette) -> None:
-    """Graceful stop (idempotent): finish in-flight frames, then close every socket with 1001.
+    """Graceful stop (idempotent): refuse new sockets, finish in-flight frames, then tell every player
+    and spectator (`error` `shutting_down`) and close its socket with 1001, so it reconnects elsewhere.
 
     Called by stream.server.runner before uvicorn's own shutdown (which would close sockets with
     1012), and again from the lifespan's end as a fallback.
@@ -235,11 +236,13 @@ async def drain(app: Starlette) -> None:
     services = _services(app)
     if services is None or services.shutting_down:
         return
-    services.shutting_down = True
+    services.shutting_down = True  # from here /health answers 503 and new sockets are refused
     registry, durability = services.registry, services.durability
     connections = [conn for session in registry for conn in session.audience.connections()]
     connections += durability.relayed_connections()  # spectators of games run elsewhere
     await services.pipeline.shutdown()  # in-flight frames finish and their replies are queued
+    for conn in connections:  # why the 1001 follows: every state sent so far is stored, resume elsewhere
+        conn.send_error(SHUTTING_DOWN, "the server is shutting down; reconnect to continue")
     await registry.close_all(CLOSE_GOING_AWAY, "server shutting down")
     durability.close_relays()
     if connections:

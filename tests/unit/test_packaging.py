@@ -41,8 +41,15 @@ def dockerfile_stages() -> list[list[tuple[str, str]]]:
             word, _, rest = line.partition(" ")
             if word.upper() == "FROM":
                 stages.append([])
-            stages[-1].append((word.upper(), rest.strip()))
+            if stages:  # global ARGs (before the first FROM) are read by base_image()
+                stages[-1].append((word.upper(), rest.strip()))
     return stages
+
+
+def base_image() -> str:
+    """The BASE build argument's default: every stage starts from it or from an earlier stage."""
+    (default,) = re.findall(r"^ARG BASE=(\S+)$", DOCKERFILE.read_text(), re.MULTILINE)
+    return default
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
@@ -88,8 +95,13 @@ def lock_pins() -> dict[str, str]:
 
 
 def test_image_is_python_311_slim_non_root_with_one_process() -> None:
-    assert instruction("FROM") == ["python:3.11-slim"]
-    assert all(s[0][1].split()[0] == "python:3.11-slim" for s in dockerfile_stages())  # one Python
+    assert base_image() == "python:3.11-slim"
+    names: list[str] = []
+    for found in dockerfile_stages():  # one Python: each stage is the base or builds on a stage
+        source, *alias = found[0][1].split()
+        assert source == "${BASE}" or source in names, found[0]
+        names.append(alias[-1])
+    assert names[-1] == "serve"  # a plain `docker build .` gives the serving image
     (user,) = instruction("USER")
     assert user not in {"root", "0"}
     cmd = exec_form(instruction("CMD")[-1])
@@ -105,7 +117,7 @@ def test_image_is_python_311_slim_non_root_with_one_process() -> None:
 def test_image_ports_env_and_healthcheck_match_settings() -> None:
     assert instruction("EXPOSE") == [str(Settings().port)]
     env = {}
-    for args in instruction("ENV"):
+    for args in [a for w, a in stage("runtime") if w == "ENV"] + instruction("ENV"):
         env.update(dict(pair.split("=", 1) for pair in shlex.split(args)))
     app_env = {name: value for name, value in env.items() if name.startswith("GM_")}
     assert app_env.keys() <= SETTINGS_ENV
@@ -116,12 +128,12 @@ def test_image_ports_env_and_healthcheck_match_settings() -> None:
 
 
 def test_dependencies_are_installed_from_the_lock_before_the_wheel_is_copied() -> None:
-    steps = dockerfile_instructions()
+    steps = stage("runtime")
     copies = [i for i, (word, _) in enumerate(steps) if word == "COPY"]
     lock_copy = next(i for i in copies if "requirements.lock" in steps[i][1])
     lock_install = next(i for i, (w, a) in enumerate(steps) if w == "RUN" and "-c requirements.lock" in a)
     wheel_copy = next(i for i in copies if steps[i][1].startswith("--from=wheel "))
-    package_install = next(i for i, (w, a) in enumerate(steps) if w == "RUN" and "pip install --no-deps" in a)
+    package_install = next(i for i, (w, a) in enumerate(steps) if w == "RUN" and ".whl" in a)
     # Source changes invalidate the wheel stage and the last two steps, never the dependency layer.
     assert lock_copy < lock_install < wheel_copy < package_install
     assert not any(re.search(r"\b(stream|model|maze|frontend)/", steps[i][1]) for i in copies)
@@ -133,10 +145,10 @@ def test_the_image_installs_the_wheel_built_from_the_sources() -> None:
     assert {"stream/", "model/", "maze/", "frontend/", "pyproject.toml"} <= copied
     (wheel_dir,) = re.findall(r"pip wheel --no-deps --wheel-dir (\S+) \.$",
                               " ".join(a for w, a in build if w == "RUN"))
-    (from_wheel,) = [args.split() for word, args in dockerfile_instructions()
+    (from_wheel,) = [args.split() for word, args in stage("runtime")
                      if word == "COPY" and args.startswith("--from=wheel ")]
     assert from_wheel[1].rstrip("/") == wheel_dir
-    (install,) = [a for w, a in dockerfile_instructions() if w == "RUN" and "pip install --no-deps" in a]
+    (install,) = [a for w, a in stage("runtime") if w == "RUN" and ".whl" in a]
     assert re.search(rf"pip install --no-deps {re.escape(from_wheel[2].rstrip('/'))}/gesture_maze-\*\.whl",
                      install)
     # No hand-placed files: nothing is copied into an interpreter's site-packages (whose path names
