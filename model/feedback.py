@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +30,16 @@ MAX_FRAMES_PER_EVENT = 16
 MAX_LABEL_CHARS = 40
 
 
+FEEDBACK_URL_ENV = "GM_FEEDBACK_URL"
+
+
 def default_feedback_url(data_dir: str | Path) -> str:
-    return f"sqlite:///{Path(data_dir).resolve() / 'feedback.db'}"
+    return f"sqlite:///{Path(data_dir).expanduser().resolve() / 'feedback.db'}"
+
+
+def configured_feedback_url(environ: Mapping[str, str]) -> str | None:
+    """`GM_FEEDBACK_URL` from the `environ` passed in (empty counts as unset, as in the server's settings)."""
+    return environ.get(FEEDBACK_URL_ENV) or None
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,18 @@ from model.classifier import (
 )
 
 LIBRARIES = ("scikit-learn", "numpy", "skops", "mlflow", "mediapipe")
+DATA_DIR_ENV = "GM_DATA_DIR"
+# Local state (MLflow sqlite store, artifacts, feedback): outside the checkout by default. The one owner
+# of this default: `stream.settings.Settings.data_dir` uses it too.
+DEFAULT_DATA_DIR = "~/.local/share/gesture-maze"
+
+
+def default_data_dir(environ: Mapping[str, str] | None = None) -> str:
+    """The local state directory: `GM_DATA_DIR` from `environ` when it is set there, else
+    `DEFAULT_DATA_DIR` (not expanded). `environ` is passed in; model/ never reads the environment."""
+    if environ is not None and DATA_DIR_ENV in environ:
+        return environ[DATA_DIR_ENV]
+    return DEFAULT_DATA_DIR
 
 
 def default_tracking_uri(data_dir: str | Path, environ: Mapping[str, str] | None = None) -> str:

@@ -48,9 +48,22 @@ from model.classifier import REGISTERED_MODEL_NAME, load_registered
 from model.estimators import Candidate, build
 from model.evaluation import Scores, score
 from model.features import features_from_xy
-from model.feedback import FeedbackStore, StoredFeedback, default_feedback_url, fingerprint
+from model.feedback import (
+    FeedbackStore,
+    StoredFeedback,
+    configured_feedback_url,
+    default_feedback_url,
+    fingerprint,
+)
 from model.openset import DEFAULT_MIN_ACCEPT, NO_GESTURE, OPENSET_FILE
-from model.registry import current_champion, default_tracking_uri, ensure_experiment, register, set_champion
+from model.registry import (
+    current_champion,
+    default_data_dir,
+    default_tracking_uri,
+    ensure_experiment,
+    register,
+    set_champion,
+)
 from model.splits import Augmentation, as_recorded, augmented
 
 log = logging.getLogger("gesture_maze.retrain")
@@ -220,10 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         load_split_data,
         negative_paths,
     )
-    from stream.settings import Settings
-
-    settings = Settings.from_env()
-    data_dir = Path(args.data_dir or settings.data_dir)
+    data_dir = Path(args.data_dir or default_data_dir(os.environ)).expanduser()
     data_dir.mkdir(parents=True, exist_ok=True)
     tracking_uri = args.tracking_uri or default_tracking_uri(data_dir, os.environ)
     os.environ.setdefault("MLFLOW_TRACKING_URI", tracking_uri)  # `models:/m-...` sources resolve with it
@@ -239,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     candidate = champion_candidate(champ_run.data.params)
     augmentation = augmentation_of(args, Augmentation.from_params(champ_run.data.params))
 
-    feedback_url = args.feedback_url or settings.feedback_url or default_feedback_url(data_dir)
+    feedback_url = args.feedback_url or configured_feedback_url(os.environ) or default_feedback_url(data_dir)
     store = FeedbackStore(feedback_url)
     try:
         stored = store.count()

@@ -71,6 +71,7 @@ from model.openset import (
 )
 from model.registry import (
     current_champion,
+    default_data_dir,
     default_tracking_uri,
     ensure_experiment,
     library_versions,
@@ -612,10 +613,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from stream.settings import Settings
-
     started = time.perf_counter()
-    data_dir = Path(args.data_dir or Settings.from_env().data_dir).expanduser()
+    data_dir = Path(args.data_dir or default_data_dir(os.environ)).expanduser()
     data_dir.mkdir(parents=True, exist_ok=True)
     tracking_uri = args.tracking_uri or default_tracking_uri(data_dir, os.environ)
     mlflow.set_tracking_uri(tracking_uri)

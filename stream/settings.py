@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from model.registry import DEFAULT_DATA_DIR
 from model.schemes import DEFAULT_COUNTING_MAP
 
 
@@ -74,7 +75,7 @@ class Settings:
     port: int = _env("GM_PORT", 8000, "TCP port uvicorn listens on.")
     log_level: str = _env("GM_LOG_LEVEL", "info", "Python log level (debug, info, warning, error).")
     data_dir: str = _env(
-        "GM_DATA_DIR", "~/.local/share/gesture-maze",
+        "GM_DATA_DIR", DEFAULT_DATA_DIR,
         "Directory for local state (MLflow sqlite store, artifacts); never inside the checkout by default.",
     )
 
