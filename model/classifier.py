@@ -30,7 +30,7 @@ import numpy as np
 
 from model import support_hands
 from model.features import FEATURE_VERSION, N_FEATURES
-from model.openset import NO_GESTURE, OPENSET_FILE, OpenSetHead, pairwise_coupling, softmax
+from model.openset import NO_GESTURE, OPENSET_FILE, OpenSetHead, is_no_gesture, pairwise_coupling, softmax
 from model.personal import PlayerAdapter
 
 log = logging.getLogger(__name__)
@@ -253,6 +253,10 @@ class GestureClassifier:
         return self.openset.coupling
 
     @property
+    def _no_gesture_min(self) -> float | None:
+        return self.openset.no_gesture_min if self.openset is not None else None
+
+    @property
     def gestures(self) -> tuple[str, ...]:
         """The classes that are gestures (`classes` without a trained `no_gesture` class)."""
         return tuple(c for c in self._classes if c != NO_GESTURE)
@@ -300,7 +304,7 @@ class GestureClassifier:
         out = np.zeros(len(np.atleast_2d(features)), dtype=bool)
         if NO_GESTURE in self._classes:
             p = self.predict_proba(features) if proba is None else proba
-            out |= np.asarray(self._classes)[np.argmax(p, axis=1)] == NO_GESTURE
+            out |= is_no_gesture(p, self._classes.index(NO_GESTURE), self._no_gesture_min)
         if self.openset is not None:
             out |= self.openset.rejects(self.scaled(features))
         return out
@@ -327,9 +331,14 @@ class GestureClassifier:
         best = int(np.argmax(proba))
         answer, confidence = self._classes[best], float(proba[best])
         closest = answer
-        if answer == NO_GESTURE:  # a model with a trained no_gesture class: the likeliest gesture
-            gestures = np.asarray([c != NO_GESTURE for c in self._classes])
-            closest = self._classes[int(np.argmax(np.where(gestures, proba, -1.0)))]
+        if NO_GESTURE in self._classes:  # a trained no_gesture class; `closest` is the likeliest gesture
+            ng = self._classes.index(NO_GESTURE)
+            gesture = int(np.argmax(np.where(np.arange(len(proba)) == ng, -1.0, proba)))
+            closest = self._classes[gesture]
+            if is_no_gesture(proba, ng, self._no_gesture_min):
+                answer, confidence = NO_GESTURE, float(proba[ng])
+            else:
+                answer, confidence = closest, float(proba[gesture])
         if self.openset is None and adapter is None:
             return Prediction(answer, confidence, closest)
         if z is None:

@@ -123,6 +123,16 @@ def fit_pairwise_sigmoid(ovo: np.ndarray, y_index: np.ndarray, n_classes: int) -
     return float(lr.coef_[0, 0]), float(lr.intercept_[0])
 
 
+def is_no_gesture(proba: np.ndarray, no_gesture: int, minimum: float | None) -> np.ndarray:
+    """(N, K) or (K,) probabilities of a model with a trained `no_gesture` class (column
+    `no_gesture`) -> whether the answer is `no_gesture`: its probability is at least `minimum`, or
+    (None) it is the most likely class."""
+    p = np.asarray(proba)
+    if minimum is None:
+        return np.argmax(p, axis=-1) == no_gesture
+    return p[..., no_gesture] >= minimum
+
+
 def fit_temperature(logits: np.ndarray, y_index: np.ndarray) -> float:
     """The inverse temperature `beta` minimising the NLL of `softmax(beta * logits)` on held-out rows."""
     from scipy.optimize import minimize_scalar
@@ -204,6 +214,9 @@ class OpenSetHead:
     # Platt sigmoid (a, b) of an SVM's pairwise decisions, coupled into probabilities; None: the
     # temperature is over the one-vs-rest vote scores (format 1).
     coupling: tuple[float, float] | None = None
+    # A model with a trained no_gesture class answers it when its probability is at least this
+    # (chosen on leave-one-source-out folds); None: when it is the most likely class.
+    no_gesture_min: float | None = None
 
     @classmethod
     def fit_reference(cls, scaled_train: np.ndarray, components: int = DEFAULT_COMPONENTS) -> OpenSetHead:
@@ -222,14 +235,14 @@ class OpenSetHead:
         ref = ((np.asarray(scaled_train, np.float64) - self.pca_mean) @ self.pca_components.T)
         return OpenSetHead(self.beta, self.pca_mean, self.pca_components,
                            ref.astype(np.float16).astype(np.float32), self.threshold, self.known_quantiles,
-                           self.negatives, self.coupling)
+                           self.negatives, self.coupling, self.no_gesture_min)
 
     def with_negatives(self, scaled_negatives: np.ndarray | None) -> OpenSetHead:
         """Same head; the known non-gesture rows replaced (standardised features; None: none)."""
         neg = None if scaled_negatives is None or len(scaled_negatives) == 0 else \
             self._project(scaled_negatives).astype(np.float16).astype(np.float32)
         return OpenSetHead(self.beta, self.pca_mean, self.pca_components, self.reference, self.threshold,
-                           self.known_quantiles, neg, self.coupling)
+                           self.known_quantiles, neg, self.coupling, self.no_gesture_min)
 
     def _project(self, scaled: np.ndarray) -> np.ndarray:
         return (np.atleast_2d(np.asarray(scaled, dtype=np.float32)) - self.pca_mean) @ self.pca_components.T
@@ -289,6 +302,8 @@ class OpenSetHead:
         if self.coupling is not None:
             extra["coupling_a"] = np.float64(self.coupling[0])
             extra["coupling_b"] = np.float64(self.coupling[1])
+        if self.no_gesture_min is not None:
+            extra["no_gesture_min"] = np.float64(self.no_gesture_min)
         np.savez_compressed(
             path, format=np.int64(_FORMAT if self.coupling is not None else 1), beta=np.float64(self.beta),
             pca_mean=self.pca_mean, pca_components=self.pca_components,
@@ -304,13 +319,16 @@ class OpenSetHead:
                 raise ValueError(f"{path}: unknown open-set format {int(f['format'])}")
             negatives = f["negatives"].astype(np.float32) if "negatives" in f.files else None
             coupling = (float(f["coupling_a"]), float(f["coupling_b"])) if "coupling_a" in f.files else None
+            no_gesture_min = float(f["no_gesture_min"]) if "no_gesture_min" in f.files else None
             return cls(float(f["beta"]), f["pca_mean"].astype(np.float32),
                        f["pca_components"].astype(np.float32), f["reference"].astype(np.float32),
-                       float(f["threshold"]), f["known_quantiles"].astype(np.float32), negatives, coupling)
+                       float(f["threshold"]), f["known_quantiles"].astype(np.float32), negatives, coupling,
+                       no_gesture_min)
 
     def summary(self) -> dict[str, Any]:
         return {"beta": self.beta, "threshold": self.threshold,
                 "coupling": None if self.coupling is None else list(self.coupling),
+                "no_gesture_min": self.no_gesture_min,
                 "components": int(self.pca_components.shape[0]),
                 "reference_rows": int(self.reference.shape[0]),
                 "known_negative_rows": 0 if self.negatives is None else int(self.negatives.shape[0])}

@@ -72,7 +72,7 @@ RUN_ONLY_PARAMS = frozenset({
     "family", "train_rows", "selected_by", "mirrored_training_rows", "rotated_copies", "max_rotation_degrees",
     "feedback_train_events",
     "feedback_train_frames", "feedback_holdout_events", "parent_version", "min_accept", "negatives_files",
-    "quick",
+    "quick", "loso_accept",
 })
 
 

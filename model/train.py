@@ -69,6 +69,7 @@ from model.openset import (
     expected_calibration_error,
     fit_pairwise_sigmoid,
     fit_temperature,
+    is_no_gesture,
     pairwise_coupling,
     reliability_table,
     softmax,
@@ -113,6 +114,7 @@ DEFAULT_NATURAL_DIR = Path(__file__).resolve().parent.parent / "data" / "natural
 # Gesture hands of people no model is trained on (HaGRID's test people): evaluation only.
 DEFAULT_HELDOUT_DIR = Path(__file__).resolve().parent.parent / "data" / "heldout"
 NATURAL_SPLIT_SEED = 7
+DEFAULT_LOSO_ACCEPT = 0.95
 # Feature-vector column prefixes for the ablation: each adds the next block of model.features.BLOCKS.
 _BLOCK_ENDS = np.cumsum(list(BLOCKS.values()))
 FEATURE_SUBSETS = {"+".join(list(BLOCKS)[: k + 1]): slice(0, int(end)) for k, end in enumerate(_BLOCK_ENDS)}
@@ -263,6 +265,10 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
                    help="landmark CSV of gesture hands of people never trained on, evaluation only (repeat; "
                    f"default: every CSV in {DEFAULT_HELDOUT_DIR})")
     p.add_argument("--no-ablation", action="store_true", help="skip the mirroring/feature ablation")
+    p.add_argument("--loso-accept", type=float, default=DEFAULT_LOSO_ACCEPT,
+                   help="share of a new person's true gestures (leave-one-source-out folds) the trained "
+                   f"no_gesture class must still answer with a gesture: sets its probability cut (default "
+                   f"{DEFAULT_LOSO_ACCEPT}; without LOSO the class answers when it is the most likely)")
     p.add_argument("--min-accept", type=float, default=DEFAULT_MIN_ACCEPT,
                    help="share of validation gestures the no_gesture threshold must keep (default "
                    f"{DEFAULT_MIN_ACCEPT})")
@@ -677,9 +683,15 @@ def served_from_outputs(out: dict[str, Any], head: OpenSetHead) -> tuple[np.ndar
         proba = softmax(out["ovr"], head.beta)
     else:
         proba = softmax(np.log(np.maximum(out["proba"], 1e-12)), head.beta)
-    answer = classes[np.argmax(proba, axis=1)]
-    rejected = (answer == NO_GESTURE) | (out["distance"] > head.threshold)
-    return answer, proba.max(axis=1), rejected
+    if NO_GESTURE in list(classes):  # as GestureClassifier.predict: the likeliest gesture otherwise
+        ng = list(classes).index(NO_GESTURE)
+        gesture_p = np.where(np.arange(len(classes))[None, :] == ng, -1.0, proba)
+        answer, conf = classes[np.argmax(gesture_p, axis=1)], gesture_p.max(axis=1)
+        named = is_no_gesture(proba, ng, head.no_gesture_min)
+    else:
+        answer, conf, named = classes[np.argmax(proba, axis=1)], proba.max(axis=1), np.zeros(len(proba), bool)
+    rejected = named | (out["distance"] > head.threshold)
+    return answer, conf, rejected
 
 
 def loso_confidence(loso: dict[str, Any], head: OpenSetHead) -> dict[str, Any]:
@@ -698,6 +710,25 @@ def loso_confidence(loso: dict[str, Any], head: OpenSetHead) -> dict[str, Any]:
     keep = ~r
     return {"gestures_accepted": float(keep.mean()), **confidence_quality(c[keep], a[keep] == y[keep]),
             "risk_coverage": risk_coverage(c[keep], a[keep] == y[keep])}
+
+
+def choose_no_gesture_min(loso: dict[str, Any] | None, head: OpenSetHead, target: float) -> float | None:
+    """The smallest P(no_gesture) cut (on a fixed grid) that still answers at least `target` of a new
+    person's true gestures with a gesture, measured on the leave-one-source-out folds (with the
+    distance threshold); None (answer it when it is the most likely class) without folds or a
+    trained class, or when no cut keeps `target`."""
+    if not loso or not loso.get("outputs") or NO_GESTURE not in list(loso["outputs"][0]["classes"]):
+        return None
+    for t in NO_GESTURE_GRID:
+        trial = OpenSetHead(head.beta, head.pca_mean, head.pca_components, head.reference, head.threshold,
+                            head.known_quantiles, None, head.coupling, float(t))
+        rejected = np.concatenate([served_from_outputs(out, trial)[2] for out in loso["outputs"]])
+        if 1.0 - rejected.mean() >= target:
+            return float(t)
+    return None
+
+
+NO_GESTURE_GRID = (0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
 
 def no_gesture_tradeoff(loso: dict[str, Any], head: OpenSetHead, clf: GestureClassifier,
@@ -722,7 +753,7 @@ def no_gesture_tradeoff(loso: dict[str, Any], head: OpenSetHead, clf: GestureCla
     p_g, far_g = np.concatenate(p_fold), np.concatenate(far_fold)
     return [{"t": float(t), "gestures_accepted": float(np.mean(~((p_g >= t) | far_g))),
              "natural_rejected": float(np.mean((p_nat >= t) | far_nat))}
-            for t in (0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)]
+            for t in NO_GESTURE_GRID]
 
 
 # -------------------------------------------------------------------------------------------- open set
@@ -1013,7 +1044,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             mlflow.set_tags({**_fingerprint_tags(ctx), "family": cand.family, "stage": "final"})
             mlflow.log_params({"family": cand.family, **cand.params, "train_rows": len(y_fin),
                                "selected_by": selected_by, **augmentation.params(),
-                               "min_accept": args.min_accept,
+                               "min_accept": args.min_accept, "loso_accept": args.loso_accept,
                                "negatives_files": ",".join(Path(f).name for f in (negatives.files if negatives
                                                                                    else ()))})
             # The head is fitted with the winner trained on train only (validation unseen), then
@@ -1023,6 +1054,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             model, fit_s = _fit(cand, X_fin, y_fin)
             clf = _wrap(model, cand.name)
             head = open_fit.head.with_reference(clf.scaled(X_ref))
+            loso = best.extra.get("loso")
+            head.no_gesture_min = choose_no_gesture_min(loso, head, args.loso_accept)
             clf = _wrap(model, cand.name, head)
             pred = _predict(model, X_test)  # the one look at the test split (closed set)
             test = score(y_test, pred, labels)
@@ -1033,7 +1066,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             if negatives is not None and NO_GESTURE not in clf.classes:  # shipped head knows them all
                 head = head.with_negatives(clf.scaled(negatives.known(include_test=True)))
                 clf = _wrap(model, cand.name, head)
-            loso = best.extra.get("loso")
             report = confidence_report(clf, previous, ctx, heldout, loso, head)
             _log_confidence(mlflow, report, tmp)
             latency = single_sample_latency(clf.predict, X_test)
@@ -1110,7 +1142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "selected_by": selected_by,
                 "openset": {**head.summary(),
                             "score": "nearest training row, PCA-16 of standardised features",
-                            "min_accept": args.min_accept,
+                            "min_accept": args.min_accept, "loso_accept": args.loso_accept,
                             "validation": {"gestures_accepted": open_fit.chosen.accepted,
                                            "negatives_rejected": open_fit.chosen.rejected,
                                            "gestures_accepted_with_known_negatives": open_fit.accepted_val},
