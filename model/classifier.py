@@ -30,7 +30,7 @@ import numpy as np
 
 from model import support_hands
 from model.features import FEATURE_VERSION, N_FEATURES
-from model.openset import NO_GESTURE, OPENSET_FILE, OpenSetHead, softmax
+from model.openset import NO_GESTURE, OPENSET_FILE, OpenSetHead, is_no_gesture, pairwise_coupling, softmax
 from model.personal import PlayerAdapter
 
 log = logging.getLogger(__name__)
@@ -164,8 +164,9 @@ class _FastSVC:
     def scaled(self, x: np.ndarray) -> np.ndarray:
         return (np.asarray(x, dtype=np.float64) - self.mean) / self.scale
 
-    def scores(self, z: np.ndarray) -> np.ndarray:
-        """Standardised (n_features,) -> (n_classes,) one-vs-rest scores, estimator classes_ order."""
+    def ovo(self, z: np.ndarray) -> np.ndarray:
+        """Standardised (n_features,) -> (n_pairs,) one-vs-one decision values in the SVC's own pair
+        order (> 0: the pair's first class), as `SVC._decision_function`."""
         if self.kernel == "poly":
             k = (self.gamma * (self.sv @ z) + self.coef0) ** self.degree
         elif self.kernel == "rbf":
@@ -174,7 +175,11 @@ class _FastSVC:
             k = self.sv @ z
         # s[r, c]: dual-coefficient row r applied to the support vectors of class c.
         s = np.add.reduceat(self.dual * k, self.starts, axis=1)
-        dec = s[self.pj - 1, self.pi] + s[self.pi, self.pj] + self.intercept  # one-vs-one, > 0: first
+        return s[self.pj - 1, self.pi] + s[self.pi, self.pj] + self.intercept  # one-vs-one, > 0: first
+
+    def scores(self, z: np.ndarray) -> np.ndarray:
+        """Standardised (n_features,) -> (n_classes,) one-vs-rest scores, estimator classes_ order."""
+        dec = self.ovo(z)
         votes = self.first @ (dec >= 0) + self.second @ (dec < 0)
         conf = self.first @ dec - self.second @ dec
         ovr = votes + conf / (3.0 * (np.abs(conf) + 1.0))
@@ -182,10 +187,21 @@ class _FastSVC:
         out[self.to_outer] = ovr
         return out
 
-    def predict_proba(self, x: np.ndarray, beta: float | None = None) -> np.ndarray:
-        """(n_features,) -> (n_classes,) probabilities: softmax(beta * scores)."""
+    def predict_proba(self, x: np.ndarray, beta: float | None = None,
+                      coupling: tuple[float, float] | None = None) -> np.ndarray:
+        """(n_features,) -> (n_classes,) probabilities: softmax(beta * scores), or with `coupling` the
+        coupled pairwise probabilities, tempered by beta."""
+        return self.proba_scaled(self.scaled(x), beta, coupling)
+
+    def proba_scaled(self, z: np.ndarray, beta: float | None = None,
+                     coupling: tuple[float, float] | None = None) -> np.ndarray:
         b = self.legacy_beta if beta is None else beta
-        return softmax(self.scores(self.scaled(x)), 1.0 if b is None else b)
+        if coupling is not None:
+            p = pairwise_coupling(self.ovo(z), len(self.to_outer), *coupling)
+            out = np.empty_like(p)
+            out[self.to_outer] = p
+            return softmax(np.log(out), 1.0 if b is None else b)
+        return softmax(self.scores(z), 1.0 if b is None else b)
 
 
 def _is_plain_svm(estimator: Any) -> bool:
@@ -215,7 +231,7 @@ class GestureClassifier:
         rng = np.random.default_rng(0)
         probes = fast.mean + fast.scale * rng.normal(size=(8, fast.sv.shape[1]))
         expected = self.predict_proba(probes)
-        got = np.stack([fast.predict_proba(p, self._beta) for p in probes])
+        got = np.stack([fast.predict_proba(p, self._beta, self._coupling) for p in probes])
         if not np.allclose(expected, got, rtol=1e-6, atol=1e-9):
             log.warning("fast SVC path disagrees with scikit-learn; using predict_proba")
             return None
@@ -229,6 +245,29 @@ class GestureClassifier:
     def _beta(self) -> float | None:
         return self.openset.beta if self.openset is not None else None
 
+    @property
+    def _coupling(self) -> tuple[float, float] | None:
+        """Platt (a, b) of the pairwise decisions when the head couples them (SVMs, head format 2)."""
+        if self.openset is None or self.openset.coupling is None or not _is_plain_svm(self.estimator):
+            return None
+        return self.openset.coupling
+
+    @property
+    def _no_gesture_min(self) -> float | None:
+        return self.openset.no_gesture_min if self.openset is not None else None
+
+    @property
+    def gestures(self) -> tuple[str, ...]:
+        """The classes that are gestures (`classes` without a trained `no_gesture` class)."""
+        return tuple(c for c in self._classes if c != NO_GESTURE)
+
+    def pairwise_decisions(self, features: np.ndarray) -> np.ndarray:
+        """(N, n_features) -> (N, n_pairs) an SVM's one-vs-one decision values (> 0: first class)."""
+        X = np.atleast_2d(np.asarray(features, dtype=np.float32))
+        svc = self.estimator.steps[-1][1]
+        Z = self.estimator[:-1].transform(X)
+        return np.asarray(svc._decision_function(Z), dtype=np.float64)
+
     def class_scores(self, features: np.ndarray) -> np.ndarray:
         """(N, n_features) -> (N, n_classes) uncalibrated class scores (what the temperature scales):
         an SVM's one-vs-rest decision values, otherwise log-probabilities."""
@@ -240,6 +279,14 @@ class GestureClassifier:
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """(N, n_features) -> (N, n_classes) probabilities (batch; evaluation and tests)."""
         X = np.atleast_2d(np.asarray(features, dtype=np.float32))
+        coupling = self._coupling
+        if coupling is not None:
+            svc = self.estimator.steps[-1][1]
+            p = pairwise_coupling(self.pairwise_decisions(X), len(svc.classes_), *coupling)
+            order = np.searchsorted(np.asarray(self.estimator.classes_), svc.classes_)
+            out = np.empty_like(p)
+            out[:, order] = p
+            return softmax(np.log(out), self._beta or 1.0)
         if self.openset is not None or _is_plain_svm(self.estimator):
             beta = self._beta
             return softmax(self.class_scores(X), 1.0 if beta is None else beta)
@@ -250,11 +297,17 @@ class GestureClassifier:
         X = np.atleast_2d(np.asarray(features, dtype=np.float32))
         return np.asarray(self.estimator.steps[0][1].transform(X), dtype=np.float64)
 
-    def rejects(self, features: np.ndarray) -> np.ndarray:
-        """(N, n_features) -> (N,) bool: would `predict` answer `no_gesture` (False without a head)."""
-        if self.openset is None:
-            return np.zeros(len(np.atleast_2d(features)), dtype=bool)
-        return self.openset.rejects(self.scaled(features))
+    def rejects(self, features: np.ndarray, proba: np.ndarray | None = None) -> np.ndarray:
+        """(N, n_features) -> (N,) bool: would `predict` answer `no_gesture` (the trained `no_gesture`
+        class is the most likely, or the head rejects the hand; False without either). `proba`:
+        `predict_proba(features)` when the caller has it already."""
+        out = np.zeros(len(np.atleast_2d(features)), dtype=bool)
+        if NO_GESTURE in self._classes:
+            p = self.predict_proba(features) if proba is None else proba
+            out |= is_no_gesture(p, self._classes.index(NO_GESTURE), self._no_gesture_min)
+        if self.openset is not None:
+            out |= self.openset.rejects(self.scaled(features))
+        return out
 
     def ood_scores(self, features: np.ndarray) -> np.ndarray:
         """(N, n_features) -> (N,) distance to the training data (0 when the model has no head)."""
@@ -271,24 +324,35 @@ class GestureClassifier:
             raise ValueError(f"expected {N_FEATURES} features, got {x.shape[0]}")
         if self._fast is not None:
             z = self._fast.scaled(x)
-            proba = softmax(self._fast.scores(z), self._beta or self._fast.legacy_beta or 1.0)
+            proba = self._fast.proba_scaled(z, self._beta, self._coupling)
         else:
             z = None
             proba = self.predict_proba(x[None])[0]
         best = int(np.argmax(proba))
-        closest, confidence = self._classes[best], float(proba[best])
+        answer, confidence = self._classes[best], float(proba[best])
+        closest = answer
+        if NO_GESTURE in self._classes:  # a trained no_gesture class; `closest` is the likeliest gesture
+            ng = self._classes.index(NO_GESTURE)
+            gesture = int(np.argmax(np.where(np.arange(len(proba)) == ng, -1.0, proba)))
+            closest = self._classes[gesture]
+            if is_no_gesture(proba, ng, self._no_gesture_min):
+                answer, confidence = NO_GESTURE, float(proba[ng])
+            else:
+                answer, confidence = closest, float(proba[gesture])
         if self.openset is None and adapter is None:
-            return Prediction(closest, confidence, closest)
+            return Prediction(answer, confidence, closest)
         if z is None:
             z = self.scaled(x[None])[0]
         if adapter is not None and (vote := adapter.vote(z)) is not None:
             return Prediction(vote[0], vote[1], closest, 0.0)
         if self.openset is None:
-            return Prediction(closest, confidence, closest)
+            return Prediction(answer, confidence, closest)
         rejected, score, sureness = self.openset.verdict(z)
+        if answer == NO_GESTURE:
+            return Prediction(NO_GESTURE, max(confidence, sureness if rejected else 0.0), closest, score)
         if rejected:
             return Prediction(NO_GESTURE, sureness, closest, score)
-        return Prediction(closest, confidence, closest, score)
+        return Prediction(answer, confidence, closest, score)
 
 
 def load_skops(path: Path) -> Any:

@@ -215,3 +215,94 @@ def tradeoff_png(curve: Sequence[Any], chosen: Any, path: Path, title: str) -> P
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+# ---------------------------------------------------------------------------------- confidence quality
+def auroc(confidence: np.ndarray, correct: np.ndarray) -> float:
+    """AUROC of `confidence` for telling right answers from wrong ones (0.5: no information; NaN when
+    every answer is right or every answer is wrong)."""
+    from sklearn.metrics import roc_auc_score
+
+    correct = np.asarray(correct, dtype=bool)
+    if correct.all() or not correct.any():
+        return float("nan")
+    return float(roc_auc_score(correct, np.asarray(confidence, dtype=np.float64)))
+
+
+def risk_coverage(confidence: np.ndarray, correct: np.ndarray, points: int = 50) -> list[dict[str, float]]:
+    """Accuracy of the most confident answers as the share answered (coverage) grows: answer only
+    above a confidence cut, most confident first."""
+    order = np.argsort(-np.asarray(confidence, dtype=np.float64), kind="stable")
+    right = np.asarray(correct, dtype=np.float64)[order]
+    conf = np.asarray(confidence, dtype=np.float64)[order]
+    hits = np.cumsum(right)
+    out = []
+    for c in np.linspace(1.0 / points, 1.0, points):
+        k = max(1, round(float(c) * len(order)))
+        out.append({"coverage": float(k / len(order)), "accuracy": float(hits[k - 1] / k),
+                    "min_confidence": float(conf[k - 1])})
+    return out
+
+
+def selective_accuracy(confidence: np.ndarray, correct: np.ndarray, coverage: float = 0.8) -> float:
+    """Accuracy of the `coverage` share of answers with the highest confidence."""
+    order = np.argsort(-np.asarray(confidence, dtype=np.float64), kind="stable")
+    k = max(1, round(coverage * len(order)))
+    return float(np.mean(np.asarray(correct, dtype=np.float64)[order[:k]]))
+
+
+def brier_decomposition(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> dict[str, float]:
+    """Brier score of the confidence read as P(the answer is right), and Murphy's decomposition over
+    equal-width bins: brier ~ reliability - resolution + uncertainty. Resolution is how far the
+    accuracy of confidence groups moves away from the overall accuracy: 0 for a constant confidence."""
+    f = np.asarray(confidence, dtype=np.float64)
+    o = np.asarray(correct, dtype=np.float64)
+    base = float(o.mean())
+    idx = np.clip(np.digitize(f, np.linspace(0.0, 1.0, bins + 1)[1:-1], right=True), 0, bins - 1)
+    reliability = resolution = 0.0
+    for b in range(bins):
+        inside = idx == b
+        if inside.any():
+            w = float(inside.mean())
+            reliability += w * (float(f[inside].mean()) - float(o[inside].mean())) ** 2
+            resolution += w * (float(o[inside].mean()) - base) ** 2
+    return {"brier": float(np.mean((f - o) ** 2)), "reliability": reliability, "resolution": resolution,
+            "uncertainty": base * (1.0 - base)}
+
+
+def confidence_quality(confidence: np.ndarray, correct: np.ndarray) -> dict[str, float]:
+    """Every figure of a confidence's meaning on one set of answers (docs/recognition.md)."""
+    from model.openset import expected_calibration_error
+
+    conf = np.asarray(confidence, dtype=np.float64)
+    right = np.asarray(correct, dtype=bool)
+    return {"answers": float(len(conf)), "accuracy": float(right.mean()) if len(right) else float("nan"),
+            "auroc": auroc(conf, right), "accuracy_at_80_coverage": selective_accuracy(conf, right, 0.8),
+            "ece": expected_calibration_error(conf, right),
+            **brier_decomposition(conf, right),
+            "median_confidence_right": float(np.median(conf[right])) if right.any() else float("nan"),
+            "median_confidence_wrong": float(np.median(conf[~right])) if (~right).any() else float("nan")}
+
+
+def risk_coverage_png(curves: dict[str, list[dict[str, float]]], path: Path, title: str) -> Path:
+    """Accuracy against coverage, one line per named curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=90)
+    for k, (name, curve) in enumerate(curves.items()):
+        ax.plot([p["coverage"] for p in curve], [p["accuracy"] for p in curve], "-", color=f"C{k}",
+                label=name)
+    ax.axvline(0.8, color="gray", ls=":", lw=1)
+    ax.axhline(0.99, color="gray", ls=":", lw=1)
+    ax.set_xlabel("coverage (share of answers kept, most confident first)")
+    ax.set_ylabel("accuracy of the kept answers")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

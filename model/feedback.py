@@ -46,6 +46,9 @@ MAX_CONTRIBUTOR_CHARS = 48
 FEEDBACK_URL_ENV = "GM_FEEDBACK_URL"
 
 
+FEEDBACK_URL_ENV = "GM_FEEDBACK_URL"
+
+
 def default_feedback_url(data_dir: str | Path) -> str:
     return f"sqlite:///{Path(data_dir).expanduser().resolve() / 'feedback.db'}"
 

@@ -3,9 +3,13 @@
 The classifier's job ends at "which of the known gestures is most like this hand". Two numbers are
 added on top of it, both fitted on data the classifier was not trained on:
 
-* **Calibrated probabilities.** One temperature over the classifier's class scores (the SVM's
-  one-vs-rest vote scores, or log-probabilities for probabilistic models), fitted by minimising the
-  negative log-likelihood on the validation split. It never changes which class wins.
+* **Calibrated probabilities.** For an SVM, its one-vs-one decision values are turned into pairwise
+  probabilities by one sigmoid (Platt scaling, shared by all pairs) and coupled into class
+  probabilities (Wu, Lin & Weng 2004, the method libsvm's `probability=True` uses), then one
+  temperature over their logarithms; both fitted on the validation split. Models of the first head
+  format (no coupling) keep one temperature over the one-vs-rest vote scores, whose top probability
+  is nearly the same for every hand (docs/decisions/, "confidence that means something"). For
+  probabilistic models: a temperature over their log-probabilities. It never changes which class wins.
 * **An out-of-distribution (OOD) score.** The distance from the hand's feature vector (standardised,
   projected on the first principal components of the training rows) to the nearest training row.
   A hand far from every recorded gesture is answered `no_gesture`. The threshold is chosen on the
@@ -26,7 +30,7 @@ import itertools
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -34,7 +38,7 @@ NO_GESTURE = "no_gesture"
 OPENSET_FILE = "openset.npz"
 DEFAULT_COMPONENTS = 16
 DEFAULT_MIN_ACCEPT = 0.99  # the threshold keeps at least this share of the validation split's true gestures
-_FORMAT = 1
+_FORMAT = 2  # 2: optional pairwise coupling (`coupling_a`, `coupling_b`); 1 is still read
 
 
 def softmax(logits: np.ndarray, beta: float) -> np.ndarray:
@@ -43,6 +47,90 @@ def softmax(logits: np.ndarray, beta: float) -> np.ndarray:
     z = z - z.max(axis=-1, keepdims=True)
     p = np.exp(z)
     return p / p.sum(axis=-1, keepdims=True)
+
+
+def pairwise_index(n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (i, j), i < j, class pairs in scikit-learn's one-vs-one order."""
+    pairs = [(i, j) for i in range(n_classes) for j in range(i + 1, n_classes)]
+    return (np.array([i for i, _ in pairs], dtype=np.intp), np.array([j for _, j in pairs], dtype=np.intp))
+
+
+def pairwise_coupling(ovo: np.ndarray, n_classes: int, a: float, b: float) -> np.ndarray:
+    """One-vs-one decision values ((P,) or (N, P), > 0: the pair's first class) -> class probabilities
+    ((K,) or (N, K)). Pairwise probabilities r_ij = sigmoid(a * dec_ij + b) are coupled by Wu, Lin &
+    Weng's second method (2004; libsvm's): minimise sum_i sum_j (r_ji p_i - r_ij p_j)^2 with
+    sum p = 1, one small linear system per hand."""
+    dec = np.asarray(ovo, dtype=np.float64)
+    if dec.ndim == 1:
+        return _Coupler.get(n_classes).one(dec, a, b)
+    coupler = _Coupler.get(n_classes)
+    return np.stack([coupler.one(row, a, b) for row in dec]) if len(dec) else np.zeros((0, n_classes))
+
+
+class _Coupler:
+    """Index arrays for one class count, built once (the per-frame path is a 19 x 19 solve)."""
+
+    _cache: ClassVar[dict[int, _Coupler]] = {}
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.pi, self.pj = pairwise_index(k)
+        self.diag = np.arange(k) * (k + 1) + np.arange(k)
+        self.flat_ij = self.pi * (k + 1) + self.pj
+        self.flat_ji = self.pj * (k + 1) + self.pi
+        self.template = np.zeros((k + 1, k + 1))
+        self.template[:k, k] = 1.0
+        self.template[k, :k] = 1.0
+        self.rhs = np.zeros(k + 1)
+        self.rhs[k] = 1.0
+
+    @classmethod
+    def get(cls, k: int) -> _Coupler:
+        found = cls._cache.get(k)
+        if found is None:
+            found = cls._cache[k] = cls(k)
+        return found
+
+    def one(self, dec: np.ndarray, a: float, b: float) -> np.ndarray:
+        k = self.k
+        r = 1.0 / (1.0 + np.exp(-(a * dec + b)))
+        r = np.minimum(np.maximum(r, 1e-7), 1.0 - 1e-7)  # P(first | first or second)
+        s = 1.0 - r
+        q = self.template.copy()
+        flat = q.reshape(-1)
+        flat[self.diag] = np.bincount(self.pi, s * s, minlength=k) + np.bincount(self.pj, r * r, minlength=k)
+        off = -(s * r)
+        flat[self.flat_ij] = off
+        flat[self.flat_ji] = off
+        p = np.linalg.solve(q, self.rhs)[:k]
+        p = np.maximum(p, 1e-12)
+        return p / p.sum()
+
+
+def fit_pairwise_sigmoid(ovo: np.ndarray, y_index: np.ndarray, n_classes: int) -> tuple[float, float]:
+    """Platt's sigmoid (a, b), one for every pair, fitted by logistic regression on held-out rows:
+    each row counts for the pairs that hold its true class."""
+    from sklearn.linear_model import LogisticRegression
+
+    pi, pj = pairwise_index(n_classes)
+    ovo = np.asarray(ovo, dtype=np.float64)
+    xs, ts = [], []
+    for p, (i, j) in enumerate(zip(pi, pj, strict=True)):
+        inside = (y_index == i) | (y_index == j)
+        xs.append(ovo[inside, p])
+        ts.append(y_index[inside] == i)
+    lr = LogisticRegression(C=1e4).fit(np.concatenate(xs)[:, None], np.concatenate(ts))
+    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+
+
+def is_no_gesture(proba: np.ndarray, no_gesture: int, minimum: float | None) -> np.ndarray:
+    """(N, K) or (K,) probabilities of a model with a trained `no_gesture` class (column
+    `no_gesture`) -> whether the answer is `no_gesture`: its probability is at least `minimum`, or
+    (None) it is the most likely class."""
+    p = np.asarray(proba)
+    if minimum is None:
+        return np.argmax(p, axis=-1) == no_gesture
+    return p[..., no_gesture] >= minimum
 
 
 def fit_temperature(logits: np.ndarray, y_index: np.ndarray) -> float:
@@ -123,6 +211,12 @@ class OpenSetHead:
     threshold: float  # OOD score above this -> no_gesture
     known_quantiles: np.ndarray  # (101,) the validation true gestures' OOD scores at 0..100 %
     negatives: np.ndarray | None = None  # (M, C) recorded non-gesture hands in PCA space
+    # Platt sigmoid (a, b) of an SVM's pairwise decisions, coupled into probabilities; None: the
+    # temperature is over the one-vs-rest vote scores (format 1).
+    coupling: tuple[float, float] | None = None
+    # A model with a trained no_gesture class answers it when its probability is at least this
+    # (chosen on leave-one-source-out folds); None: when it is the most likely class.
+    no_gesture_min: float | None = None
 
     @classmethod
     def fit_reference(cls, scaled_train: np.ndarray, components: int = DEFAULT_COMPONENTS) -> OpenSetHead:
@@ -141,14 +235,14 @@ class OpenSetHead:
         ref = ((np.asarray(scaled_train, np.float64) - self.pca_mean) @ self.pca_components.T)
         return OpenSetHead(self.beta, self.pca_mean, self.pca_components,
                            ref.astype(np.float16).astype(np.float32), self.threshold, self.known_quantiles,
-                           self.negatives)
+                           self.negatives, self.coupling, self.no_gesture_min)
 
     def with_negatives(self, scaled_negatives: np.ndarray | None) -> OpenSetHead:
         """Same head; the known non-gesture rows replaced (standardised features; None: none)."""
         neg = None if scaled_negatives is None or len(scaled_negatives) == 0 else \
             self._project(scaled_negatives).astype(np.float16).astype(np.float32)
         return OpenSetHead(self.beta, self.pca_mean, self.pca_components, self.reference, self.threshold,
-                           self.known_quantiles, neg)
+                           self.known_quantiles, neg, self.coupling, self.no_gesture_min)
 
     def _project(self, scaled: np.ndarray) -> np.ndarray:
         return (np.atleast_2d(np.asarray(scaled, dtype=np.float32)) - self.pca_mean) @ self.pca_components.T
@@ -202,26 +296,39 @@ class OpenSetHead:
 
     # ----------------------------------------------------------------------------------- persistence
     def save(self, path: Path) -> Path:
-        negatives = {} if self.negatives is None else {"negatives": self.negatives.astype(np.float16)}
+        extra: dict[str, np.ndarray] = {}
+        if self.negatives is not None:
+            extra["negatives"] = self.negatives.astype(np.float16)
+        if self.coupling is not None:
+            extra["coupling_a"] = np.float64(self.coupling[0])
+            extra["coupling_b"] = np.float64(self.coupling[1])
+        if self.no_gesture_min is not None:
+            extra["no_gesture_min"] = np.float64(self.no_gesture_min)
         np.savez_compressed(
-            path, format=np.int64(_FORMAT), beta=np.float64(self.beta), pca_mean=self.pca_mean,
-            pca_components=self.pca_components, reference=self.reference.astype(np.float16),
-            threshold=np.float64(self.threshold), known_quantiles=self.known_quantiles, **negatives,
+            path, format=np.int64(_FORMAT if self.coupling is not None else 1), beta=np.float64(self.beta),
+            pca_mean=self.pca_mean, pca_components=self.pca_components,
+            reference=self.reference.astype(np.float16), threshold=np.float64(self.threshold),
+            known_quantiles=self.known_quantiles, **extra,
         )
         return path
 
     @classmethod
     def load(cls, path: Path) -> OpenSetHead:
         with np.load(path, allow_pickle=False) as f:
-            if int(f["format"]) != _FORMAT:
+            if int(f["format"]) not in (1, _FORMAT):
                 raise ValueError(f"{path}: unknown open-set format {int(f['format'])}")
             negatives = f["negatives"].astype(np.float32) if "negatives" in f.files else None
+            coupling = (float(f["coupling_a"]), float(f["coupling_b"])) if "coupling_a" in f.files else None
+            no_gesture_min = float(f["no_gesture_min"]) if "no_gesture_min" in f.files else None
             return cls(float(f["beta"]), f["pca_mean"].astype(np.float32),
                        f["pca_components"].astype(np.float32), f["reference"].astype(np.float32),
-                       float(f["threshold"]), f["known_quantiles"].astype(np.float32), negatives)
+                       float(f["threshold"]), f["known_quantiles"].astype(np.float32), negatives, coupling,
+                       no_gesture_min)
 
     def summary(self) -> dict[str, Any]:
         return {"beta": self.beta, "threshold": self.threshold,
+                "coupling": None if self.coupling is None else list(self.coupling),
+                "no_gesture_min": self.no_gesture_min,
                 "components": int(self.pca_components.shape[0]),
                 "reference_rows": int(self.reference.shape[0]),
                 "known_negative_rows": 0 if self.negatives is None else int(self.negatives.shape[0])}

@@ -72,7 +72,7 @@ from model.registry import (
     register,
     set_champion,
 )
-from model.splits import Augmentation, as_recorded, augmented
+from model.splits import Augmentation, as_recorded
 
 log = logging.getLogger("gesture_maze.retrain")
 # Params `gesture-maze train` and `retrain` log next to the estimator's own (not estimator kwargs).
@@ -80,8 +80,8 @@ RUN_ONLY_PARAMS = frozenset({
     "family", "train_rows", "selected_by", "mirrored_training_rows", "rotated_copies", "max_rotation_degrees",
     "feedback_train_events",
     "feedback_train_frames", "feedback_holdout_events", "parent_version", "min_accept", "negatives_files",
-    "quick", "feedback_train_contributors", "feedback_holdout_contributors", "feedback_capped_events",
-    "contributor_cap", "min_contributors", "max_class_flip",
+    "quick", "loso_accept", "feedback_train_contributors", "feedback_holdout_contributors",
+    "feedback_capped_events", "contributor_cap", "min_contributors", "max_class_flip",
 })
 DEFAULT_MIN_CONTRIBUTORS = 2
 DEFAULT_CONTRIBUTOR_CAP = 30
@@ -191,9 +191,10 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--min-accept", type=float, default=None,
                    help="share of validation gestures the no_gesture threshold keeps (default: the "
                    f"champion's run param, else {DEFAULT_MIN_ACCEPT})")
-    from model.train import add_augmentation_arguments, add_train_only_arguments
+    from model.train import add_augmentation_arguments, add_natural_arguments, add_train_only_arguments
 
     add_train_only_arguments(p)
+    add_natural_arguments(p)
     add_augmentation_arguments(p)  # unset: the champion's run says
     return p.parse_args(list(argv))
 
@@ -291,8 +292,11 @@ def feedback_rows(events: Sequence[StoredFeedback]) -> tuple[np.ndarray, np.ndar
 
 
 def _predict(clf: Any, X: np.ndarray) -> np.ndarray:
-    """Closed-set answers of a GestureClassifier (argmax over the known gestures)."""
-    return np.asarray(clf.classes)[np.argmax(clf.predict_proba(X), axis=1)]
+    """Closed-set answers of a GestureClassifier (argmax over the known gestures; a trained
+    `no_gesture` class is left out, as in `gesture-maze train`)."""
+    classes = np.asarray(clf.classes)
+    proba = np.where(classes[None, :] == NO_GESTURE, -1.0, clf.predict_proba(X))
+    return classes[np.argmax(proba, axis=1)]
 
 
 def _answers(clf: Any, X: np.ndarray) -> np.ndarray:
@@ -330,6 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from model.train import (
         Context,
+        NaturalHands,
         Negatives,
         _log_model,
         _log_openset,
@@ -338,6 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         evaluate_open_set,
         fit_openset,
         load_split_data,
+        natural_paths,
         negative_paths,
     )
     data_dir = Path(args.data_dir or default_data_dir(os.environ)).expanduser()
@@ -392,7 +398,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ho_xy, ho_y = feedback_rows(holdout)
     ho_who = np.concatenate([[e.contributor] * len(e.xy) for e in holdout]) if holdout else np.empty(0)
     final_idx = np.sort(np.concatenate([sp.train, sp.val]))
-    X, y = augmented(data, final_idx, augmentation)
+    negatives = Negatives.read(negative_paths(args))
+    # The champion's configuration: a trained no_gesture class when natural hands are given (default).
+    ctx = Context(data, sp, labels, {"sha256": ds.fingerprint()}, False, negatives, augmentation,
+                  NaturalHands.read(natural_paths(args)))
+    X, y, _ = ctx.fit_rows(final_idx, final=True)
     X_ref = as_recorded(X, len(final_idx))  # the open-set reference: the rows as recorded (+ mirrors)
     if len(fb_y):
         X_fb = features_from_xy(augmentation.expand(fb_xy))
@@ -404,12 +414,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # `gesture-maze train`'s steps for one candidate: the open-set head from the candidate fitted on
     # the train split (temperature and threshold chosen on validation + held-out negatives), carried
     # over to the final fit whose rows (feedback included) become its reference.
-    negatives = Negatives.read(negative_paths(args))
     min_accept = args.min_accept
     if min_accept is None:
         min_accept = float(champ_run.data.params.get("min_accept", DEFAULT_MIN_ACCEPT))
-    ctx = Context(data, sp, labels, {"sha256": ds.fingerprint()}, False, negatives, augmentation)
-    head_model = build(candidate).fit(*ctx.training_rows(sp.train))
+    head_model = build(candidate).fit(*ctx.fit_rows(sp.train)[:2])
     open_fit = fit_openset(ctx, head_model, sp.train, min_accept)
     model = build(candidate).fit(X, y)
     head = open_fit.head.with_reference(_wrap(model, candidate.name).scaled(X_ref))
@@ -422,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ho_y, labels, args.max_class_drop, ho_who, args.min_contributors, args.max_class_flip,
     )
     open_test = evaluate_open_set(challenger, X_test, negatives.test if negatives else None)
-    if negatives is not None:  # measured with half of them; the registered head knows them all
+    if negatives is not None and NO_GESTURE not in challenger.classes:  # the head knows them all
         head = head.with_negatives(challenger.scaled(negatives.known(include_test=True)))
 
     base_fp = {**loaded.fingerprint(), "split_test": len(sp.test)}

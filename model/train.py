@@ -47,10 +47,13 @@ from model.estimators import Candidate, build, sweep
 from model.evaluation import (
     Entry,
     Scores,
+    confidence_quality,
     confusion_png,
     family_best,
     leaderboard,
     reliability_png,
+    risk_coverage,
+    risk_coverage_png,
     score,
     single_sample_latency,
     tradeoff_png,
@@ -64,7 +67,10 @@ from model.openset import (
     TradeOff,
     choose_threshold,
     expected_calibration_error,
+    fit_pairwise_sigmoid,
     fit_temperature,
+    is_no_gesture,
+    pairwise_coupling,
     reliability_table,
     softmax,
     trade_off_curve,
@@ -103,6 +109,12 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "default"
 DEFAULT_NEGATIVES_DIR = Path(__file__).resolve().parent.parent / "data" / "negatives"
 # Real gesture rows recorded by other people, shipped with the repository: training split only.
 DEFAULT_TRAIN_ONLY_DIR = Path(__file__).resolve().parent.parent / "data" / "gestures"
+# Natural hands showing no gesture (HaGRID's `no_gesture`), split by person: the `no_gesture` class.
+DEFAULT_NATURAL_DIR = Path(__file__).resolve().parent.parent / "data" / "natural"
+# Gesture hands of people no model is trained on (HaGRID's test people): evaluation only.
+DEFAULT_HELDOUT_DIR = Path(__file__).resolve().parent.parent / "data" / "heldout"
+NATURAL_SPLIT_SEED = 7
+DEFAULT_LOSO_ACCEPT = 0.95
 # Feature-vector column prefixes for the ablation: each adds the next block of model.features.BLOCKS.
 _BLOCK_ENDS = np.cumsum(list(BLOCKS.values()))
 FEATURE_SUBSETS = {"+".join(list(BLOCKS)[: k + 1]): slice(0, int(end)) for k, end in enumerate(_BLOCK_ENDS)}
@@ -119,6 +131,7 @@ class Negatives:
     files: tuple[str, ...]
     val_mirrored: np.ndarray
     test_mirrored: np.ndarray
+    val_xy: np.ndarray | None = None  # the validation half's landmarks (the no_gesture class's rows)
 
     @classmethod
     def read(cls, paths: Sequence[str | Path]) -> Negatives | None:
@@ -132,12 +145,45 @@ class Negatives:
         X, X_m = features_from_xy(xy), features_from_xy(mirror_xy(xy))
         order = np.random.default_rng(SPLIT_SEED).permutation(len(X))
         val, test = np.sort(order[: len(X) // 2]), np.sort(order[len(X) // 2 :])
-        return cls(X[val], X[test], tuple(ds.files), X_m[val], X_m[test])
+        return cls(X[val], X[test], tuple(ds.files), X_m[val], X_m[test], xy[val])
 
     def known(self, *, include_test: bool) -> np.ndarray:
         """The rows kept as known non-gestures: the validation half (measuring), or all (shipping)."""
         parts = [self.val, self.val_mirrored] + ([self.test, self.test_mirrored] if include_test else [])
         return np.vstack(parts)
+
+
+@dataclass
+class NaturalHands:
+    """Natural hands showing none of the gestures (resting, hanging, holding something: HaGRID's
+    `no_gesture`), split by person (the `source` column) into train (1/2), validation (1/4) and test
+    (1/4). Train people's hands are the `no_gesture` class; validation people's calibrate it and
+    join the final fit; test people's are never trained on."""
+
+    xy: np.ndarray
+    X: np.ndarray
+    part: np.ndarray  # "train" | "val" | "test", per row
+    files: tuple[str, ...]
+
+    @classmethod
+    def read(cls, paths: Sequence[str | Path]) -> NaturalHands | None:
+        from model.features import features_from_xy
+
+        if not paths:
+            return None
+        ds = read_datasets(list(paths))
+        persons = np.array(sorted(set(ds.sources.tolist())))
+        order = np.random.default_rng(NATURAL_SPLIT_SEED).permutation(persons)
+        n = len(order)
+        part = {p: "train" if i < n // 2 else "val" if i < 3 * n // 4 else "test"
+                for i, p in enumerate(order)}
+        return cls(ds.xy, features_from_xy(ds.xy), np.array([part[s] for s in ds.sources]), tuple(ds.files))
+
+    def rows(self, *parts: str) -> np.ndarray:
+        return self.X[np.isin(self.part, parts)]
+
+    def hands(self, *parts: str) -> np.ndarray:
+        return self.xy[np.isin(self.part, parts)]
 
 
 @dataclass
@@ -149,6 +195,7 @@ class Context:
     quick: bool
     negatives: Negatives | None = None
     augmentation: Augmentation = DEFAULT_AUGMENTATION
+    natural: NaturalHands | None = None
 
     def training_rows(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rows `index` as every fit sees them: with mirrors and rotated copies."""
@@ -157,6 +204,34 @@ class Context:
     def training_hands(self, index: np.ndarray) -> np.ndarray:
         """The landmarks of `training_rows(index)`, row for row."""
         return self.augmentation.expand(self.data.xy[index])
+
+    def no_gesture_hands(self, final: bool) -> np.ndarray:
+        """Landmarks of the `no_gesture` class (empty without natural hands): the natural hands of the
+        training people (and the validation people for the final fit) and the recorded negatives'
+        validation half, each with its mirror."""
+        from model.features import mirror_xy
+
+        if self.natural is None:
+            return np.empty((0, 21, 2))
+        parts = [self.natural.hands(*(("train", "val") if final else ("train",)))]
+        if self.negatives is not None and self.negatives.val_xy is not None:
+            parts.append(self.negatives.val_xy)
+        xy = np.concatenate(parts)
+        if self.quick:  # a smoke run: as few as the gestures' (<= 150 per class)
+            xy = xy[np.random.default_rng(0).permutation(len(xy))[:150]]
+        return np.concatenate([xy, mirror_xy(xy)])
+
+    def fit_rows(self, index: np.ndarray, final: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What a fit learns from: `training_rows(index)` and the `no_gesture` rows; with landmarks."""
+        from model.features import features_from_xy
+
+        X, y = self.training_rows(index)
+        hands = self.training_hands(index)
+        extra = self.no_gesture_hands(final)
+        if not len(extra):
+            return X, y, hands
+        return (np.vstack([X, features_from_xy(extra)]), np.concatenate([y, np.full(len(extra), NO_GESTURE)]),
+                np.concatenate([hands, extra]))
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -184,7 +259,16 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--no-negatives", action="store_true",
                    help="choose the no_gesture threshold from known gestures only")
     add_train_only_arguments(p)
+    add_natural_arguments(p)
     add_augmentation_arguments(p)
+    p.add_argument("--heldout", action="append", default=None, metavar="PATH",
+                   help="landmark CSV of gesture hands of people never trained on, evaluation only (repeat; "
+                   f"default: every CSV in {DEFAULT_HELDOUT_DIR})")
+    p.add_argument("--no-ablation", action="store_true", help="skip the mirroring/feature ablation")
+    p.add_argument("--loso-accept", type=float, default=DEFAULT_LOSO_ACCEPT,
+                   help="share of a new person's true gestures (leave-one-source-out folds) the trained "
+                   f"no_gesture class must still answer with a gesture: sets its probability cut (default "
+                   f"{DEFAULT_LOSO_ACCEPT}; without LOSO the class answers when it is the most likely)")
     p.add_argument("--min-accept", type=float, default=DEFAULT_MIN_ACCEPT,
                    help="share of validation gestures the no_gesture threshold must keep (default "
                    f"{DEFAULT_MIN_ACCEPT})")
@@ -232,6 +316,18 @@ def add_train_only_arguments(p: argparse.ArgumentParser) -> None:
 
 def train_only_paths(args: argparse.Namespace) -> list[Path]:
     return _csv_paths(args.train_only, DEFAULT_TRAIN_ONLY_DIR, args.no_train_only)
+
+
+def add_natural_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--natural", action="append", default=None, metavar="PATH",
+                   help="landmark CSV of natural hands showing no gesture, `source` = person (repeat; "
+                   "default: "
+                   f"every CSV in {DEFAULT_NATURAL_DIR}); they become a trained `no_gesture` class")
+    p.add_argument("--no-natural", action="store_true", help="no trained no_gesture class")
+
+
+def natural_paths(args: argparse.Namespace) -> list[Path]:
+    return _csv_paths(getattr(args, "natural", None), DEFAULT_NATURAL_DIR, getattr(args, "no_natural", True))
 
 
 def add_augmentation_arguments(p: argparse.ArgumentParser) -> None:
@@ -341,9 +437,12 @@ def _wrap(model: Any, name: str, openset: OpenSetHead | None = None) -> GestureC
 
 
 def _predict(model: Any, X: np.ndarray) -> np.ndarray:
-    """Argmax over the known classes (closed-set; `no_gesture` is scored separately)."""
+    """Argmax over the known gestures (closed-set: a trained `no_gesture` class and the open-set head
+    are scored separately, so figures stay comparable with models that have neither)."""
     scores = _wrap(model, "eval").class_scores(X)
-    return np.asarray(model.classes_)[np.argmax(scores, axis=1)]
+    classes = np.asarray(model.classes_)
+    scores = np.where(classes[None, :] == NO_GESTURE, -np.inf, scores)
+    return classes[np.argmax(scores, axis=1)]
 
 
 def _label_index(model: Any, y: np.ndarray) -> np.ndarray:
@@ -361,12 +460,29 @@ class Calibrated:
 
 def calibrate_on(model: Any, X_val: np.ndarray, y_val: np.ndarray, labels: list[str]) -> Calibrated:
     """Fit the temperature on validation rows; score the calibrated predictions there."""
-    logits = _wrap(model, "eval").class_scores(X_val)
-    beta = fit_temperature(logits, _label_index(model, y_val))
+    clf = _wrap(model, "eval")
+    index = _label_index(model, y_val)
+    coupling = None
+    if _is_svm(model):
+        coupling = fit_pairwise_sigmoid(clf.pairwise_decisions(X_val), index, len(model.classes_))
+        logits = np.log(_coupled(clf, X_val, coupling))
+    else:
+        logits = clf.class_scores(X_val)
+    beta = fit_temperature(logits, index)
     proba = softmax(logits, beta)
-    pred = np.asarray(model.classes_)[np.argmax(proba, axis=1)]
-    ece = expected_calibration_error(proba.max(axis=1), pred == y_val)
+    pred = _predict(model, X_val)
+    top = np.asarray(model.classes_)[np.argmax(proba, 1)]
+    ece = expected_calibration_error(proba.max(axis=1), top == y_val)
     return Calibrated(beta, score(y_val, pred, labels), ece)
+
+
+def _is_svm(model: Any) -> bool:
+    return type(model.steps[-1][1]).__name__ == "SVC"
+
+
+def _coupled(clf: GestureClassifier, X: np.ndarray, coupling: tuple[float, float]) -> np.ndarray:
+    """Coupled pairwise probabilities of an SVM (estimator classes_ order), before any temperature."""
+    return pairwise_coupling(clf.pairwise_decisions(X), len(clf.classes), *coupling)
 
 
 # --------------------------------------------------------------------------------------------- mlflow
@@ -462,7 +578,7 @@ def run_sweep(ctx: Context, mlflow: Any, candidates: list[Candidate], train_idx:
     from tqdm import tqdm
 
     d, s = ctx.data, ctx.split
-    X_tr, y_tr = ctx.training_rows(train_idx)
+    X_tr, y_tr, _ = ctx.fit_rows(train_idx)
     X_val, y_val = d.X[s.val], d.y[s.val]
     entries: list[Entry] = []
     bar = tqdm(candidates, desc="sweep", unit="model", file=sys.stderr)
@@ -485,7 +601,7 @@ def run_sweep(ctx: Context, mlflow: Any, candidates: list[Candidate], train_idx:
                 pooled = result["pooled_accuracy"]
                 mlflow.log_metrics({"loso_pooled_accuracy": pooled,
                                     "loso_mean_accuracy": result["mean_accuracy"]})
-                mlflow.log_dict(result, "leave_one_source_out.json")
+                mlflow.log_dict(_loggable(result), "leave_one_source_out.json")
             _log_scores(mlflow, scores, "val_", f"{cand.name} (validation)", Path(tmp))
             _log_model(mlflow, model, X_val, ctx)
             entries.append(Entry(cand.name, cand.family, scores.accuracy, scores.f1_macro,
@@ -507,7 +623,7 @@ def leave_one_source_out(ctx: Context, candidate: Candidate) -> dict[str, Any]:
 
     d = ctx.data
     per_source: dict[str, dict[str, Any]] = {}
-    y_all, p_all = [], []
+    y_all, p_all, outputs = [], [], []
     base = build(candidate)
     for source in d.split_sources:
         held = d.sources == source
@@ -515,9 +631,10 @@ def leave_one_source_out(ctx: Context, candidate: Candidate) -> dict[str, Any]:
         test = np.flatnonzero(held & np.isin(d.y, sorted(other_classes)))
         if len(test) < 100:
             continue
-        X_tr, y_tr = ctx.training_rows(np.flatnonzero(~held))
+        X_tr, y_tr, _ = ctx.fit_rows(np.flatnonzero(~held))
         model = clone(base).fit(X_tr, y_tr)
         pred = _predict(model, d.X[test])
+        outputs.append(_fold_outputs(ctx, model, np.flatnonzero(~held), test))
         labels = sorted(set(d.y[test].tolist()))
         with warnings.catch_warnings():  # a source with one class gives a 1x1 confusion matrix: fine
             warnings.simplefilter("ignore", UserWarning)
@@ -530,11 +647,113 @@ def leave_one_source_out(ctx: Context, candidate: Candidate) -> dict[str, Any]:
         return {"per_source": {}, "pooled_accuracy": float("nan"), "mean_accuracy": float("nan")}
     y_cat, p_cat = np.concatenate(y_all), np.concatenate(p_all)
     return {
+        "outputs": outputs,  # per fold, for the confidence figures (not logged as JSON)
         "per_source": per_source,
         "pooled_accuracy": float(np.mean(y_cat == p_cat)),
         "mean_accuracy": float(np.mean([v["accuracy"] for v in per_source.values()])),
         "mean_f1_macro": float(np.mean([v["f1_macro"] for v in per_source.values()])),
     }
+
+
+def _fold_outputs(ctx: Context, model: Any, train_idx: np.ndarray, test: np.ndarray) -> dict[str, Any]:
+    """What a fold's model says about its held-out rows, kept to score the served confidence once the
+    head (coupling, temperature, threshold) is known: raw class scores and the distance to the fold's
+    own training rows (PCA-16 fitted on them)."""
+    clf = _wrap(model, "fold")
+    X = ctx.data.X[test]
+    X_ref, _ = with_mirrored(ctx.data, train_idx)
+    head = OpenSetHead.fit_reference(clf.scaled(X_ref))
+    out: dict[str, Any] = {"y": ctx.data.y[test], "classes": np.asarray(model.classes_),
+                           "distance": head.ood_scores(clf.scaled(X))}
+    if _is_svm(model):
+        out["ovo"] = clf.pairwise_decisions(X)
+        out["ovr"] = clf.class_scores(X)
+    else:
+        out["proba"] = model.predict_proba(X)
+    return out
+
+
+def served_from_outputs(out: dict[str, Any], head: OpenSetHead) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(answer, confidence, rejected) for a fold's held-out rows under `head`'s calibration and
+    threshold, as `GestureClassifier.predict` would answer them."""
+    classes = out["classes"]
+    if "ovo" in out and head.coupling is not None:
+        proba = softmax(np.log(pairwise_coupling(out["ovo"], len(classes), *head.coupling)), head.beta)
+    elif "ovo" in out:
+        proba = softmax(out["ovr"], head.beta)
+    else:
+        proba = softmax(np.log(np.maximum(out["proba"], 1e-12)), head.beta)
+    if NO_GESTURE in list(classes):  # as GestureClassifier.predict: the likeliest gesture otherwise
+        ng = list(classes).index(NO_GESTURE)
+        gesture_p = np.where(np.arange(len(classes))[None, :] == ng, -1.0, proba)
+        answer, conf = classes[np.argmax(gesture_p, axis=1)], gesture_p.max(axis=1)
+        named = is_no_gesture(proba, ng, head.no_gesture_min)
+    else:
+        answer, conf, named = classes[np.argmax(proba, axis=1)], proba.max(axis=1), np.zeros(len(proba), bool)
+    rejected = named | (out["distance"] > head.threshold)
+    return answer, conf, rejected
+
+
+def loso_confidence(loso: dict[str, Any], head: OpenSetHead) -> dict[str, Any]:
+    """The served confidence on leave-one-source-out folds (new people): its quality on the answered
+    rows, the share of true gestures answered (not `no_gesture`), and the risk-coverage curve."""
+    answers, conf, rejected, truth = [], [], [], []
+    for out in loso.get("outputs", []):
+        a, c, r = served_from_outputs(out, head)
+        answers.append(a)
+        conf.append(c)
+        rejected.append(r)
+        truth.append(out["y"])
+    if not answers:
+        return {}
+    a, c, r, y = (np.concatenate(v) for v in (answers, conf, rejected, truth))
+    keep = ~r
+    return {"gestures_accepted": float(keep.mean()), **confidence_quality(c[keep], a[keep] == y[keep]),
+            "risk_coverage": risk_coverage(c[keep], a[keep] == y[keep])}
+
+
+def choose_no_gesture_min(loso: dict[str, Any] | None, head: OpenSetHead, target: float) -> float | None:
+    """The smallest P(no_gesture) cut (on a fixed grid) that still answers at least `target` of a new
+    person's true gestures with a gesture, measured on the leave-one-source-out folds (with the
+    distance threshold); None (answer it when it is the most likely class) without folds or a
+    trained class, or when no cut keeps `target`."""
+    if not loso or not loso.get("outputs") or NO_GESTURE not in list(loso["outputs"][0]["classes"]):
+        return None
+    for t in NO_GESTURE_GRID:
+        trial = OpenSetHead(head.beta, head.pca_mean, head.pca_components, head.reference, head.threshold,
+                            head.known_quantiles, None, head.coupling, float(t))
+        rejected = np.concatenate([served_from_outputs(out, trial)[2] for out in loso["outputs"]])
+        if 1.0 - rejected.mean() >= target:
+            return float(t)
+    return None
+
+
+NO_GESTURE_GRID = (0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+
+
+def no_gesture_tradeoff(loso: dict[str, Any], head: OpenSetHead, clf: GestureClassifier,
+                        natural: np.ndarray) -> list[dict[str, float]]:
+    """The `no_gesture` rule moved along P(no_gesture) >= t (plus the distance threshold): a new
+    person's true gestures still answered (leave-one-source-out folds) against `natural` hands
+    (people never trained on) answered `no_gesture`, one point per t."""
+    if NO_GESTURE not in clf.classes or not loso.get("outputs"):
+        return []
+    ng = list(clf.classes).index(NO_GESTURE)
+    p_nat = clf.predict_proba(natural)[:, ng]
+    far_nat = clf.ood_scores(natural) > head.threshold
+    p_fold, far_fold = [], []
+    for out in loso["outputs"]:
+        classes = list(out["classes"])
+        proba = softmax(np.log(pairwise_coupling(out["ovo"], len(classes), *head.coupling)), head.beta) \
+            if "ovo" in out and head.coupling is not None else out.get("proba")
+        if proba is None:
+            return []
+        p_fold.append(proba[:, classes.index(NO_GESTURE)])
+        far_fold.append(out["distance"] > head.threshold)
+    p_g, far_g = np.concatenate(p_fold), np.concatenate(far_fold)
+    return [{"t": float(t), "gestures_accepted": float(np.mean(~((p_g >= t) | far_g))),
+             "natural_rejected": float(np.mean((p_nat >= t) | far_nat))}
+            for t in NO_GESTURE_GRID]
 
 
 # -------------------------------------------------------------------------------------------- open set
@@ -555,15 +774,27 @@ def fit_openset(ctx: Context, model: Any, train_idx: np.ndarray, min_accept: flo
     clf = _wrap(model, "openset")
     X_tr, _ = with_mirrored(d, train_idx)
     head = OpenSetHead.fit_reference(clf.scaled(X_tr))
-    head.beta = fit_temperature(clf.class_scores(d.X[s.val]), _label_index(model, d.y[s.val]))
+    # Calibration rows: the validation split, and the validation people's natural hands when the
+    # model has a trained no_gesture class.
+    X_cal, y_cal = d.X[s.val], d.y[s.val]
+    trained_reject = NO_GESTURE in model.classes_
+    if trained_reject and ctx.natural is not None:
+        X_nat = ctx.natural.rows("val")
+        X_cal, y_cal = np.vstack([X_cal, X_nat]), np.concatenate([y_cal, np.full(len(X_nat), NO_GESTURE)])
+    index = _label_index(model, y_cal)
+    if _is_svm(model):
+        head.coupling = fit_pairwise_sigmoid(clf.pairwise_decisions(X_cal), index, len(model.classes_))
+        head.beta = fit_temperature(np.log(_coupled(clf, X_cal, head.coupling)), index)
+    else:
+        head.beta = fit_temperature(clf.class_scores(X_cal), index)
     known = head.ood_scores(clf.scaled(d.X[s.val]))
     neg = head.ood_scores(clf.scaled(ctx.negatives.val)) if ctx.negatives is not None else None
     chosen = choose_threshold(known, neg, min_accept)
     head.set_threshold(known, chosen.threshold)
     curve = trade_off_curve(known, neg) if neg is not None else []
-    if ctx.negatives is not None:  # the threshold's half also serves as known non-gestures
+    if ctx.negatives is not None and not trained_reject:  # the half also serves as known non-gestures
         head = head.with_negatives(clf.scaled(ctx.negatives.known(include_test=False)))
-    accepted = float(1.0 - np.mean(head.rejects(clf.scaled(d.X[s.val]))))
+    accepted = float(1.0 - np.mean(_wrap(model, "openset", head).rejects(d.X[s.val])))
     return OpenSetFit(head, chosen, curve, known, neg, accepted)
 
 
@@ -606,6 +837,132 @@ def _champion_f1(client: Any, tracking_uri: str, X_test: np.ndarray, y_test: np.
     return str(champ.version), score(y_test, pred, labels).f1_macro
 
 
+def read_heldout(args: argparse.Namespace) -> LandmarkDataset | None:
+    paths = _csv_paths(getattr(args, "heldout", None), DEFAULT_HELDOUT_DIR, False)
+    return read_datasets(paths) if paths else None
+
+
+def _previous_default(args: argparse.Namespace) -> GestureClassifier | None:
+    """The model directory about to be replaced (or the committed default), to be scored beside the
+    new model in the same run."""
+    from model.classifier import load_directory
+
+    directory = Path(args.out_default) if args.out_default else DEFAULT_OUT
+    try:
+        return load_directory(directory, source="previous default")
+    except ModelLoadError as exc:
+        print(f"no previous default to compare with ({exc})")
+        return None
+
+
+def _loggable(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in result.items() if k != "outputs"}
+
+
+def served(clf: GestureClassifier, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What `predict` answers for every row (gesture or `no_gesture`) and the confidence it serves."""
+    answers = [clf.predict(x) for x in X]
+    return (np.array([p.gesture for p in answers]),
+            np.array([p.confidence for p in answers], dtype=np.float64))
+
+
+def served_quality(clf: GestureClassifier, X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """The served answers' figures on true gestures: share answered with a gesture, and the served
+    confidence's quality on those answers (right = the true gesture)."""
+    answer, conf = served(clf, X)
+    keep = answer != NO_GESTURE
+    right = answer[keep] == y[keep]
+    return {"gestures_accepted": float(keep.mean()), **confidence_quality(conf[keep], right),
+            "risk_coverage": risk_coverage(conf[keep], right)}
+
+
+def confidence_report(clf: GestureClassifier, previous: GestureClassifier | None, ctx: Context,
+                      heldout: LandmarkDataset | None, loso: dict[str, Any] | None,
+                      head: OpenSetHead) -> dict[str, Any]:
+    """The served confidence and the `no_gesture` answer, new model beside the previous default, on:
+    the test split, HaGRID's held-out people, the leave-one-source-out folds (new model only: the
+    folds are refits of the new configuration), natural hands of people never trained on and the
+    recorded negatives' reporting half."""
+    from model.features import features_from_xy
+
+    d, s = ctx.data, ctx.split
+
+    def few(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:  # a smoke run scores 200 rows of each set
+        keep = np.random.default_rng(0).permutation(len(arrays[0]))[:200] if ctx.quick else slice(None)
+        return tuple(a[keep] for a in arrays)
+
+    sets: dict[str, tuple[np.ndarray, ...]] = {"test": few(d.X[s.test], d.y[s.test])}
+    if heldout is not None:
+        sets["heldout_people"] = few(features_from_xy(heldout.xy), heldout.labels)
+    report: dict[str, Any] = {"shipped": {}, "previous": {}}
+    for name, model in (("shipped", clf), ("previous", previous)):
+        if model is None:
+            continue
+        for set_name, (X, y) in sets.items():
+            report[name][set_name] = served_quality(model, X, y)
+        if ctx.natural is not None:
+            answers = served(model, few(ctx.natural.rows("test"))[0])[0]
+            report[name]["natural_rejected"] = float(np.mean(answers == NO_GESTURE))
+        if ctx.negatives is not None:
+            answers = served(model, few(ctx.negatives.test)[0])[0]
+            report[name]["negatives_rejected"] = float(np.mean(answers == NO_GESTURE))
+    if loso:
+        report["shipped"]["loso"] = loso_confidence(loso, head)
+        if previous is not None and previous.openset is not None and any("ovr" in o for o in loso["outputs"]):
+            # The previous default's confidence method (a temperature over the one-vs-rest votes, its
+            # own beta) on the same folds: the folds are refits of the new configuration.
+            votes = OpenSetHead(previous.openset.beta, head.pca_mean, head.pca_components, head.reference,
+                                head.threshold, head.known_quantiles)
+            report["previous"]["loso_votes_method"] = loso_confidence(loso, votes)
+        if ctx.natural is not None:
+            report["no_gesture_tradeoff"] = no_gesture_tradeoff(loso, head, clf, ctx.natural.rows("test"))
+    return report
+
+
+def _summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The report without its curves (metadata.json)."""
+    def strip(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: strip(x) for k, x in v.items() if k != "risk_coverage"}
+        return v
+    return strip({k: v for k, v in report.items() if k != "no_gesture_tradeoff"})
+
+
+def _log_confidence(mlflow: Any, report: dict[str, Any], tmp: Path) -> None:
+    """Metrics (`conf_<model>_<set>_<figure>`), the risk-coverage curves (PNG + JSON) and the
+    natural-hands trade-off curve."""
+    metrics: dict[str, float] = {}
+    curves: dict[str, list[dict[str, float]]] = {}
+    for who in ("shipped", "previous"):
+        for set_name, v in report.get(who, {}).items():
+            if isinstance(v, dict):
+                for k, x in v.items():
+                    if isinstance(x, float) and np.isfinite(x):
+                        metrics[f"conf_{who}_{set_name}_{k}"] = x
+                if v.get("risk_coverage"):
+                    curves[f"{who}: {set_name}"] = v["risk_coverage"]
+            elif isinstance(v, float):
+                metrics[f"conf_{who}_{set_name}"] = v
+    mlflow.log_metrics(metrics)
+    mlflow.log_dict(curves, "risk_coverage.json")
+    if curves:
+        title = "served confidence: accuracy of the most confident answers"
+        mlflow.log_artifact(str(risk_coverage_png(curves, tmp / "risk_coverage.png", title)))
+    if report.get("no_gesture_tradeoff"):
+        mlflow.log_dict(report["no_gesture_tradeoff"], "no_gesture_tradeoff.json")
+    mlflow.log_dict(_summary(report), "confidence_report.json")
+    for who in ("shipped", "previous"):
+        for set_name, v in report.get(who, {}).items():
+            if isinstance(v, dict):
+                print(f"  {who:8} {set_name:15} accepted {v.get('gestures_accepted', float('nan')):.3f}  "
+                      f"acc {v['accuracy']:.4f}  AUROC {v['auroc']:.3f}  "
+                      f"acc@80% {v['accuracy_at_80_coverage']:.4f}  ECE {v['ece']:.3f}  "
+                      f"Brier {v['brier']:.4f} (resolution {v['resolution']:.4f})  median right "
+                      f"{v['median_confidence_right']:.3f} wrong {v['median_confidence_wrong']:.3f}")
+            else:
+                print(f"  {who:8} {set_name:15} {v:.3f}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -627,10 +984,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if negatives is not None:
         print(f"negatives ({NO_GESTURE}): {len(negatives.val)} rows to choose the threshold, "
               f"{len(negatives.test)} to report it, from {len(negatives.files)} file(s)")
+    natural = NaturalHands.read(natural_paths(args))
+    if natural is not None:
+        print(f"natural hands ({NO_GESTURE} class, split by person): "
+              + ", ".join(f"{p} {int(np.sum(natural.part == p))}" for p in ("train", "val", "test")))
+    heldout = read_heldout(args)
+    previous = _previous_default(args)
     labels = sorted(set(data.y.tolist()))
     fingerprint = loaded.fingerprint()
+    if natural is not None:
+        fingerprint["natural"] = {"files": [Path(f).name for f in natural.files], "rows": len(natural.X),
+                                  **{p: int(np.sum(natural.part == p)) for p in ("train", "val", "test")}}
     augmentation = augmentation_of(args)
-    ctx = Context(data, sp, labels, fingerprint, args.quick, negatives, augmentation)
+    ctx = Context(data, sp, labels, fingerprint, args.quick, negatives, augmentation, natural)
     run_loso = not args.quick and not args.no_loso
     train_idx = _quick_subset(data, sp.train, 150) if args.quick else sp.train
     sweep_idx = _subsample(data, train_idx, args.sweep_rows)
@@ -652,7 +1018,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         mlflow.log_dict(fingerprint, "data_fingerprint.json")
         mlflow.log_dict({k: int(v) for k, v in Counter(data.y.tolist()).items()}, "class_counts.json")
 
-        ablation_results = None if args.quick else ablation(ctx, mlflow, sweep_idx)
+        ablation_results = None if args.quick or args.no_ablation else ablation(ctx, mlflow, sweep_idx)
         candidates = [parse_candidate(args.candidate)] if args.candidate else sweep(args.quick)
         entries = run_sweep(ctx, mlflow, candidates, sweep_idx, loso=run_loso)
         table = leaderboard(entries)
@@ -671,33 +1037,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         cand: Candidate = best.extra["candidate"]
         selected_by = "val_f1_macro+loso_pooled_accuracy" if run_loso else "val_f1_macro"
         final_idx = np.sort(np.concatenate([train_idx, sp.val]))
-        X_fin, y_fin = ctx.training_rows(final_idx)
+        X_fin, y_fin, hands_fin = ctx.fit_rows(final_idx, final=True)
         X_ref, y_ref = as_recorded(X_fin, len(final_idx)), as_recorded(y_fin, len(final_idx))
         X_test, y_test = data.X[sp.test], data.y[sp.test]
         with mlflow.start_run(run_name=f"final-{cand.name}", nested=True) as final_run:
             mlflow.set_tags({**_fingerprint_tags(ctx), "family": cand.family, "stage": "final"})
             mlflow.log_params({"family": cand.family, **cand.params, "train_rows": len(y_fin),
                                "selected_by": selected_by, **augmentation.params(),
-                               "min_accept": args.min_accept,
+                               "min_accept": args.min_accept, "loso_accept": args.loso_accept,
                                "negatives_files": ",".join(Path(f).name for f in (negatives.files if negatives
                                                                                    else ()))})
             # The head is fitted with the winner trained on train only (validation unseen), then
             # carried over to the refit on train+val; its reference rows become the refit's rows.
-            head_model, _ = _fit(cand, *ctx.training_rows(sweep_idx))
+            head_model, _ = _fit(cand, *ctx.fit_rows(sweep_idx)[:2])
             open_fit = fit_openset(ctx, head_model, sweep_idx, args.min_accept)
             model, fit_s = _fit(cand, X_fin, y_fin)
             clf = _wrap(model, cand.name)
             head = open_fit.head.with_reference(clf.scaled(X_ref))
+            loso = best.extra.get("loso")
+            head.no_gesture_min = choose_no_gesture_min(loso, head, args.loso_accept)
             clf = _wrap(model, cand.name, head)
-            proba = clf.predict_proba(X_test)  # the one look at the test split
-            pred = np.asarray(clf.classes)[np.argmax(proba, axis=1)]
+            pred = _predict(model, X_test)  # the one look at the test split (closed set)
             test = score(y_test, pred, labels)
-            test_ece = expected_calibration_error(proba.max(axis=1), pred == y_test)
+            served_test = served(clf, X_test)
+            test_ece = expected_calibration_error(served_test[1], served_test[0] == y_test)
             test_m = score(y_test, _predict(model, mirrored_features(data, sp.test)), labels)
             open_test = evaluate_open_set(clf, X_test, negatives.test if negatives else None)
-            if negatives is not None:  # measured with half of them; the shipped head knows them all
+            if negatives is not None and NO_GESTURE not in clf.classes:  # shipped head knows them all
                 head = head.with_negatives(clf.scaled(negatives.known(include_test=True)))
                 clf = _wrap(model, cand.name, head)
+            report = confidence_report(clf, previous, ctx, heldout, loso, head)
+            _log_confidence(mlflow, report, tmp)
             latency = single_sample_latency(clf.predict, X_test)
             mlflow.log_metrics({"train_time_s": fit_s, "latency_p50_ms": latency.p50_ms,
                                 "latency_p95_ms": latency.p95_ms, "mirrored_test_f1_macro": test_m.f1_macro,
@@ -705,9 +1075,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 **{f"ood_test_{k}": float(v) for k, v in open_test.items()}})
             _log_scores(mlflow, test, "test_", f"{cand.name} (test split)", tmp)
             _log_openset(mlflow, open_fit, tmp)
-            reliability = reliability_table(proba.max(axis=1), pred == y_test)
+            reliability = reliability_table(served_test[1], served_test[0] == y_test)
             mlflow.log_dict(reliability, "reliability_test.json")
-            mlflow.log_artifact(str(reliability_png(proba.max(axis=1), pred == y_test,
+            mlflow.log_artifact(str(reliability_png(served_test[1], served_test[0] == y_test,
                                                     tmp / "reliability_test.png",
                                                     f"{cand.name}: reliability on the test split")))
             head_path = head.save(tmp / OPENSET_FILE)
@@ -743,8 +1113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         mlflow.set_tags({"registered_version": version, "champion_after": version if promoted
                          else str(champ_version)})
 
-        loso = best.extra.get("loso")  # measured in the sweep
-        if loso is not None:
+        if loso is not None:  # measured in the sweep
             print(f"\nLeave-one-source-out ({cand.name}; "
                   "held-out source's rows of classes other sources also have):")
             for source, r in loso["per_source"].items():
@@ -752,7 +1121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"F1={r['f1_macro']:.4f}")
             print(f"  pooled accuracy {loso['pooled_accuracy']:.4f}, mean per source accuracy "
                   f"{loso['mean_accuracy']:.4f}, mean macro-F1 {loso['mean_f1_macro']:.4f}")
-            mlflow.log_dict(loso, "leave_one_source_out.json")
+            mlflow.log_dict(_loggable(loso), "leave_one_source_out.json")
             mlflow.log_metrics({"loso_pooled_accuracy": loso["pooled_accuracy"],
                                 "loso_mean_accuracy": loso["mean_accuracy"]})
 
@@ -773,18 +1142,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "selected_by": selected_by,
                 "openset": {**head.summary(),
                             "score": "nearest training row, PCA-16 of standardised features",
-                            "min_accept": args.min_accept,
+                            "min_accept": args.min_accept, "loso_accept": args.loso_accept,
                             "validation": {"gestures_accepted": open_fit.chosen.accepted,
                                            "negatives_rejected": open_fit.chosen.rejected,
                                            "gestures_accepted_with_known_negatives": open_fit.accepted_val},
                             "test": open_test,
                             "negatives_files": [Path(f).name for f in negatives.files] if negatives else []},
-                "leave_one_source_out": loso and {k: loso[k] for k in loso if k != "per_source"},
+                "leave_one_source_out": loso and {k: loso[k] for k in loso
+                                                  if k not in ("per_source", "outputs")},
+                "confidence": _summary(report),
                 "ablation": ablation_results,
                 "mlflow": {"run_id": final_run_id, "registered_version": version},
                 "libraries": library_versions(),
             }
-            out = write_model_dir(model, Path(args.out_default), metadata, ctx.training_hands(final_idx))
+            out = write_model_dir(model, Path(args.out_default), metadata, hands_fin)
             drift.write_reference(out, X_ref, y_ref)
             head.save(out / OPENSET_FILE)
             size = sum(f.stat().st_size for f in out.iterdir()) / 1e6

@@ -21,6 +21,7 @@ from model.classifier import (
 )
 from model.datasets import read_landmark_csv
 from model.features import FEATURE_VERSION, N_FEATURES, features_from_xy, landmark_features
+from model.openset import NO_GESTURE
 
 GESTURES = ("dislike", "fist", "four", "like", "one", "palm", "peace", "stop", "three")
 
@@ -51,7 +52,9 @@ def test_default_model_metadata(default):
     assert default.info.feature_version == FEATURE_VERSION == meta["feature_version"]
     assert default.info.source == "default"
     assert list(default.classes) == meta["classes"]
-    assert len(default.classes) == 18
+    # The 18 gestures and a trained no_gesture class (natural hands, docs/decisions/0022-...).
+    assert len(default.gestures) == 18 and set(default.classes) == {*default.gestures, NO_GESTURE}
+    assert sum(f.stat().st_size for f in default_model_dir().iterdir()) < 10_000_000  # directory < 10 MB
     assert len(meta["data"]["sha256"]) == 64 and meta["data"]["rows"] > 10_000
     assert {"scikit-learn", "skops", "numpy"} <= set(meta["libraries"])
     shipped = {f.name: f.stat().st_size for f in default_model_dir().iterdir()}

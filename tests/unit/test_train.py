@@ -14,6 +14,7 @@ import pytest
 from model.classifier import CHAMPION_ALIAS, REGISTERED_MODEL_NAME, load_classifier
 from model.datasets import read_landmark_csv
 from model.features import FEATURE_VERSION, N_FEATURES, features_from_xy
+from model.openset import NO_GESTURE
 from model.splits import prepare, split
 from model.train import DEFAULT_TRAIN_ONLY_DIR
 from tests.support.paths import REPO_ROOT
@@ -119,7 +120,11 @@ def test_registered_and_default_models_load(trained, landmarks_csv):
     assert meta["split"]["test"] == len(split(prepare(read_landmark_csv(tmp / "subset.csv")).y).test)
     reference = json.loads((tmp / "default" / "drift_reference.json").read_text())
     assert reference["rows"] == 2 * meta["split"]["train+val"]  # train+val and its mirrored copies
-    assert set(reference["classes"]) == set(meta["classes"]) and len(reference["features"]) == N_FEATURES
+    # The drift reference holds the gestures (a trained no_gesture class is not a gesture to watch).
+    assert set(reference["classes"]) == set(meta["classes"]) - {NO_GESTURE}
+    assert len(reference["features"]) == N_FEATURES
+    assert NO_GESTURE in meta["classes"] and meta["data"]["natural"]["test"] > 0  # never trained on
+    assert {"shipped", "previous"} <= set(meta["confidence"])
     ds = read_landmark_csv(landmarks_csv)
     rows = features_from_xy(ds.xy[:50])
     assert [champion.predict(r) for r in rows] == [default.predict(r) for r in rows]
