@@ -12,8 +12,6 @@ the server logged each abusive connection once at most.
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -24,10 +22,14 @@ import psutil
 import pytest
 
 from tests.support import attacks
-from tests.support.abuse import AbuseReport, ServerProcess, Target, run_under_attack
-from tests.support.paths import GESTURES_DIR, require_path
-
-NON_MOVE_GESTURES = ("palm", "fist", "stop")  # real hands that map to no move in either default scheme
+from tests.support.abuse import (
+    AbuseReport,
+    ServerProcess,
+    Target,
+    attack_process,
+    honest_photos,
+    run_under_attack,
+)
 
 SERVER_ENV = {
     "GM_LOG_LEVEL": "warning",
@@ -44,8 +46,7 @@ SERVER_ENV = {
 
 @pytest.fixture(scope="module")
 def honest_frames() -> list[bytes]:
-    folder = require_path(GESTURES_DIR)
-    return [(folder / f"{name}.jpg").read_bytes() for name in NON_MOVE_GESTURES]
+    return honest_photos()
 
 
 @pytest.fixture(scope="module")
@@ -68,12 +69,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, honest_frames: list[bytes])
 
 @pytest.fixture(scope="module")
 def attack_pool() -> Iterator[ProcessPoolExecutor]:
-    # A real attacker's CPU is not the server's: here the attack process runs at the lowest CPU
-    # priority, so that its own work (building and writing floods) does not count against the server.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=context, initializer=os.nice, initargs=(10,)) as pool:
-        # Start the process and import the attacks now, not while an honest baseline is measured.
-        pool.submit(attacks.warm_up).result()
+    with attack_process(attacks.warm_up) as pool:
         yield pool
 
 

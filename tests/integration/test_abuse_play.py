@@ -10,8 +10,6 @@ the attack really happened and got the documented answer.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
-import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
@@ -20,10 +18,15 @@ from typing import Any
 import pytest
 
 from tests.support import attacks_play
-from tests.support.abuse import AbuseReport, ServerProcess, Target, run_under_attack
-from tests.support.paths import GESTURES_DIR, require_path
+from tests.support.abuse import (
+    AbuseReport,
+    ServerProcess,
+    Target,
+    attack_process,
+    honest_photos,
+    run_under_attack,
+)
 
-NON_MOVE_GESTURES = ("palm", "fist", "stop")
 TRACKERS_PER_IP = 3
 TRACKER_MIB = 90  # one MediaPipe graph and its buffers, generously (docs/security.md has the measure)
 
@@ -43,8 +46,7 @@ SERVER_ENV = {
 
 @pytest.fixture(scope="module")
 def honest_frames() -> list[bytes]:
-    folder = require_path(GESTURES_DIR)
-    return [(folder / f"{name}.jpg").read_bytes() for name in NON_MOVE_GESTURES]
+    return honest_photos()
 
 
 @contextlib.contextmanager
@@ -62,9 +64,7 @@ def running_server(
 
 @pytest.fixture(scope="module")
 def attack_pool() -> Iterator[ProcessPoolExecutor]:
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=context, initializer=os.nice, initargs=(10,)) as pool:
-        pool.submit(attacks_play.warm_up).result()
+    with attack_process(attacks_play.warm_up) as pool:
         yield pool
 
 

@@ -9,7 +9,6 @@ are tests/support/web_attacks.py's, run in their own lowest-priority process.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -18,10 +17,8 @@ import psutil
 import pytest
 
 from tests.support import web_attacks
-from tests.support.abuse import ServerProcess, Target, run_under_attack
-from tests.support.paths import GESTURES_DIR, require_path
+from tests.support.abuse import ServerProcess, Target, attack_process, honest_photos, run_under_attack
 
-NON_MOVE_GESTURES = ("palm", "fist", "stop")
 SERVER_ENV = {
     "GM_LOG_LEVEL": "warning",
     "GM_MODEL_POLL_S": "0",
@@ -33,8 +30,7 @@ SERVER_ENV = {
 
 @pytest.fixture(scope="module")
 def honest_frames() -> list[bytes]:
-    folder = require_path(GESTURES_DIR)
-    return [(folder / f"{name}.jpg").read_bytes() for name in NON_MOVE_GESTURES]
+    return honest_photos()
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +51,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, honest_frames: list[bytes])
 
 @pytest.fixture(scope="module")
 def attack_pool() -> Iterator[ProcessPoolExecutor]:
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=context, initializer=os.nice, initargs=(10,)) as pool:
-        pool.submit(web_attacks.warm_up).result()
+    with attack_process(web_attacks.warm_up) as pool:
         yield pool
 
 

@@ -22,12 +22,13 @@ import contextlib
 import gc
 import json
 import math
+import multiprocessing
 import os
 import resource
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,7 @@ import psutil
 from websockets.asyncio.client import connect
 
 from tests.support.net import LoopbackUrls, free_port, stop_process
-from tests.support.paths import REPO_ROOT
+from tests.support.paths import GESTURES_DIR, REPO_ROOT, require_path
 
 HONEST = "127.0.0.2"
 ATTACKER = "127.0.0.3"
@@ -404,3 +405,24 @@ async def _phase(playing: asyncio.Task[None], seconds: float) -> None:
     done, _ = await asyncio.wait({playing}, timeout=seconds)
     if done:
         raise AssertionError(f"the honest player stopped early: {playing.exception()!r}")
+
+
+# --- shared by the abuse test modules -----------------------------------------------------------
+NON_MOVE_GESTURES = ("palm", "fist", "stop")  # real hands that map to no move in either default scheme
+
+
+def honest_photos() -> list[bytes]:
+    """The honest player's frames: real hand photos that never move it."""
+    folder = require_path(GESTURES_DIR)
+    return [(folder / f"{name}.jpg").read_bytes() for name in NON_MOVE_GESTURES]
+
+
+@contextlib.contextmanager
+def attack_process(warm_up: Callable[[], None]) -> Iterator[ProcessPoolExecutor]:
+    """One spawned process for the attacks, at the lowest CPU priority: a real attacker's CPU is not
+    the server's, so the attack's own work (building and writing floods) must not count against it.
+    `warm_up` runs first (imports, caches), not while an honest baseline is measured."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context, initializer=os.nice, initargs=(10,)) as pool:
+        pool.submit(warm_up).result()
+        yield pool
