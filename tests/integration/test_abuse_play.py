@@ -27,7 +27,7 @@ from tests.support.abuse import (
     run_under_attack,
 )
 
-TRACKERS_PER_IP = 3
+TRACKERS_PER_IP = 2
 TRACKER_MIB = 90  # one MediaPipe graph and its buffers, generously (docs/security.md has the measure)
 
 SERVER_ENV = {
