@@ -76,11 +76,13 @@ class ModelLoadError(RuntimeError):
 
 @dataclass(frozen=True)
 class Prediction:
-    """`gesture` is a known class or `no_gesture`. `confidence` is the calibrated probability of a
-    known gesture; for `no_gesture`, the share of true gestures (validation) closer to the training
-    data than this hand, or for a hand nearer a recorded non-gesture than to every gesture, how near
-    (0.5 halfway, 1.0 on top of it), whichever is larger. `closest` is the most likely known class
-    either way; `ood_score` the distance to the training data (0.0 for a model without a head)."""
+    """`gesture` is a known class or `no_gesture`. `confidence` is the calibrated probability that the
+    answer is right: for an SVM with a coupling head, the answer's coupled pairwise probability
+    (docs/decisions/0022-confidence-that-means-something.md). For `no_gesture`: the trained class's
+    probability, or the share of true gestures (validation) closer to the training data than this
+    hand, or for a hand nearer a recorded non-gesture than to every gesture, how near (0.5 halfway,
+    1.0 on top of it), whichever is larger. `closest` is the most likely known gesture either way;
+    `ood_score` the distance to the training data (0.0 for a model without a head)."""
 
     gesture: str
     confidence: float

@@ -80,7 +80,7 @@ RUN_ONLY_PARAMS = frozenset({
     "family", "train_rows", "selected_by", "mirrored_training_rows", "rotated_copies", "max_rotation_degrees",
     "feedback_train_events",
     "feedback_train_frames", "feedback_holdout_events", "parent_version", "min_accept", "negatives_files",
-    "quick", "loso_accept", "feedback_train_contributors", "feedback_holdout_contributors",
+    "quick", "loso_accept", "no_gesture_cap", "feedback_train_contributors", "feedback_holdout_contributors",
     "feedback_capped_events", "contributor_cap", "min_contributors", "max_class_flip",
 })
 DEFAULT_MIN_CONTRIBUTORS = 2
@@ -292,11 +292,11 @@ def feedback_rows(events: Sequence[StoredFeedback]) -> tuple[np.ndarray, np.ndar
 
 
 def _predict(clf: Any, X: np.ndarray) -> np.ndarray:
-    """Closed-set answers of a GestureClassifier (argmax over the known gestures; a trained
-    `no_gesture` class is left out, as in `gesture-maze train`)."""
+    """Closed-set answers of a GestureClassifier, as `gesture-maze train` scores them: argmax of the
+    class scores over the known gestures (a trained `no_gesture` class is left out)."""
     classes = np.asarray(clf.classes)
-    proba = np.where(classes[None, :] == NO_GESTURE, -1.0, clf.predict_proba(X))
-    return classes[np.argmax(proba, axis=1)]
+    scores = np.where(classes[None, :] == NO_GESTURE, -np.inf, clf.class_scores(X))
+    return classes[np.argmax(scores, axis=1)]
 
 
 def _answers(clf: Any, X: np.ndarray) -> np.ndarray:
@@ -399,9 +399,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ho_who = np.concatenate([[e.contributor] * len(e.xy) for e in holdout]) if holdout else np.empty(0)
     final_idx = np.sort(np.concatenate([sp.train, sp.val]))
     negatives = Negatives.read(negative_paths(args))
-    # The champion's configuration: a trained no_gesture class when natural hands are given (default).
-    ctx = Context(data, sp, labels, {"sha256": ds.fingerprint()}, False, negatives, augmentation,
-                  NaturalHands.read(natural_paths(args)))
+    # The champion's configuration: a trained no_gesture class (as many hands) when its run had one.
+    cap = champ_run.data.params.get("no_gesture_cap", "none")
+    natural = NaturalHands.read(natural_paths(args)) if cap != "none" else None
+    ctx = Context(data, sp, labels, {"sha256": ds.fingerprint()}, False, negatives, augmentation, natural,
+                  None if cap in ("none", "all") else int(cap))
     X, y, _ = ctx.fit_rows(final_idx, final=True)
     X_ref = as_recorded(X, len(final_idx))  # the open-set reference: the rows as recorded (+ mirrors)
     if len(fb_y):
@@ -421,8 +423,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     open_fit = fit_openset(ctx, head_model, sp.train, min_accept)
     model = build(candidate).fit(X, y)
     head = open_fit.head.with_reference(_wrap(model, candidate.name).scaled(X_ref))
-    challenger = _wrap(model, candidate.name, head)
     champion = load_registered(REGISTERED_MODEL_NAME, str(champ.version), tracking_uri=tracking_uri)
+    if champion.openset is not None:  # the champion's no_gesture cut (chosen on its LOSO folds)
+        head.no_gesture_min = champion.openset.no_gesture_min
+    challenger = _wrap(model, candidate.name, head)
     empty = np.empty(0, dtype=str)
     gate, new, old = evaluate(
         _predict(challenger, X_test), _predict(champion, X_test), y_test,
@@ -448,7 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with mlflow.start_run(run_name=f"retrain-{datetime.now(UTC):%Y%m%d-%H%M%S}") as run:
         mlflow.set_tags(tags)
         mlflow.log_params({"family": candidate.family, **candidate.params, "train_rows": len(y),
-                           "min_accept": min_accept, **augmentation.params(),
+                           "min_accept": min_accept, **augmentation.params(), "no_gesture_cap": cap,
                            "negatives_files": ",".join(Path(f).name for f in (negatives.files if negatives
                                                                                else ())),
                            "feedback_train_events": len(training), "feedback_train_frames": len(fb_y),

@@ -115,6 +115,7 @@ DEFAULT_NATURAL_DIR = Path(__file__).resolve().parent.parent / "data" / "natural
 DEFAULT_HELDOUT_DIR = Path(__file__).resolve().parent.parent / "data" / "heldout"
 NATURAL_SPLIT_SEED = 7
 DEFAULT_LOSO_ACCEPT = 0.95
+QUICK_NO_GESTURE_CAP = 150  # --quick: no_gesture hands (before mirrors), like the gestures' 150 per class
 # Feature-vector column prefixes for the ablation: each adds the next block of model.features.BLOCKS.
 _BLOCK_ENDS = np.cumsum(list(BLOCKS.values()))
 FEATURE_SUBSETS = {"+".join(list(BLOCKS)[: k + 1]): slice(0, int(end)) for k, end in enumerate(_BLOCK_ENDS)}
@@ -196,6 +197,7 @@ class Context:
     negatives: Negatives | None = None
     augmentation: Augmentation = DEFAULT_AUGMENTATION
     natural: NaturalHands | None = None
+    no_gesture_cap: int | None = None  # at most this many no_gesture hands (before mirrors); None: all
 
     def training_rows(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rows `index` as every fit sees them: with mirrors and rotated copies."""
@@ -217,8 +219,8 @@ class Context:
         if self.negatives is not None and self.negatives.val_xy is not None:
             parts.append(self.negatives.val_xy)
         xy = np.concatenate(parts)
-        if self.quick:  # a smoke run: as few as the gestures' (<= 150 per class)
-            xy = xy[np.random.default_rng(0).permutation(len(xy))[:150]]
+        if self.no_gesture_cap is not None:  # a smoke run: as few as the gestures' (<= 150 per class)
+            xy = xy[np.random.default_rng(0).permutation(len(xy))[: self.no_gesture_cap]]
         return np.concatenate([xy, mirror_xy(xy)])
 
     def fit_rows(self, index: np.ndarray, final: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -327,7 +329,10 @@ def add_natural_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def natural_paths(args: argparse.Namespace) -> list[Path]:
-    return _csv_paths(getattr(args, "natural", None), DEFAULT_NATURAL_DIR, getattr(args, "no_natural", True))
+    """The natural-hand files given, else this folder's; none with --no-natural, and none for a
+    --quick smoke run unless --natural names them (a smoke run stays the small gestures-only fit)."""
+    off = getattr(args, "no_natural", True) or (getattr(args, "quick", False) and not args.natural)
+    return _csv_paths(getattr(args, "natural", None), DEFAULT_NATURAL_DIR, off)
 
 
 def add_augmentation_arguments(p: argparse.ArgumentParser) -> None:
@@ -832,9 +837,15 @@ def _champion_f1(client: Any, tracking_uri: str, X_test: np.ndarray, y_test: np.
     except ModelLoadError as exc:
         print(f"current champion v{champ.version} cannot be loaded ({exc}); treating it as beaten")
         return str(champ.version), None
-    proba = clf.predict_proba(X_test)
-    pred = np.asarray(clf.classes)[np.argmax(proba, axis=1)]
+    classes = np.asarray(clf.classes)  # closed-set, scored as the new model is (`_predict`)
+    scores = np.where(classes[None, :] == NO_GESTURE, -np.inf, clf.class_scores(X_test))
+    pred = classes[np.argmax(scores, axis=1)]
     return str(champ.version), score(y_test, pred, labels).f1_macro
+
+
+def _cap_param(ctx: Context) -> str:
+    """How many no_gesture hands the fits had, as logged for `retrain`: none, all, or the cap."""
+    return "none" if ctx.natural is None else str(ctx.no_gesture_cap or "all")
 
 
 def read_heldout(args: argparse.Namespace) -> LandmarkDataset | None:
@@ -996,7 +1007,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         fingerprint["natural"] = {"files": [Path(f).name for f in natural.files], "rows": len(natural.X),
                                   **{p: int(np.sum(natural.part == p)) for p in ("train", "val", "test")}}
     augmentation = augmentation_of(args)
-    ctx = Context(data, sp, labels, fingerprint, args.quick, negatives, augmentation, natural)
+    ctx = Context(data, sp, labels, fingerprint, args.quick, negatives, augmentation, natural,
+                  QUICK_NO_GESTURE_CAP if args.quick else None)
     run_loso = not args.quick and not args.no_loso
     train_idx = _quick_subset(data, sp.train, 150) if args.quick else sp.train
     sweep_idx = _subsample(data, train_idx, args.sweep_rows)
@@ -1045,6 +1057,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             mlflow.log_params({"family": cand.family, **cand.params, "train_rows": len(y_fin),
                                "selected_by": selected_by, **augmentation.params(),
                                "min_accept": args.min_accept, "loso_accept": args.loso_accept,
+                               "no_gesture_cap": _cap_param(ctx),
                                "negatives_files": ",".join(Path(f).name for f in (negatives.files if negatives
                                                                                    else ()))})
             # The head is fitted with the winner trained on train only (validation unseen), then
