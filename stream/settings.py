@@ -166,7 +166,7 @@ class Settings:
         "this gets `too_many_streams` and plays with the keyboard (0: no cap).",
     )
     max_trackers_per_ip: int = _env(
-        "GM_MAX_TRACKERS_PER_IP", 3, "Hand trackers one client address may hold at once (0: no cap)."
+        "GM_MAX_TRACKERS_PER_IP", 4, "Hand trackers one client address may hold at once (0: no cap)."
     )
     tracker_idle_s: float = _env(
         "GM_TRACKER_IDLE_S", 15.0,

@@ -184,6 +184,9 @@ async def test_churn_returns_to_baseline() -> None:
         max_connections_per_ip=10_000,
         max_sockets_per_ip=0,  # hundreds of sockets and sessions, all from 127.0.0.1
         max_sessions_per_ip=0,
+        max_trackers_per_ip=0,
+        ws_joins_per_10s=0,
+        api_reads_per_10s=0,
     )
     with live_server(settings) as server:
         await churn(server, frame, SESSIONS_PER_ROUND)  # warm-up: threads, allocator arenas, imports
