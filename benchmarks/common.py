@@ -34,6 +34,7 @@ BENCH_ENV = {
     # Every load-test player comes from 127.0.0.1: the per-address caps of a public server are off.
     "GM_MAX_TRACKERS_PER_IP": "0",
     "GM_WS_JOINS_PER_10S": "0",
+    "GM_WS_JOINS_PER_S": "0",
     "GM_API_READS_PER_10S": "0",
     "GM_MAX_SESSIONS": "10000",
     "GM_LOG_LEVEL": "warning",

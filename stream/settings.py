@@ -123,8 +123,18 @@ class Settings:
     lobby_max: int = _env("GM_LOBBY_MAX", 1000, "Public games the lobby lists at most, over all pages.")
     ws_joins_per_10s: int = _env(
         "GM_WS_JOINS_PER_10S", 100,
-        "WebSocket handshakes (play and watch) per client address per 10 s, burst as large; more are "
-        "refused with `rate_limited` (0: no limit).",
+        "WebSocket handshakes (play and watch) per client address per 10 s; more are answered HTTP 429 "
+        "`rate_limited` before the upgrade (0: no limit).",
+    )
+    ws_join_burst: int = _env(
+        "GM_WS_JOIN_BURST", 20,
+        "Handshakes one client address may open at once before GM_WS_JOINS_PER_10S paces it (a page "
+        "needs one or two; a burst of joins is what stalls the event loop).",
+    )
+    ws_joins_per_s: int = _env(
+        "GM_WS_JOINS_PER_S", 200,
+        "WebSocket handshakes per second over all addresses (bursting to a quarter of it), so many "
+        "addresses churning together cannot stall the players either (0: no limit).",
     )
     api_reads_per_10s: int = _env(
         "GM_API_READS_PER_10S", 100,

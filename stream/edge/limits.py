@@ -13,8 +13,9 @@ API (all classes take `clock: Callable[[], float]`, default `time.monotonic`; no
   `.release(key)`, `.count(key) -> int`, `len(limiter)` = keys with open connections, and
   `with limiter.hold(key) as admitted: ...` (releases on exit only if it acquired). Memory is bounded by
   the number of open connections: a key is deleted when its count drops to 0.
-- `KeyedRateLimiter(limit, per_s, clock=time.monotonic, max_keys=10_000)`: one token bucket per client
-  address (`limit` events per `per_s` seconds, bursting to `limit`), e.g. session creation per minute.
+- `KeyedRateLimiter(limit, per_s, clock=time.monotonic, max_keys=10_000, burst=None)`: one token
+  bucket per client address (`limit` events per `per_s` seconds, bursting to `burst`, default `limit`),
+  e.g. session creation per minute.
   `.allow(key) -> bool`, `.retry_after(key) -> float` (for a `Retry-After` header), `len(limiter)`.
   Memory is bounded by `max_keys` (least recently used key evicted first; idle buckets are full, so
   evicting them loses nothing).
@@ -173,12 +174,18 @@ class KeyedRateLimiter:
     """
 
     def __init__(
-        self, limit: int, per_s: float, clock: Clock = time.monotonic, max_keys: int = 10_000
+        self,
+        limit: int,
+        per_s: float,
+        clock: Clock = time.monotonic,
+        max_keys: int = 10_000,
+        burst: int | None = None,
     ) -> None:
         if max_keys <= 0:
             raise ValueError("max_keys must be positive")
         self.limit = limit
         self.per_s = per_s
+        self.burst = max(1, burst) if burst is not None else limit
         self.max_keys = max_keys
         self._clock = clock
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
@@ -194,7 +201,7 @@ class KeyedRateLimiter:
             return bucket
         if len(self._buckets) >= self.max_keys:
             self._evict()
-        bucket = TokenBucket(self.limit / self.per_s, self.limit, self._clock)
+        bucket = TokenBucket(self.limit / self.per_s, self.burst, self._clock)
         self._buckets[key] = bucket
         return bucket
 

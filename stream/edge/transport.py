@@ -7,8 +7,12 @@ must live here (docs/decisions/0001-where-limits-live.md):
   bytes before the parser sees them — total size, longest line, number of lines — and a head that
   is not complete within `header_timeout_s` of the connection (or of the request's first byte on a
   kept-alive connection) is answered 408 and closed (slowloris). Open sockets per client address are
-  capped at accept time. Every refusal is a JSON error (`{"error": {"code", "message"}}`) with
-  `connection: close`; a malformed request gets the same shape instead of uvicorn's plain text.
+  capped at accept time, and WebSocket handshakes per client address (GM_WS_JOINS_PER_10S) are
+  counted before the upgrade: one over the rate is answered 429 here, before the WebSocket
+  protocol or the app run at all, so sockets opened and closed in a loop (spectator churn) cost
+  the server a parsed request head each, not a handshake, an app call and a close. Every refusal
+  is a JSON error (`{"error": {"code", "message"}}`) with `connection: close`; a malformed request
+  gets the same shape instead of uvicorn's plain text.
 - `GuardedWebSocketProtocol` (websockets sans-I/O): frames per message are capped (a flood of empty
   continuation frames never grows the message, so the size limit alone never fires), incoming data is
   parsed in slices so a cap is noticed after a bounded amount of work, a peer that keeps pinging
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import resource
 import time
 from collections.abc import Callable
@@ -35,12 +40,13 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 
-from stream.edge.limits import ConnectionLimiter, TokenBucket, address_key
+from stream.edge.limits import ConnectionLimiter, KeyedRateLimiter, TokenBucket, address_key
 from stream.protocol.codes import (
     BAD_REQUEST,
     CLOSE_POLICY,
     HEADER_TIMEOUT,
     HEADER_TOO_LARGE,
+    RATE_LIMITED,
     REQUEST_LINE_TOO_LONG,
     TOO_MANY_CONNECTIONS,
 )
@@ -66,6 +72,9 @@ class TransportLimits:
     ws_max_fragments: int = 64
     ws_max_buffered_bytes: int = 1024 * 1024
     ws_max_pings_per_s: float = 5.0
+    ws_joins_per_10s: int = 0  # WebSocket handshakes per client address (0: no limit) ...
+    ws_join_burst: int = 20  # ... of which this many at once
+    ws_joins_per_s: int = 0  # WebSocket handshakes over all addresses (0: no limit)
     trusted_proxies: frozenset[str] = frozenset()  # exempt from the socket cap ("*": everyone)
 
     @classmethod
@@ -79,6 +88,9 @@ class TransportLimits:
             ws_max_fragments=settings.ws_max_fragments,
             ws_max_buffered_bytes=settings.ws_max_buffered_bytes,
             ws_max_pings_per_s=settings.ws_max_pings_per_s,
+            ws_joins_per_10s=settings.ws_joins_per_10s,
+            ws_join_burst=settings.ws_join_burst,
+            ws_joins_per_s=settings.ws_joins_per_s,
             trusted_proxies=frozenset(
                 part.strip() for part in (settings.forwarded_allow_ips or "").split(",") if part.strip()
             ),
@@ -86,13 +98,42 @@ class TransportLimits:
 
 
 class TransportGuard:
-    """Per-server state shared by every connection: open sockets per address, throttled reports."""
+    """Per-server state shared by every connection: open sockets and WebSocket handshakes per
+    address, throttled reports."""
 
     def __init__(self, limits: TransportLimits, clock: Callable[[], float] = time.monotonic) -> None:
         self.limits = limits
         self.sockets = ConnectionLimiter(limits.max_sockets_per_ip)
+        self.handshakes = KeyedRateLimiter(limits.ws_joins_per_10s, 10.0, clock, burst=limits.ws_join_burst)
+        total = limits.ws_joins_per_s
+        # A join costs the event loop ~0.5 ms (handshake, app, welcome): a quarter second's worth at once.
+        self.all_handshakes = TokenBucket(total, max(1, total // 4), clock) if total > 0 else None
         self._clock = clock
         self._reported: dict[str, float] = {}
+
+    def admit_handshake(self, client: str) -> float | None:
+        """None when `client` may open a WebSocket now, else seconds until it may try again."""
+        if not self.handshakes.allow(client):
+            return self.handshakes.retry_after(client)
+        if self.all_handshakes is not None and not self.all_handshakes.allow():
+            return self.all_handshakes.retry_after()
+        return None
+
+    def trusts(self, address: str) -> bool:
+        trusted = self.limits.trusted_proxies
+        return address in trusted or "*" in trusted
+
+    def client_behind(self, peer: str, headers: list[tuple[bytes, bytes]]) -> str:
+        """The client a trusted proxy speaks for: the nearest X-Forwarded-For entry that is not
+        itself trusted (the address the app sees too); `peer` for anyone else."""
+        if not self.trusts(peer):
+            return peer
+        forwarded = b",".join(value for name, value in headers if name == b"x-forwarded-for")
+        hops = [hop.strip() for hop in forwarded.decode("latin-1").split(",") if hop.strip()]
+        for hop in reversed(hops):
+            if not self.trusts(address_key(hop)):
+                return address_key(hop)
+        return address_key(hops[0]) if hops else peer
 
     def report_address(self, key: str, message: str) -> None:
         """Log a refusal that concerns a whole address at most once per `_REPORT_EVERY_S`."""
@@ -159,11 +200,13 @@ def linger_close(transport: Any, loop: Any) -> None:
         transport.close()
 
 
-def json_error_response(status: int, reason: str, code: str, message: str) -> bytes:
+def json_error_response(
+    status: int, reason: str, code: str, message: str, extra_headers: str = ""
+) -> bytes:
     body = error_json(code, message)
     head = (
         f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        f"content-length: {len(body)}\r\n{extra_headers}connection: close\r\n\r\n"
     )
     return head.encode("ascii") + body
 
@@ -218,6 +261,7 @@ _REASONS = {
     400: "Bad Request",
     408: "Request Timeout",
     414: "URI Too Long",
+    429: "Too Many Requests",
     431: "Request Header Fields Too Large",
     503: "Service Unavailable",
 }
@@ -239,8 +283,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.address = address_key(self.client[0] if self.client else None)
-        trusted = self.guard.limits.trusted_proxies
-        if self.address in trusted or "*" in trusted:
+        if self.guard.trusts(self.address):
             self._arm_head_timer()  # a proxy's sockets carry many clients: no per-address cap
             return
         if not self.guard.sockets.acquire(self.address):
@@ -306,6 +349,16 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     # --- websocket hand-over ----------------------------------------------------------------------
     def handle_websocket_upgrade(self) -> None:
+        client = self.guard.client_behind(self.address, self.scope["headers"])
+        wait_s = self.guard.admit_handshake(client)
+        if wait_s is not None:
+            self.guard.report_address(client, "too many WebSocket handshakes; answering 429")
+            retry = max(1, math.ceil(wait_s))
+            message = "too many connections opened from this address: wait a moment"
+            # The whole request is in (a handshake has no body): nothing left to linger for.
+            retry_header = f"retry-after: {retry}\r\n"
+            self._refuse(429, RATE_LIMITED, message, log_it=False, linger=False, extra_headers=retry_header)
+            return
         super().handle_websocket_upgrade()
         protocol = self.transport.get_protocol()
         if isinstance(protocol, GuardedWebSocketProtocol) and self._holds_socket:
@@ -318,7 +371,14 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._refuse(400, BAD_REQUEST, "invalid HTTP request")
 
     def _refuse(
-        self, status: int, code: str, message: str, *, log_it: bool = True, linger: bool = True
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        log_it: bool = True,
+        linger: bool = True,
+        extra_headers: str = "",
     ) -> None:
         if self._refused:
             return
@@ -327,7 +387,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if log_it:
             log.warning("%s: HTTP %d %s (%s); connection closed", self.address, status, code, message)
         if not self.transport.is_closing():
-            self.transport.write(json_error_response(status, _REASONS[status], code, message))
+            self.transport.write(json_error_response(status, _REASONS[status], code, message, extra_headers))
             if linger:
                 linger_close(self.transport, self.loop)
             else:

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Sequence
 
 from stream.edge.transport import raise_fd_limit
+from stream.server.memory import limit_allocator_arenas
 from stream.server.runner import GracefulServer, build_config
 from stream.server.workers import check_workers, serve_workers
 from stream.settings import Settings, SettingsError
@@ -44,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     raise_fd_limit()  # before build_config: limit_concurrency is derived from it
+    limit_allocator_arenas()  # before any pool starts a thread
     if args.workers > 1:
         return serve_workers(settings, args.workers)
     try:

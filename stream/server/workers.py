@@ -38,8 +38,10 @@ def check_workers(settings: Settings, workers: int) -> None:
 
 
 def _worker_main(settings: Settings, sock: socket.socket) -> None:
+    from stream.server.memory import limit_allocator_arenas
     from stream.server.runner import GracefulServer, build_config
 
+    limit_allocator_arenas()
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"
     )

@@ -202,7 +202,6 @@ async def _start(app: Starlette, settings: Settings) -> Services:
         trackers=TrackerBudget(settings.max_trackers, settings.max_trackers_per_ip, metrics),
         connection_limiter=ConnectionLimiter(settings.max_connections_per_ip),
         create_limiter=KeyedRateLimiter(settings.session_create_per_min, 60.0),
-        join_limiter=KeyedRateLimiter(settings.ws_joins_per_10s, 10.0),
         read_limiter=KeyedRateLimiter(settings.api_reads_per_10s, 10.0),
         started_at=time.monotonic(),
         models=await _load_models(settings, metrics),

@@ -42,7 +42,6 @@ from stream.web.sockets import (
     admitted,
     client_key,
     find_session,
-    join_allowed,
     new_connection,
     refuse,
     send_error,
@@ -53,8 +52,6 @@ log = logging.getLogger(__name__)
 
 
 async def play_endpoint(websocket: WebSocket) -> None:
-    if not await join_allowed(websocket):
-        return
     session = await find_session(websocket, "player")
     if session is None:
         return

@@ -41,7 +41,6 @@ class Services:
     predict_gate: FairGate  # POST /predict admission and fair turns in the pool
     connection_limiter: ConnectionLimiter
     create_limiter: KeyedRateLimiter
-    join_limiter: KeyedRateLimiter  # WebSocket handshakes per address
     read_limiter: KeyedRateLimiter  # lobby and session reads per address
     started_at: float
     models: ModelHandle | None = None  # None: no model could be loaded (keyboard play only)

@@ -1,7 +1,8 @@
 """WebSocket plumbing shared by the play and watch endpoints: admission, refusals, connections.
 
 Refusals follow the protocol: accept, send `{"type":"error"}`, close with 1008, so a client always
-learns why. (A foreign Origin or Host is refused earlier, before accept, by stream.edge's guards.)
+learns why. (A foreign Origin or Host, or an address over its handshake rate, is refused earlier,
+before accept, by stream.edge's guards.)
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from stream.protocol.codes import (
     CLOSE_POLICY,
     FORBIDDEN,
     NOT_FOUND,
-    RATE_LIMITED,
     SERVER_FULL,
     SHUTTING_DOWN,
     STORE_UNAVAILABLE,
@@ -49,15 +49,6 @@ async def refuse(websocket: WebSocket, code: str, message: str) -> None:
 
 def client_key(websocket: WebSocket) -> str:
     return address_key(websocket.client.host if websocket.client else None)
-
-
-async def join_allowed(websocket: WebSocket) -> bool:
-    """The first check of every WebSocket: handshakes per client address (GM_WS_JOINS_PER_10S), so
-    sockets opened and closed in a loop (spectator churn) cost the server little; False after refusing."""
-    if services_of(websocket).join_limiter.allow(client_key(websocket)):
-        return True
-    await refuse(websocket, RATE_LIMITED, "too many connections opened from this address: wait a moment")
-    return False
 
 
 @contextlib.asynccontextmanager

@@ -22,7 +22,6 @@ from stream.web.sockets import (
     STORE_AWAY,
     admitted,
     find_session,
-    join_allowed,
     new_connection,
     refuse,
     send_error,
@@ -34,8 +33,6 @@ _FULL = "this session has the maximum number of spectators"
 
 async def watch_endpoint(websocket: WebSocket) -> None:
     services = services_of(websocket)
-    if not await join_allowed(websocket):
-        return
     if services.durability.shared:
         await watch_remote(websocket)
         return

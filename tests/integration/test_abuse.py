@@ -39,6 +39,7 @@ SERVER_ENV = {
     "GM_MAX_SESSIONS": "50",
     "GM_MAX_SESSIONS_PER_IP": "5",
     "GM_WS_JOINS_PER_10S": "0",  # each attack meets the limit it is about, not the handshake rate
+    "GM_WS_JOINS_PER_S": "0",
     "GM_UNJOINED_SESSION_TTL_S": "2",
     "GM_SESSION_GRACE_S": "3",
     "GM_REAPER_INTERVAL_S": "0.5",

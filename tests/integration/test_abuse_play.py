@@ -104,7 +104,7 @@ CASES: dict[str, tuple[Callable[..., Any], Callable[[AbuseReport], None], float]
 }
 # The per-address read limit (GM_API_READS_PER_10S) is a second line: with it off, the lobby's cause
 # must be fixed on its own (a cached snapshot, built off the store thread, served by page).
-NO_RATE_LIMITS = {"GM_WS_JOINS_PER_10S": "0", "GM_API_READS_PER_10S": "0"}
+NO_RATE_LIMITS = {"GM_WS_JOINS_PER_10S": "0", "GM_WS_JOINS_PER_S": "0", "GM_API_READS_PER_10S": "0"}
 RUNS = [(name, "default") for name in CASES] + [("lobby_flood", "off")]
 
 

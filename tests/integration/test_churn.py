@@ -186,6 +186,7 @@ async def test_churn_returns_to_baseline() -> None:
         max_sessions_per_ip=0,
         max_trackers_per_ip=0,
         ws_joins_per_10s=0,
+        ws_joins_per_s=0,
         api_reads_per_10s=0,
     )
     with live_server(settings) as server:
