@@ -66,6 +66,12 @@ RUN pip install --no-deps /tmp/wheels/gesture_maze-*.whl \
     && mkdir -p /data \
     && chown app:app /data
 
+# Edge mode's browser runtime (MediaPipe Hands for the web, from the npm registry, integrity-checked):
+# fetched here at build time, so the container never downloads anything at run time. Offline builds
+# get an image whose page streams JPEG frames only (--optional: a warning, not a failure).
+ENV GM_EDGE_ASSETS_DIR=/opt/gesture-maze/edge
+RUN gesture-maze edge-assets --optional
+
 # One BLAS thread per worker (the frame pool is the parallelism); glibc arenas capped so memory of
 # closed MediaPipe graphs is reused instead of growing RSS; matplotlib (imported by mediapipe) caches
 # in /tmp, since the home directory is not writable (read-only root filesystem on Kubernetes).

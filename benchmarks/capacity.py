@@ -70,6 +70,7 @@ def _row(mode: str, n: int, report: dict[str, Any], ok: bool) -> dict[str, Any]:
         "rss_peak_mb": server_info["rss_peak_mb"],
         "rss_per_player_mb": server_info["rss_per_player_mb"],
         "stage_mean_ms": server_info["stage_mean_ms"],
+        "mean_frame_bytes": report.get("frame", {}).get("mean_bytes"),
         "move_p50_ms": report["move_latency_ms"]["p50"],
         "errors": report["errors"],
         "machine": report["machine"],

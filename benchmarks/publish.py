@@ -20,7 +20,7 @@ from benchmarks.common import REPO, RESULTS
 DOCS_RESULTS = REPO / "docs" / "performance" / "results"
 # A benchmark's result file and the key that tells it apart from the other files it writes.
 KINDS = {"stages": "configs", "capacity": "summary", "scaleout-players": "players",
-         "scaleout-spectators": "spectators"}
+         "scaleout-spectators": "spectators", "edge": "edge"}
 
 
 def newest(kind: str, results: Path = RESULTS) -> Path | None:

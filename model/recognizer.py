@@ -75,8 +75,8 @@ class RecognitionResult:
     command: Direction | None  # the move to make now (after smoothing), usually None
     landmarks: list[list[float]] | None  # 21 normalised [x, y] (unmirrored image), None without a hand
     handedness: str | None
-    stages_ms: dict[str, float]  # decode, landmarks, classify, total
-    stats: FrameStats
+    stages_ms: dict[str, float]  # decode, landmarks, classify, total (client landmarks: classify, total)
+    stats: FrameStats | None  # None: the landmarks came from the client (no image was seen)
     direction: Direction | None = None  # this frame's direction under the scheme, before smoothing
     hand_detail: Hand | None = None  # the full landmarks (z, pixel coordinates) for callers that want them
 
@@ -86,12 +86,31 @@ class RecognitionResult:
         hand: Hand | None,
         classified: tuple[str | None, float, Direction | None],
         command: Direction | None,
-        stats: FrameStats,
+        stats: FrameStats | None,
         marks: tuple[float, float, float, float],
     ) -> RecognitionResult:
         """Assemble a result from `perf_counter` marks taken before decode, landmarks, classify and after."""
-        gesture, confidence, direction = classified
         t0, t1, t2, t3 = marks
+        stages = {
+            "decode": (t1 - t0) * 1000.0,
+            "landmarks": (t2 - t1) * 1000.0,
+            "classify": (t3 - t2) * 1000.0,
+            "total": (t3 - t0) * 1000.0,
+        }
+        if stats is None:  # the client found the hand: only classification happened here
+            stages = {"classify": stages["classify"], "total": stages["classify"]}
+        return cls._of(hand, classified, command, stats, stages)
+
+    @classmethod
+    def _of(
+        cls,
+        hand: Hand | None,
+        classified: tuple[str | None, float, Direction | None],
+        command: Direction | None,
+        stats: FrameStats | None,
+        stages: dict[str, float],
+    ) -> RecognitionResult:
+        gesture, confidence, direction = classified
         return cls(
             hand=hand is not None,
             gesture=gesture,
@@ -99,12 +118,7 @@ class RecognitionResult:
             command=command,
             landmarks=hand.xy_list() if hand is not None else None,
             handedness=hand.handedness if hand is not None else None,
-            stages_ms={
-                "decode": (t1 - t0) * 1000.0,
-                "landmarks": (t2 - t1) * 1000.0,
-                "classify": (t3 - t2) * 1000.0,
-                "total": (t3 - t0) * 1000.0,
-            },
+            stages_ms=stages,
             stats=stats,
             direction=direction,
             hand_detail=hand,
@@ -159,6 +173,14 @@ class Recognizer:
             smooth = partial(self._smooth, now=now)
             return recognise_frame(jpeg, self.config, self._detect, self._classify, smooth)
 
+    def process_landmarks(self, hand: Hand | None, now: float) -> RecognitionResult:
+        """Recognise landmarks a client found itself (edge mode: the image never left its device).
+        The same classifier, open-set head and smoothing as a frame's; no tracker is ever made."""
+        with self._lock:
+            if self._closed:
+                raise RecognizerClosed("Recognizer is closed")
+            return recognise_landmarks(hand, self._classify, partial(self._smooth, now=now))
+
     def _detect(self, rgb: np.ndarray) -> Hand | None:
         if self._tracker is None:  # lazily, in the worker thread: creating a graph takes ~50 ms
             self._tracker = self._tracker_factory()
@@ -208,6 +230,19 @@ def recognise_frame(
     command = smooth(hand, classified) if smooth is not None else None
     t3 = time.perf_counter()
     return RecognitionResult.timed(hand, classified, command, stats, (t0, t1, t2, t3))
+
+
+def recognise_landmarks(
+    hand: Hand | None,
+    classify: Callable[[Hand | None], Classified],
+    smooth: Callable[[Hand | None, Classified], Direction | None],
+) -> RecognitionResult:
+    """The same path from the landmarks on: what `recognise_frame` does after detection."""
+    t0 = time.perf_counter()
+    classified = classify(hand)
+    command = smooth(hand, classified)
+    t1 = time.perf_counter()
+    return RecognitionResult.timed(hand, classified, command, None, (t0, t0, t0, t1))
 
 
 def classify_hand(

@@ -1,4 +1,4 @@
-"""`gesture-maze` command line: serve, train, retrain, loadtest.
+"""`gesture-maze` command line: serve, train, retrain, loadtest, edge-assets.
 
 Each subcommand's module is imported only when it runs, so `serve` never pays for training imports.
 """
@@ -34,11 +34,18 @@ def _loadtest(argv: Sequence[str]) -> int:
     return loadtest_main(argv)
 
 
+def _edge_assets(argv: Sequence[str]) -> int:
+    from stream.web.edge_assets import main as edge_assets_main
+
+    return edge_assets_main(argv)
+
+
 COMMANDS = {
     "serve": (_serve, "run the game server (uvicorn)"),
     "train": (_train, "train, evaluate and register the gesture classifier"),
     "retrain": (_retrain, "retrain the champion's configuration on base data + players' feedback; gated"),
     "loadtest": (_loadtest, "simulate players and spectators against a server"),
+    "edge-assets": (_edge_assets, "fetch edge mode's browser runtime (MediaPipe Hands, npm) once"),
 }
 
 

@@ -102,6 +102,9 @@ class Metrics:
             "Hand trackers (MediaPipe graphs, ~60 MiB each) held for streaming players.", registry=r,
         )
         self.frames_received = Counter(f"{PREFIX}_frames_received", "Binary frames received.", registry=r)
+        self.landmarks_received = Counter(
+            f"{PREFIX}_landmarks_received", "Valid `landmarks` messages received (edge mode).", registry=r
+        )
         self.frames_processed = Counter(
             f"{PREFIX}_frames_processed", "Frames that went through recognition.", registry=r
         )

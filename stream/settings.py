@@ -79,6 +79,16 @@ class Settings:
         "Directory for local state (MLflow sqlite store, artifacts); never inside the checkout by default.",
     )
 
+    edge_assets_dir: str = _env(
+        "GM_EDGE_ASSETS_DIR", "~/.cache/gesture-maze/edge",
+        "Where `gesture-maze edge-assets` unpacks edge mode's browser runtime (MediaPipe Hands for the "
+        "web), served from here under /vendor/mediapipe-hands/.",
+    )
+    npm_registry: str = _env(
+        "GM_NPM_REGISTRY", "https://registry.npmjs.org",
+        "npm registry `gesture-maze edge-assets` downloads the pinned package from (integrity-checked).",
+    )
+
     # --- maze and sessions -------------------------------------------------------------------
     maze_width: int = _env("GM_MAZE_WIDTH", 7, "Width of level 1 when a session does not ask for one.")
     maze_height: int = _env("GM_MAZE_HEIGHT", 7, "Height of level 1 when a session does not ask for one.")

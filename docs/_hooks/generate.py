@@ -10,6 +10,7 @@ A page asks for a generated block with an HTML comment on a line of its own:
     <!-- generated: results stages -->     a table from docs/performance/results/stages.json
     <!-- generated: results capacity -->   a table from docs/performance/results/capacity.json
     <!-- generated: results scaleout-players -->, `scaleout-spectators`: benchmarks.scaleout results
+    <!-- generated: results edge -->         benchmarks.edge: JPEG vs edge mode
 
 So a setting, metric, option, decision record or benchmark result added anywhere appears in the site
 without an edit here. Decision records and pages missing from `nav` are added to it as well. The
@@ -284,11 +285,37 @@ def scaleout_markdown(data: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+def edge_markdown(data: dict[str, Any]) -> str:
+    """benchmarks.edge: the capacity search in JPEG and edge mode, bytes per player, browser time."""
+    rows = [
+        [_MODES.get(mode, "edge mode (landmarks)"), s["players"], _n(s["p50_ms"]), _n(s["p99_ms"]),
+         _n(100 * s["delivered_ratio"], 1, " %"), _n(s["throughput_fps"]), _n(s["server_cores"], 2),
+         "**yes**" if s["ok"] else "no"]
+        for mode, result in data["results"].items() for s in result["steps"]
+    ]
+    header = ["Mode", "players", "p50 ms", "p99 ms", "delivered", "frames/s", "server cores", "within bounds"]
+    e = data["edge"]
+    browser = e.get("browser") or {}
+    summary = _table(["Measure", "JPEG (ws)", "edge", "ratio"], [
+        ["largest N within bounds", _n(e.get("ws_max_players")), _n(e.get("edge_max_players")),
+         _n(e.get("ratio_players"), 2, "x")],
+        ["bytes a player sends per second", _n(e.get("ws_bytes_per_player_s"), 0),
+         _n(e.get("edge_bytes_per_player_s"), 0), ""],
+        ["the browser's own landmark time, p50 / p95 ms", "—",
+         f"{_n(browser.get('p50_ms'))} / {_n(browser.get('p95_ms'))}", browser.get("renderer", "")],
+    ])
+    args = data.get("args", {})
+    command = (f".venv/bin/python -m benchmarks.edge --edge-start {args.get('edge_start')} "
+               f"--edge-step {args.get('edge_step')} --edge-max {args.get('edge_max')}")
+    return f"```\n{command}\n```\n\n{_table(header, rows)}\n\n{summary}"
+
+
 _RESULTS = {
     "stages": stages_markdown,
     "capacity": capacity_markdown,
     "scaleout-players": scaleout_markdown,
     "scaleout-spectators": scaleout_markdown,
+    "edge": edge_markdown,
 }
 
 

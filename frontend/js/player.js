@@ -10,6 +10,7 @@ import {
 import { HandOverlay } from "./hand-overlay.js";
 import { MazeView, publishState } from "./maze-view.js";
 import { FrameStreamer } from "./streamer.js";
+import { EdgeLandmarker, EdgeUnavailable } from "./edge.js";
 import { Calibration } from "./calibration.js";
 
 const $ = (id) => document.getElementById(id);
@@ -21,7 +22,9 @@ const KEYS = {
 
 // ---- settings: defaults < saved < URL (?size=320x240&quality=0.7&fps=15&inflight=2) -----------------------
 function loadSettings() {
-  const settings = { size: "320x240", quality: 0.7, fps: 15, maxInFlight: 2, landmarks: true, sound: true, countdown: 3 };
+  const settings = {
+    size: "320x240", quality: 0.7, fps: 15, maxInFlight: 2, landmarks: true, sound: true, countdown: 3, edge: false,
+  };
   try {
     Object.assign(settings, JSON.parse(localStorage.getItem(SETTINGS_KEY) || "{}"));
   } catch { /* ignore a corrupt entry */ }
@@ -31,6 +34,7 @@ function loadSettings() {
   if (q.has("fps")) settings.fps = clamp(Number(q.get("fps")), 1, 60, settings.fps);
   if (q.has("inflight")) settings.maxInFlight = clamp(Number(q.get("inflight")), 1, 4, settings.maxInFlight);
   if (q.has("countdown")) settings.countdown = clamp(Number(q.get("countdown")), 0, 5, settings.countdown);
+  if (q.has("edge")) settings.edge = q.get("edge") === "1"; // links and tests: ?edge=1 (on) or ?edge=0
   return settings;
 }
 const clamp = (v, lo, hi, fallback) => (Number.isFinite(v) ? Math.min(hi, Math.max(lo, v)) : fallback);
@@ -75,11 +79,12 @@ let resumedTimer = null;
 let countdownFor = null; // the session the 3-2-1 already ran for
 const countdown = new Countdown($("countdown"), $("countdown-num"), { seconds: settings.countdown, onTick: () => sounds.play("tick") });
 
+const grabJpeg = () => camera.grab(...frameBox(), settings.quality);
 const streamer = new FrameStreamer(
   {
-    grab: () => camera.grab(...frameBox(), settings.quality),
+    grab: grabJpeg,
     socket: { get open() { return !!socket?.open; }, get bufferedAmount() { return socket?.bufferedAmount ?? 0; },
-      sendBinary: (b) => socket?.sendBinary(b) ?? false },
+      sendBinary: (b) => socket?.sendBinary(b) ?? false, send: (m) => socket?.send(m) ?? false },
     onStats: renderStats,
   },
   { fps: settings.fps, maxInFlight: settings.maxInFlight },
@@ -89,6 +94,70 @@ function banner(source, value) {
   if (!value && bannerSource !== source) return; // do not clear someone else's message
   bannerSource = value ? source : null;
   showBanner($("banner"), value);
+}
+
+// ---- edge mode: the hand is found on this device, only landmarks are sent ---------------------------
+const EDGE_TEXT = {
+  off: "Off: small camera frames go to the game server.",
+  armed: "On: when the camera starts, its picture stays on this device.",
+  loading: "Starting the hand finder on this device…",
+  on: "On: your camera picture never leaves this device. Only 21 hand points per frame go to the server.",
+};
+const PRIVACY_TEXT = {
+  jpeg: "Gesture Maze needs your camera to see your hand. Small, low-resolution frames go to this game server only " +
+    "to recognise the gesture; nothing is recorded or kept.",
+  edge: "Gesture Maze needs your camera to see your hand. The picture stays on this device: this page finds your " +
+    "hand itself and sends only 21 points per frame.",
+};
+let landmarker = null;
+let edgeLoading = null;
+
+function showEdge(state, text = EDGE_TEXT[state]) {
+  const status = $("edge-status");
+  status.dataset.state = state;
+  status.textContent = text;
+  $("intro-privacy").textContent = ["armed", "loading", "on"].includes(state) ? PRIVACY_TEXT.edge : PRIVACY_TEXT.jpeg;
+}
+
+function fallBackToJpeg(reason) {
+  streamer.useSource(grabJpeg);
+  landmarker?.close();
+  landmarker = null;
+  showEdge("fallback", `Not available here: ${reason}. Small camera frames go to the game server instead.`);
+  announce(`Keeping the camera on this device is not available: ${reason}.`);
+}
+
+async function grabLandmarks() {
+  if (!camera.active || !landmarker) return null;
+  const message = await landmarker.read(camera.video);
+  if (landmarker?.tooSlow) {
+    fallBackToJpeg(`finding the hand takes ${Math.round(landmarker.ms)} ms a frame in this browser`);
+    return null;
+  }
+  return message;
+}
+
+/** Frames or landmarks, as the switch says; loads the runtime once (falls back to JPEG, saying why). */
+async function chooseSource() {
+  if (!settings.edge) {
+    streamer.useSource(grabJpeg);
+    landmarker?.close();
+    landmarker = null;
+    showEdge("off");
+    return;
+  }
+  if (landmarker) return;
+  showEdge("loading");
+  edgeLoading ??= EdgeLandmarker.load().finally(() => { edgeLoading = null; });
+  try {
+    const loaded = await edgeLoading;
+    if (!settings.edge) return loaded.close(); // switched off while loading
+    landmarker = loaded;
+    streamer.useSource(grabLandmarks);
+    showEdge("on");
+  } catch (err) {
+    fallBackToJpeg(err instanceof EdgeUnavailable ? err.message : `it could not start (${err?.message ?? err})`);
+  }
 }
 
 // ---- starting, resuming, leaving -----------------------------------------------------------------
@@ -552,6 +621,7 @@ async function startCamera(deviceId) {
     localStorage.setItem("gesture-maze.camera", camera.deviceId);
     await fillCameraList();
     if (!paused) $("gesture-confidence").textContent = "Show your hand";
+    await chooseSource();
     maybeStream();
     announce("Camera on. Show your hand.");
   } catch (err) {
@@ -713,6 +783,14 @@ function bindControls() {
     $("out-fps").textContent = settings.fps;
     streamer.setFps(Math.min(settings.fps, serverMaxFps));
     saveSettings();
+  });
+  const edgeSwitch = $("set-edge");
+  edgeSwitch.checked = settings.edge;
+  showEdge(settings.edge ? "armed" : "off");
+  edgeSwitch.addEventListener("change", () => {
+    settings.edge = edgeSwitch.checked;
+    saveSettings();
+    if (camera.active || !settings.edge) chooseSource();
   });
   const lm = $("set-landmarks");
   lm.checked = settings.landmarks;

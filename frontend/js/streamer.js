@@ -1,5 +1,6 @@
 // Sends webcam frames with flow control: at most `maxInFlight` frames without a `frame` reply, paced to
 // the target fps. A slow network or server therefore lowers the frame rate instead of building latency.
+// What a "frame" is comes from the page: a JPEG (binary message) or, in edge mode, a `landmarks` message.
 
 const STALL_MS = 2000; // no reply for this long: assume the in-flight frames were lost and carry on
 const FPS_WINDOW_MS = 2000; // fps sent is measured over the frames of the last 2 s ...
@@ -11,7 +12,7 @@ export class FrameStreamer {
    * @param {{fps:number, maxInFlight:number}} settings
    */
   constructor({ grab, socket, onStats }, settings) {
-    this.grab = grab;
+    this.useSource(grab);
     this.socket = socket;
     this.onStats = onStats;
     this.settings = settings;
@@ -31,6 +32,19 @@ export class FrameStreamer {
     this.pending = new Map(); // seq -> send time
     this.lastProgress = performance.now();
     this.serverDropped = 0;
+  }
+
+  /**
+   * Where frames come from: `grab()` resolves to a JPEG Blob (sent binary) or a message object (sent as
+   * JSON), or null when there is no picture yet.
+   */
+  useSource(grab) {
+    this.grab = grab;
+  }
+
+  async transmit(payload) {
+    if (payload instanceof Blob) return this.socket.sendBinary(await payload.arrayBuffer());
+    return this.socket.send(payload);
   }
 
   setFps(fps) {
@@ -77,10 +91,9 @@ export class FrameStreamer {
     this.busy = true;
     let sentOne = false;
     try {
-      const blob = await this.grab();
-      if (blob && this.socket.open && this.running) {
-        const buffer = await blob.arrayBuffer();
-        if (this.socket.sendBinary(buffer)) {
+      const payload = await this.grab();
+      if (payload && this.socket.open && this.running) {
+        if (await this.transmit(payload)) {
           sentOne = true;
           // Fixed time slots: a late timer is made up on the next frame, a long stall is not (no burst).
           this.due = Math.max(this.due + interval, performance.now() - interval / 2);

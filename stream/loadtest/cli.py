@@ -43,8 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "web client (default 2)")
     p.add_argument("--frame-timeout", type=float, default=2.0, help="seconds after which an unanswered frame "
                    "counts as lost (default 2)")
-    p.add_argument("--mode", choices=MODES, default="ws", help="ws: the real protocol (default); predict: "
-                   "the seed's one POST /predict per frame, sequential (benchmark baseline)")
+    p.add_argument("--mode", choices=MODES, default="ws", help="ws: the real protocol (default); edge: the "
+                   "same with each frame's landmarks (found here once) instead of the JPEG; predict: the "
+                   "seed's one POST /predict per frame, sequential (benchmark baseline)")
     p.add_argument("--width", type=int, default=320, help="frame width in pixels (default 320)")
     p.add_argument("--height", type=int, default=240, help="frame height in pixels (default 240)")
     p.add_argument("--quality", type=int, default=70, help="JPEG quality 1-100 (default 70)")
@@ -97,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FrameSourceError as exc:
         print(f"loadtest: {exc}", file=sys.stderr)
         return 2
+    if args.mode == "edge":
+        source = source.as_landmarks()
     shown = ", ".join(step.gesture for step in source.schedule)
     print(f"loadtest: frames from {images} ({shown})", file=sys.stderr)
     if not is_loopback(args.url):

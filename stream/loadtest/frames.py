@@ -162,6 +162,31 @@ class FrameSource:
             ]
         return cls(frames, schedule)
 
+    def as_landmarks(self) -> FrameSource:
+        """The same frames as edge-mode messages: each JPEG's hand found here once (the server's own
+        tracker settings, one still image each), sent as a `landmarks` text message instead."""
+        from model.frames import decode_jpeg
+        from model.landmarks import HandTracker
+        from stream.protocol.client import SeenHand, encode_landmarks
+
+        tracker = HandTracker(static_image_mode=True)
+        try:
+            messages: dict[str, list[str]] = {}
+            for gesture, pool in self.frames.items():
+                messages[gesture] = []
+                for jpeg in pool:
+                    rgb = decode_jpeg(jpeg, len(jpeg), 8192, 8192)  # our own frames: no caps to apply
+                    hand = tracker.detect(rgb)
+                    seen = None if hand is None else SeenHand(
+                        tuple(tuple(float(v) for v in point) for point in hand.normalized),
+                        hand.handedness,
+                        float(hand.score),
+                    )
+                    messages[gesture].append(encode_landmarks(rgb.shape[1], rgb.shape[0], seen))
+        finally:
+            tracker.close()
+        return FrameSource(messages, self.schedule)  # type: ignore[arg-type]  (text frames)
+
     def gesture_at(self, t: float) -> str:
         """The gesture shown `t` seconds after the player started (the schedule repeats)."""
         offset = t % self.cycle_s if self.cycle_s > 0 else 0.0

@@ -19,7 +19,7 @@ from stream.loadtest.frames import DEFAULT_COUNTING_MAP, FrameSource
 from stream.loadtest.scrape import Snapshot, scrape, usage_between
 from stream.loadtest.stats import PlayerStats, SpectatorStats, build_report
 
-MODES = ("ws", "predict")
+MODES = ("ws", "edge", "predict")  # edge: the play socket with landmarks instead of JPEGs
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,63 @@ def gesture_name(name: str) -> Validator:
     return check
 
 
+LANDMARK_POINTS = 21  # MediaPipe's hand model
+_XY_RANGE = (-0.5, 1.5)  # a hand partly outside the frame has points a little beyond 0..1
+_Z_RANGE = (-1.0, 1.0)  # relative depth, on the scale of x
+_SIDE_RANGE = (16, 8192)  # frame sides in pixels (the aspect ratio shapes the features)
+
+
+@dataclass(frozen=True, slots=True)
+class SeenHand:
+    """A hand the client found in its own camera frame (edge mode)."""
+
+    points: tuple[tuple[float, float, float], ...]  # 21 (x, y, z); x, y in 0..1 of the unmirrored frame
+    handedness: str  # the person's real hand: "Left" or "Right"
+    score: float  # the detector's confidence, 0..1
+
+
+def _bounded(value: Any, low: float, high: float, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ProtocolError(BAD_FIELD, f"{what} must be a finite number")
+    if not low <= value <= high:
+        raise ProtocolError(BAD_FIELD, f"{what} must be within {low:g}..{high:g}")
+    return float(value)
+
+
+def frame_side(name: str) -> Validator:
+    def check(value: Any) -> int:
+        low, high = _SIDE_RANGE
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ProtocolError(BAD_FIELD, f"{name} must be a whole number of pixels, {low}..{high}")
+        return value
+
+    return check
+
+
+def seen_hand(value: Any) -> SeenHand | None:
+    """Null (no hand in the frame) or {"points": 21 x [x, y, z], "handedness", "score"}, exactly."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"points", "handedness", "score"}:
+        raise ProtocolError(BAD_FIELD, 'hand must be null or exactly {"points", "handedness", "score"}')
+    points = value["points"]
+    if not isinstance(points, list) or len(points) != LANDMARK_POINTS:
+        raise ProtocolError(BAD_FIELD, f"hand.points must be a list of {LANDMARK_POINTS} [x, y, z] points")
+    checked = []
+    for point in points:
+        if not isinstance(point, list) or len(point) != 3:
+            raise ProtocolError(BAD_FIELD, "each of hand.points must be [x, y, z]")
+        x, y, z = point
+        checked.append((
+            _bounded(x, *_XY_RANGE, "hand.points x"),
+            _bounded(y, *_XY_RANGE, "hand.points y"),
+            _bounded(z, *_Z_RANGE, "hand.points z"),
+        ))
+    if value["handedness"] not in ("Left", "Right"):
+        raise ProtocolError(BAD_FIELD, 'hand.handedness must be "Left" or "Right"')
+    return SeenHand(tuple(checked), value["handedness"], _bounded(value["score"], 0.0, 1.0, "hand.score"))
+
+
 # --- the messages -----------------------------------------------------------------------------
 @client_message("move", direction=direction)
 @dataclass(frozen=True, slots=True)
@@ -199,6 +256,27 @@ class DonateMessage(ClientMessage):
     """Opt in (true) or out (false) of keeping the calibration landmarks after the session ends."""
 
     donate: bool
+
+
+@client_message("landmarks", width=frame_side("width"), height=frame_side("height"), hand=seen_hand)
+@dataclass(frozen=True, slots=True)
+class LandmarksMessage(ClientMessage):
+    """Edge mode: the hand the page found in one camera frame (`hand` null: none), sent instead of
+    the JPEG. Paced like frames (GM_MAX_FPS); recognised by the server's own classifier."""
+
+    width: int
+    height: int
+    hand: SeenHand | None
+
+
+def encode_landmarks(width: int, height: int, hand: SeenHand | None) -> str:
+    """A `landmarks` message as a client sends it (the load-test tool's edge players)."""
+    body = None
+    if hand is not None:
+        points = [[round(v, 5) for v in point] for point in hand.points]
+        body = {"points": points, "handedness": hand.handedness, "score": round(hand.score, 5)}
+    message = {"type": "landmarks", "width": width, "height": height, "hand": body}
+    return json.dumps(message, separators=(",", ":"))
 
 
 # --- parsing ----------------------------------------------------------------------------------

@@ -41,7 +41,8 @@ class DriftMonitor:
 
     def observe(self, result: RecognitionResult) -> None:
         stats = result.stats
-        self._quality.append((stats.brightness, stats.sharpness))
+        if stats is not None:  # landmarks from the client: no image quality to watch
+            self._quality.append((stats.brightness, stats.sharpness))
         if result.hand_detail is not None and result.gesture is not None:
             self._hands.append((result.hand_detail, result.gesture))
 

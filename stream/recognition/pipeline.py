@@ -189,12 +189,13 @@ def observe_recognition(metrics: Metrics, result: Any) -> None:
     for stage, ms in result.stages_ms.items():
         metrics.stage_seconds.labels(stage=stage).observe(ms / 1000.0)
     stats = result.stats
-    metrics.frame_bytes.observe(stats.bytes)
-    metrics.frame_width.observe(stats.width)
-    metrics.frame_height.observe(stats.height)
-    metrics.frame_brightness.observe(stats.brightness)
-    metrics.frame_contrast.observe(stats.contrast)
-    metrics.frame_sharpness.observe(stats.sharpness)
+    if stats is not None:  # None: landmarks from the client (edge mode), no image to describe
+        metrics.frame_bytes.observe(stats.bytes)
+        metrics.frame_width.observe(stats.width)
+        metrics.frame_height.observe(stats.height)
+        metrics.frame_brightness.observe(stats.brightness)
+        metrics.frame_contrast.observe(stats.contrast)
+        metrics.frame_sharpness.observe(stats.sharpness)
     metrics.frames_hand.labels(detected="true" if result.hand else "false").inc()
     if result.gesture is not None:
         metrics.gestures.labels(gesture=result.gesture).inc()  # no_gesture included: a hand, no gesture

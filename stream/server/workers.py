@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import threading
@@ -61,6 +62,10 @@ def _bind(settings: Settings) -> socket.socket:
 def serve_workers(settings: Settings, workers: int) -> int:
     """Run `workers` server processes until SIGINT/SIGTERM; returns the exit status."""
     check_workers(settings, workers)
+    if settings.workers is None:
+        # Each process gets its share of the cores for its frame pool: N processes each with a pool
+        # as large as the machine would run N x cores MediaPipe threads on `cores` cores.
+        settings = settings.replace(workers=max(1, (os.cpu_count() or 1) // workers))
     context = multiprocessing.get_context("spawn")  # no inherited event loops or threads
     sock = _bind(settings)
     stop = threading.Event()

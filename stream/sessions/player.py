@@ -134,12 +134,18 @@ class PlayerSlot:
     def recognising(self) -> bool:
         return self.lane is not None
 
-    def start_recognition(
-        self, recognizer: Recognizer, lane: FrameLane, release_budget: Callable[[], None]
-    ) -> None:
-        """The player's first frame (since it came or its tracker was released): a tracker is made
-        in the pool by `recognizer`; `release_budget` hands its place in the budget back."""
-        self.recognizer, self.lane, self._release_budget = recognizer, lane, release_budget
+    def start_recognition(self, recognizer: Recognizer, lane: FrameLane) -> None:
+        """The player's first frame or landmarks (since it came or its recognizer was released)."""
+        self.recognizer, self.lane = recognizer, lane
+
+    @property
+    def holds_tracker_place(self) -> bool:
+        return self._release_budget is not None
+
+    def grant_tracker_place(self, release_budget: Callable[[], None]) -> None:
+        """JPEG frames: the recognizer will make a hand tracker in the pool; `release_budget` hands
+        its place in the server's tracker budget back when the slot is released."""
+        self._release_budget = release_budget
 
     def idle(self, now: float, idle_s: float) -> bool:
         return self.lane is not None and now - self.last_frame_at > idle_s

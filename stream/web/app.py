@@ -48,7 +48,7 @@ from stream.sessions.session import SessionContext, SessionOptions
 from stream.sessions.slots import SlotPolicy
 from stream.settings import Settings
 from stream.store import open_store
-from stream.web import api, static
+from stream.web import api, edge_assets, static
 from stream.web.errors import exception_handlers
 from stream.web.play import play_endpoint
 from stream.web.predict import predict_endpoint
@@ -85,6 +85,7 @@ def create_app(
         Route("/predict", predict_endpoint, methods=["POST"]),
         WebSocketRoute("/ws/play/{session_id}", play_endpoint),
         WebSocketRoute("/ws/watch/{session_id}", watch_endpoint),
+        Mount(edge_assets.URL_PATH, app=edge_assets.InstalledFiles(Path(settings.edge_assets_dir))),
     ]
     # Last: the catch-all static mount must never shadow an API or WebSocket route. The client ships
     # inside the package (stream.web.static); a missing one fails here, loudly, not as a silent 404.

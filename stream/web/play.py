@@ -1,10 +1,10 @@
 """The player endpoint `/ws/play/{id}?token=...`: text commands and binary JPEG frames.
 
 Text messages are parsed strictly (stream.protocol.client) and dispatched to their handlers
-(stream.web.player_messages). Binary frames are rate-limited per connection (token bucket), then
-handed to the player's `FrameLane`: recognition runs in the shared thread pool and `_frame_done` runs
-back on the event loop, where a fired command goes through the SAME `Session.move` as a keyboard
-move (source "gesture").
+(stream.web.player_messages). Binary frames, and `landmarks` messages (edge mode: the page found the
+hand itself), are rate-limited per connection (token bucket), then handed to the player's `FrameLane`:
+recognition runs in the shared thread pool and `_frame_done` runs back on the event loop, where a
+fired command goes through the SAME `Session.move` as a keyboard move (source "gesture").
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from functools import partial
 
 from starlette.websockets import WebSocket
@@ -20,7 +21,7 @@ from model.frames import FrameError
 from model.recognizer import RecognitionResult, Recognizer, RecognizerClosed, RecognizerConfig
 from stream.edge.connection import Connection
 from stream.edge.limits import FrameGate, TokenBucket
-from stream.protocol.client import ProtocolError, parse_client_message
+from stream.protocol.client import LandmarksMessage, ProtocolError, parse_client_message
 from stream.protocol.codes import (
     CLOSE_IDLE,
     IDLE_TIMEOUT,
@@ -35,7 +36,7 @@ from stream.protocol.codes import (
 from stream.protocol.server import FrameReply, GestureNotice
 from stream.recognition.pipeline import observe_frame_error, observe_recognition
 from stream.sessions.session import Session
-from stream.web.player_messages import PAUSED, dispatch
+from stream.web.player_messages import PAUSED, client_hand, dispatch
 from stream.web.services import Services, services_of
 from stream.web.sockets import (
     NO_SUCH_SESSION,
@@ -140,10 +141,29 @@ class PlayerHandler:
             return
         dispatch(self, command)
 
-    # --- frames -------------------------------------------------------------------------------
+    # --- frames and landmarks -----------------------------------------------------------------
     def on_frame(self, data: bytes) -> None:
+        """A JPEG camera frame: landmarks are found here, by the player's own hand tracker."""
         self.metrics.frames_received.inc()
-        self.seq += 1  # every binary frame gets a number, even one that is dropped right here
+        if not self._admit_observation() or not self._ensure_recognition(needs_tracker=True):
+            return
+        recognizer = self.session.slot.recognizer
+        assert recognizer is not None
+        # The recognizer validates size, magic and dimensions itself (FrameError) in the pool thread.
+        self._offer(partial(recognizer.process, data, time.monotonic()))
+
+    def on_landmarks(self, message: LandmarksMessage) -> None:
+        """Edge mode: the page found the hand itself; no image, no tracker (message validated)."""
+        self.metrics.landmarks_received.inc()
+        if not self._admit_observation() or not self._ensure_recognition(needs_tracker=False):
+            return
+        recognizer = self.session.slot.recognizer
+        assert recognizer is not None
+        self._offer(partial(recognizer.process_landmarks, client_hand(message), time.monotonic()))
+
+    def _admit_observation(self) -> bool:
+        """Frames and landmarks share one rate cap (GM_MAX_FPS) and one sequence of numbers."""
+        self.seq += 1  # every observation gets a number, even one that is dropped right here
         admission = self.gate.admit()
         if not admission.accepted:
             self.dropped += 1
@@ -152,42 +172,43 @@ class PlayerHandler:
                 self.error(
                     RATE_LIMITED, f"more than {self.settings.max_fps:g} frames/s: extra frames are dropped"
                 )
-            return
+            return False
         if self.services.models is None:
             self.error(MODEL_UNAVAILABLE, "no gesture model is loaded: use keyboard moves")
-            return
-        received = time.monotonic()
-        slot = self.session.slot
-        slot.last_frame_at = received
-        if not slot.recognising and not self._start_recognition():
-            self.dropped += 1
-            return
-        lane, recognizer = slot.lane, slot.recognizer
-        assert lane is not None and recognizer is not None
-        # The recognizer validates size, magic and dimensions itself (FrameError) in the pool thread.
-        accepted = lane.offer(
-            partial(recognizer.process, data, received), partial(self._frame_done, self.seq)
-        )
-        if not accepted:
+            return False
+        self.session.slot.last_frame_at = time.monotonic()
+        return True
+
+    def _offer(self, job: Callable[[], RecognitionResult]) -> None:
+        lane = self.session.slot.lane
+        assert lane is not None
+        if not lane.offer(job, partial(self._frame_done, self.seq)):
             self.dropped += 1  # superseded: the pipeline counts it in frames_dropped{reason="superseded"}
 
-    def _start_recognition(self) -> bool:
-        """A tracker for this player, within the server's budget (stream.recognition.trackers)."""
+    def _ensure_recognition(self, *, needs_tracker: bool) -> bool:
+        """A recognizer and lane for this player, and for JPEG frames a place in the tracker budget
+        (stream.edge.trackers); landmarks from the page need no tracker and take no place."""
         session, services = self.session, self.services
-        if services.pipeline.closed or session.closed:
-            self.error(SHUTTING_DOWN, "the server is shutting down")
-            return False
-        release = services.trackers.acquire(self.address)
-        if release is None:
-            self.metrics.frames_dropped.labels(reason="no_tracker").inc()
-            if self.busy_notice.allow():  # said now and then, not for every frame
-                self.error(TOO_MANY_STREAMS, "too many cameras are streaming here right now: play with the "
-                           "keyboard, or try the camera again in a moment")
-            return False
-        config = RecognizerConfig.from_settings(self.settings, scheme=session.scheme)
-        # Models are read per frame: the poller may install a new one later.
-        recognizer = Recognizer(lambda: services.models.current, config, profile=session.slot.profile)
-        session.slot.start_recognition(recognizer, services.pipeline.lane(), release)
+        slot = session.slot
+        if not slot.recognising:
+            if services.pipeline.closed or session.closed:
+                self.error(SHUTTING_DOWN, "the server is shutting down")
+                self.dropped += 1
+                return False
+            config = RecognizerConfig.from_settings(self.settings, scheme=session.scheme)
+            # Models are read per frame: the poller may install a new one later.
+            recognizer = Recognizer(lambda: services.models.current, config, profile=slot.profile)
+            slot.start_recognition(recognizer, services.pipeline.lane())
+        if needs_tracker and not slot.holds_tracker_place:
+            release = services.trackers.acquire(self.address)
+            if release is None:
+                self.dropped += 1
+                self.metrics.frames_dropped.labels(reason="no_tracker").inc()
+                if self.busy_notice.allow():  # said now and then, not for every frame
+                    self.error(TOO_MANY_STREAMS, "too many cameras are streaming here right now: play "
+                               "with the keyboard, or try the camera again in a moment")
+                return False
+            slot.grant_tracker_place(release)
         return True
 
     async def _frame_done(self, seq: int, outcome: RecognitionResult | BaseException) -> None:

@@ -26,6 +26,7 @@ from stream.protocol.client import (
     ClientMessage,
     ConsentMessage,
     DonateMessage,
+    LandmarksMessage,
     MoveMessage,
     NextLevelMessage,
     PingMessage,
@@ -59,6 +60,8 @@ class Player(Protocol):
     services: Services
 
     def error(self, code: str, message: str) -> None: ...
+
+    def on_landmarks(self, message: LandmarksMessage) -> None: ...
 
 
 M = TypeVar("M", bound=ClientMessage)
@@ -130,6 +133,21 @@ def _share_hand(player: Player, message: ShareHandMessage) -> None:
 @on(PingMessage, while_paused=True)
 def _ping(player: Player, message: PingMessage) -> None:
     player.conn.send(Pong(message.t))
+
+
+# --- edge mode: the page found the hand ------------------------------------------------------
+@on(LandmarksMessage, while_paused=True)  # like frames: recognised while paused, moves are refused later
+def _landmarks(player: Player, message: LandmarksMessage) -> None:
+    player.on_landmarks(message)
+
+
+def client_hand(message: LandmarksMessage) -> Hand | None:
+    """The validated message as the `Hand` the server's own tracker would have produced."""
+    seen = message.hand
+    if seen is None:
+        return None
+    normalized = np.array(seen.points, dtype=np.float32)
+    return Hand(normalized, message.width, message.height, seen.handedness, seen.score)
 
 
 # --- feedback: "undo - that was wrong" --------------------------------------------------------

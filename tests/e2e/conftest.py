@@ -63,7 +63,7 @@ Launch = Callable[..., contextlib.AbstractContextManager]
 
 @pytest.fixture
 def launch(chromium: str) -> Iterator[Launch]:
-    """`with launch(video=None, camera=True) as browser:` a fresh headless Chromium.
+    """`with launch(video=None, camera=True, webgl=False) as browser:` a fresh headless Chromium.
 
     camera=True auto-accepts the permission prompt and uses the fake device (Chromium's test pattern,
     or `video` when given); camera=False leaves the prompt to be dismissed, i.e. a denied camera.
@@ -73,8 +73,9 @@ def launch(chromium: str) -> Iterator[Launch]:
     with sync_playwright() as pw:
 
         @contextlib.contextmanager
-        def _launch(video: Path | None = None, camera: bool = True):
-            args = list(BASE_ARGS)
+        def _launch(video: Path | None = None, camera: bool = True, webgl: bool = False):
+            # webgl: software WebGL 2 (SwiftShader), which edge mode's in-page hand finder needs.
+            args = [a for a in BASE_ARGS if not (webgl and a == "--disable-gpu")]
             if camera:
                 args += CAMERA_ARGS
                 if video is not None:

@@ -342,9 +342,11 @@ def production_server(settings: Settings) -> Iterator[ProductionServer]:
 
 
 def _settings(**overrides: Any) -> Settings:
-    # Every test here creates its sessions from 127.0.0.1: the per-address session cap is
-    # exercised by tests/integration/test_abuse.py instead.
-    base = dict(max_spectators=3, idle_timeout_s=120.0, max_sessions_per_ip=0)
+    # Every test here creates its sessions and sockets from 127.0.0.1, in loops: the per-address
+    # session cap and the handshake rates are exercised by test_abuse.py / test_handshake_rate.py.
+    base = dict(
+        max_spectators=3, idle_timeout_s=120.0, max_sessions_per_ip=0, ws_joins_per_10s=0, ws_joins_per_s=0
+    )
     base.update(overrides)
     return Settings.from_env({}).replace(**base)
 
