@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--players", type=int, default=16)
     p.add_argument("--fps", type=float, default=15.0)
     p.add_argument("--duration", type=float, default=20.0)
-    p.add_argument("--mode", default="ws", choices=("ws", "predict"))
+    p.add_argument("--mode", default="ws", choices=("ws", "edge", "predict"))
     p.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
     p.add_argument("--delay", type=float, default=6.0, help="seconds before sampling starts")
     p.add_argument("--gil", action="store_true", help="sample only the thread holding the GIL (py-spy --gil)")

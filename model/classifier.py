@@ -142,6 +142,10 @@ class _FastSVC:
         self.degree = int(svc.degree)
         self.sv = np.ascontiguousarray(svc.support_vectors_, dtype=np.float64)
         self.sv_sq = np.einsum("ij,ij->i", self.sv, self.sv)
+        # The RBF kernel's one big product in float32: ~10k support vectors x 307 features is memory-
+        # bound, and half the bytes made it 4.6x faster (1.08 -> 0.23 ms); the distances it feeds are
+        # differences of norms ~300 apart by ~100s, so float32's 1e-7 keeps probabilities within 1e-5.
+        self.sv32 = np.ascontiguousarray(svc.support_vectors_, dtype=np.float32)
         self.dual = np.ascontiguousarray(svc.dual_coef_, dtype=np.float64)  # (n_classes-1, n_sv)
         counts = np.asarray(svc.n_support_)
         self.starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.intp)
@@ -172,7 +176,8 @@ class _FastSVC:
         if self.kernel == "poly":
             k = (self.gamma * (self.sv @ z) + self.coef0) ** self.degree
         elif self.kernel == "rbf":
-            k = np.exp(-self.gamma * (self.sv_sq - 2.0 * (self.sv @ z) + z @ z))
+            dot = (self.sv32 @ z.astype(np.float32)).astype(np.float64)
+            k = np.exp(-self.gamma * (self.sv_sq - 2.0 * dot + z @ z))
         else:
             k = self.sv @ z
         # s[r, c]: dual-coefficient row r applied to the support vectors of class c.
@@ -229,12 +234,13 @@ class GestureClassifier:
         except (TypeError, AttributeError):
             return None
         # Probe with points around the training data; any disagreement means scikit-learn's internals
-        # moved, so the slow but authoritative path is used instead.
+        # moved, so the slow but authoritative path is used instead (1e-4: the float32 kernel product
+        # moves probabilities by ~1e-5; a moved internal moves them by far more).
         rng = np.random.default_rng(0)
         probes = fast.mean + fast.scale * rng.normal(size=(8, fast.sv.shape[1]))
         expected = self.predict_proba(probes)
         got = np.stack([fast.predict_proba(p, self._beta, self._coupling) for p in probes])
-        if not np.allclose(expected, got, rtol=1e-6, atol=1e-9):
+        if not np.allclose(expected, got, rtol=1e-4, atol=1e-7):
             log.warning("fast SVC path disagrees with scikit-learn; using predict_proba")
             return None
         return fast

@@ -285,10 +285,14 @@ def scaleout_markdown(data: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+_EDGE_MODES = {"ws": "JPEG frames (ws)", "edge": "landmarks (edge)"}
+_EDGE_ARGS = ("ws_start", "ws_step", "ws_max", "edge_start", "edge_step", "edge_max", "duration")
+
+
 def edge_markdown(data: dict[str, Any]) -> str:
     """benchmarks.edge: the capacity search in JPEG and edge mode, bytes per player, browser time."""
     rows = [
-        [_MODES.get(mode, "edge mode (landmarks)"), s["players"], _n(s["p50_ms"]), _n(s["p99_ms"]),
+        [_EDGE_MODES.get(mode, mode), s["players"], _n(s["p50_ms"]), _n(s["p99_ms"]),
          _n(100 * s["delivered_ratio"], 1, " %"), _n(s["throughput_fps"]), _n(s["server_cores"], 2),
          "**yes**" if s["ok"] else "no"]
         for mode, result in data["results"].items() for s in result["steps"]
@@ -305,8 +309,9 @@ def edge_markdown(data: dict[str, Any]) -> str:
          f"{_n(browser.get('p50_ms'))} / {_n(browser.get('p95_ms'))}", browser.get("renderer", "")],
     ])
     args = data.get("args", {})
-    command = (f".venv/bin/python -m benchmarks.edge --edge-start {args.get('edge_start')} "
-               f"--edge-step {args.get('edge_step')} --edge-max {args.get('edge_max')}")
+    command = ".venv/bin/python -m benchmarks.edge " + " ".join(
+        f"--{key.replace('_', '-')} {args[key]:g}" for key in _EDGE_ARGS if key in args
+    )
     return f"```\n{command}\n```\n\n{_table(header, rows)}\n\n{summary}"
 
 

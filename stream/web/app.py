@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -208,6 +209,10 @@ async def _start(app: Starlette, settings: Settings) -> Services:
         models=await _load_models(settings, metrics),
     )
     app.state.services = services
+    # Everything loaded so far (the model, the libraries) lives as long as the process: out of the
+    # collector's sight, so a full collection walks only what play creates (no 100 ms pauses).
+    gc.collect()
+    gc.freeze()
 
     def spawn(coro: Coroutine[Any, Any, None], name: str) -> None:
         services.background_tasks.append(asyncio.get_running_loop().create_task(coro, name=name))

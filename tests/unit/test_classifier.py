@@ -86,7 +86,8 @@ def test_fast_single_sample_path_matches_scikit_learn(default, landmarks_csv):
         assert prediction.closest == default.classes[best]
         if prediction.gesture != "no_gesture":  # a known gesture: its calibrated probability
             assert prediction.gesture == default.classes[best]
-            assert prediction.confidence == pytest.approx(proba[best], rel=1e-5)  # float32 models
+            # float32 models, and the fast path's float32 kernel product (worst seen: 1.2e-5)
+            assert prediction.confidence == pytest.approx(proba[best], rel=1e-4)
 
 
 def test_wrong_feature_count_is_refused(default):

@@ -131,9 +131,9 @@ def test_the_default_model_serves_coupled_probabilities_through_the_fast_path(de
         got = default.predict(x)  # the served confidence is the answer's own coupled probability
         own = float(p[default.classes.index(got.gesture)])
         if got.gesture == NO_GESTURE:  # (or the distance head's sureness, when that is larger)
-            assert got.confidence >= own - 1e-6
-        else:
-            assert got.confidence == pytest.approx(own, rel=1e-6)
+            assert got.confidence >= own * (1 - 1e-4)
+        else:  # the fast path's float32 kernel product: within 1e-4 of scikit-learn's float64
+            assert got.confidence == pytest.approx(own, rel=1e-4)
         assert got.closest in default.gestures
 
 
