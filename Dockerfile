@@ -68,9 +68,12 @@ RUN pip install --no-deps /tmp/wheels/gesture_maze-*.whl \
 
 # Edge mode's browser runtime (MediaPipe Hands for the web, from the npm registry, integrity-checked):
 # fetched here at build time, so the container never downloads anything at run time. Offline builds
-# get an image whose page streams JPEG frames only (--optional: a warning, not a failure).
+# get an image whose page streams JPEG frames only (--optional: a warning, not a failure). The host's
+# CA bundle, when deploy/podman/build-image.sh mounts it (a TLS-inspecting proxy), is trusted for this
+# one step only: SSL_CERT_FILE is not left in the image.
 ENV GM_EDGE_ASSETS_DIR=/opt/gesture-maze/edge
-RUN gesture-maze edge-assets --optional
+RUN if [ -r /etc/ssl/certs/host-ca.crt ]; then export SSL_CERT_FILE=/etc/ssl/certs/host-ca.crt; fi; \
+    gesture-maze edge-assets --optional
 
 # One BLAS thread per worker (the frame pool is the parallelism); glibc arenas capped so memory of
 # closed MediaPipe graphs is reused instead of growing RSS; matplotlib (imported by mediapipe) caches

@@ -82,6 +82,11 @@ async def test_health_and_the_web_client(container: Container) -> None:
     page = await http("GET", f"{container.http_url}/")
     assert page.status_code == 200 and "<html" in page.text.lower()
     assert (await http("GET", f"{container.http_url}/metrics")).status_code == 200
+    # Edge mode's browser runtime was fetched at build time and is served from the image.
+    runtime = await http("GET", f"{container.http_url}/vendor/mediapipe-hands/hands.js")
+    assert runtime.status_code == 200 and len(runtime.content) > 10_000, runtime.status_code
+    licence = await http("GET", f"{container.http_url}/vendor/mediapipe-hands/LICENSE")
+    assert "Apache License" in licence.text
 
 
 async def test_a_game_with_a_spectator_and_a_real_photo_recognised(container: Container) -> None:
