@@ -86,7 +86,7 @@ class RecognitionResult:
         hand: Hand | None,
         classified: tuple[str | None, float, Direction | None],
         command: Direction | None,
-        stats: FrameStats | None,
+        stats: FrameStats,
         marks: tuple[float, float, float, float],
     ) -> RecognitionResult:
         """Assemble a result from `perf_counter` marks taken before decode, landmarks, classify and after."""
@@ -97,8 +97,6 @@ class RecognitionResult:
             "classify": (t3 - t2) * 1000.0,
             "total": (t3 - t0) * 1000.0,
         }
-        if stats is None:  # the client found the hand: only classification happened here
-            stages = {"classify": stages["classify"], "total": stages["classify"]}
         return cls._of(hand, classified, command, stats, stages)
 
     @classmethod
@@ -241,8 +239,9 @@ def recognise_landmarks(
     t0 = time.perf_counter()
     classified = classify(hand)
     command = smooth(hand, classified)
-    t1 = time.perf_counter()
-    return RecognitionResult.timed(hand, classified, command, None, (t0, t0, t0, t1))
+    ms = (time.perf_counter() - t0) * 1000.0
+    # No image was seen here: no frame statistics, and classification is the whole time.
+    return RecognitionResult._of(hand, classified, command, None, {"classify": ms, "total": ms})
 
 
 def classify_hand(

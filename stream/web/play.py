@@ -145,24 +145,27 @@ class PlayerHandler:
     def on_frame(self, data: bytes) -> None:
         """A JPEG camera frame: landmarks are found here, by the player's own hand tracker."""
         self.metrics.frames_received.inc()
-        if not self._admit_observation() or not self._ensure_recognition(needs_tracker=True):
+        received = self._admit_observation()
+        if received is None or not self._ensure_recognition(needs_tracker=True):
             return
         recognizer = self.session.slot.recognizer
         assert recognizer is not None
         # The recognizer validates size, magic and dimensions itself (FrameError) in the pool thread.
-        self._offer(partial(recognizer.process, data, time.monotonic()))
+        self._offer(partial(recognizer.process, data, received))
 
     def on_landmarks(self, message: LandmarksMessage) -> None:
         """Edge mode: the page found the hand itself; no image, no tracker (message validated)."""
         self.metrics.landmarks_received.inc()
-        if not self._admit_observation() or not self._ensure_recognition(needs_tracker=False):
+        received = self._admit_observation()
+        if received is None or not self._ensure_recognition(needs_tracker=False):
             return
         recognizer = self.session.slot.recognizer
         assert recognizer is not None
-        self._offer(partial(recognizer.process_landmarks, client_hand(message), time.monotonic()))
+        self._offer(partial(recognizer.process_landmarks, client_hand(message), received))
 
-    def _admit_observation(self) -> bool:
-        """Frames and landmarks share one rate cap (GM_MAX_FPS) and one sequence of numbers."""
+    def _admit_observation(self) -> float | None:
+        """Frames and landmarks share one rate cap (GM_MAX_FPS) and one sequence of numbers; the time
+        it was received, or None when it is dropped."""
         self.seq += 1  # every observation gets a number, even one that is dropped right here
         admission = self.gate.admit()
         if not admission.accepted:
@@ -172,12 +175,13 @@ class PlayerHandler:
                 self.error(
                     RATE_LIMITED, f"more than {self.settings.max_fps:g} frames/s: extra frames are dropped"
                 )
-            return False
+            return None
         if self.services.models is None:
             self.error(MODEL_UNAVAILABLE, "no gesture model is loaded: use keyboard moves")
-            return False
-        self.session.slot.last_frame_at = time.monotonic()
-        return True
+            return None
+        received = time.monotonic()
+        self.session.slot.last_frame_at = received
+        return received
 
     def _offer(self, job: Callable[[], RecognitionResult]) -> None:
         lane = self.session.slot.lane
