@@ -33,7 +33,7 @@ def search(mode: str, args: argparse.Namespace, tag: str) -> dict[str, Any]:
             # /predict admits only GM_WORKERS - 1 requests at once (503 server_busy beyond, to keep a worker
             # for players). The seed had no such gate and processed every request: give each client a slot.
             env.setdefault("GM_WORKERS", str(n + 1))
-        with server(f"{tag}-{mode}-{n}", env=env) as srv:
+        with server(f"{tag}-{mode}-{n}", env=env, args=getattr(args, "server_args", ())) as srv:
             report = run_loadtest(srv.url, RESULTS / f"capacity-{tag}-{mode}-{n}.json", [
                 "--mode", mode, "--players", str(n), "--fps", str(args.fps), "--duration", str(args.duration),
                 "--ramp-up", str(args.ramp_up), "--spectators", str(args.spectators),

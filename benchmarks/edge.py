@@ -9,6 +9,7 @@ WebGL), on the reference photos as a stream.
 
     .venv/bin/python -m benchmarks.edge                      # both searches + the browser (~6 min)
     .venv/bin/python -m benchmarks.edge --skip-browser --edge-max 400
+    .venv/bin/python -m benchmarks.edge --edge-workers 2     # + edge mode on `serve --workers 2` + Redis
 
 Needs `gesture-maze edge-assets` for the browser part (and Debian's chromium).
 """
@@ -24,6 +25,7 @@ from typing import Any
 
 from benchmarks.capacity import search
 from benchmarks.common import REPO, RESULTS, server, stamp
+from benchmarks.scaleout import redis_server
 
 REFERENCE_PHOTOS = REPO.parent / "shared" / "data" / "images" / "gestures"
 
@@ -86,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--p99-ms", type=float, default=100.0)
     p.add_argument("--max-loss", type=float, default=0.05)
     p.add_argument("--skip-browser", action="store_true")
+    p.add_argument("--edge-workers", type=int, default=1,
+                   help="also search edge mode on `serve --workers W` with a redis-server store (W > 1)")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
     args = p.parse_args(argv)
     args.server_env = dict(item.split("=", 1) for item in args.env)
@@ -94,6 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for mode in ("ws", "edge"):
         args.start, args.step, args.max = (getattr(args, f"{mode}_{k}") for k in ("start", "step", "max"))
         results[mode] = search(mode, args, f"edge-{tag}")
+    if args.edge_workers > 1:
+        with redis_server() as url:
+            single_env = args.server_env
+            args.server_env = {**single_env, "GM_STORE_URL": url}
+            args.server_args = ("--workers", str(args.edge_workers))
+            results[f"edge_workers_{args.edge_workers}"] = search("edge", args, f"edge-{tag}-w")
+            args.server_env, args.server_args = single_env, ()
     ws, edge = results["ws"]["best"], results["edge"]["best"]
     summary: dict[str, Any] = {
         "ws_max_players": ws and ws["players"],
@@ -101,6 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ratio_players": round(edge["players"] / ws["players"], 2) if ws and edge else None,
         "ws_bytes_per_player_s": _mean_bytes(results["ws"], args.fps),
         "edge_bytes_per_player_s": _mean_bytes(results["edge"], args.fps),
+        "edge_workers": args.edge_workers if args.edge_workers > 1 else None,
+        "edge_workers_max_players": (results.get(f"edge_workers_{args.edge_workers}") or {}).get("best", {})
+        .get("players") if args.edge_workers > 1 else None,
         "edge_frames_per_cpu_second": max((s["frames_per_cpu_second"] or 0 for s in results["edge"]["steps"]),
                                           default=None),
     }

@@ -21,6 +21,7 @@ import logging
 import re
 import tempfile
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -146,9 +147,12 @@ class _FastSVC:
         # bound, and half the bytes made it 4.6x faster (1.08 -> 0.23 ms); the distances it feeds are
         # differences of norms ~300 apart by ~100s, so float32's 1e-7 keeps probabilities within 1e-5.
         self.sv32 = np.ascontiguousarray(svc.support_vectors_, dtype=np.float32)
-        self.dual = np.ascontiguousarray(svc.dual_coef_, dtype=np.float64)  # (n_classes-1, n_sv)
-        counts = np.asarray(svc.n_support_)
-        self.starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.intp)
+        dual = np.asarray(svc.dual_coef_, dtype=np.float64)  # (n_classes-1, n_sv)
+        ends = np.cumsum(np.asarray(svc.n_support_)).astype(np.intp)
+        self.segments = list(zip(np.concatenate([[0], ends[:-1]]).tolist(), ends.tolist(), strict=True))
+        # Per class: its support vectors' dual coefficients, (n_classes-1, n_sv_of_class). A product per
+        # class replaces `dual * k` (a 1.5 MB temporary per hand) and serves a batch of hands at once.
+        self.dual_by_class = [np.ascontiguousarray(dual[:, a:b]) for a, b in self.segments]
         pairs = [(i, j) for i in range(n_classes) for j in range(i + 1, n_classes)]
         self.pi = np.array([i for i, _ in pairs], dtype=np.intp)
         self.pj = np.array([j for _, j in pairs], dtype=np.intp)
@@ -171,27 +175,35 @@ class _FastSVC:
         return (np.asarray(x, dtype=np.float64) - self.mean) / self.scale
 
     def ovo(self, z: np.ndarray) -> np.ndarray:
-        """Standardised (n_features,) -> (n_pairs,) one-vs-one decision values in the SVC's own pair
-        order (> 0: the pair's first class), as `SVC._decision_function`."""
+        """Standardised (n_features,) or (N, n_features) -> (n_pairs,) or (N, n_pairs) one-vs-one
+        decision values in the SVC's own pair order (> 0: the pair's first class), as
+        `SVC._decision_function`. A batch reads the support vectors once for all its hands: they are
+        ~12 MB, and a single hand's product is bound by reading them (cold: ~1.5 ms, most of a frame's
+        classification under load)."""
+        Z = np.atleast_2d(z)
+        # Kernel values as (n_sv, N): each class's support vectors are then a contiguous block of rows.
         if self.kernel == "poly":
-            k = (self.gamma * (self.sv @ z) + self.coef0) ** self.degree
+            k = (self.gamma * (self.sv @ Z.T) + self.coef0) ** self.degree
         elif self.kernel == "rbf":
-            dot = (self.sv32 @ z.astype(np.float32)).astype(np.float64)
-            k = np.exp(-self.gamma * (self.sv_sq - 2.0 * dot + z @ z))
+            dot = (self.sv32 @ Z.T.astype(np.float32)).astype(np.float64)
+            k = np.exp(-self.gamma * (self.sv_sq[:, None] - 2.0 * dot + np.einsum("ij,ij->i", Z, Z)))
         else:
-            k = self.sv @ z
-        # s[r, c]: dual-coefficient row r applied to the support vectors of class c.
-        s = np.add.reduceat(self.dual * k, self.starts, axis=1)
-        return s[self.pj - 1, self.pi] + s[self.pi, self.pj] + self.intercept  # one-vs-one, > 0: first
+            k = self.sv @ Z.T
+        # s[n, r, c]: dual-coefficient row r applied to hand n's kernel values over class c's vectors.
+        s = np.stack([d @ k[a:b] for (a, b), d in zip(self.segments, self.dual_by_class, strict=True)],
+                     axis=2).transpose(1, 0, 2)
+        out = s[:, self.pj - 1, self.pi] + s[:, self.pi, self.pj] + self.intercept
+        return out if np.ndim(z) == 2 else out[0]
 
     def scores(self, z: np.ndarray) -> np.ndarray:
-        """Standardised (n_features,) -> (n_classes,) one-vs-rest scores, estimator classes_ order."""
+        """Standardised (n_features,) or (N, n_features) -> (n_classes,) or (N, n_classes) one-vs-rest
+        scores, estimator classes_ order."""
         dec = self.ovo(z)
-        votes = self.first @ (dec >= 0) + self.second @ (dec < 0)
-        conf = self.first @ dec - self.second @ dec
+        votes = (dec >= 0) @ self.first.T + (dec < 0) @ self.second.T
+        conf = dec @ self.first.T - dec @ self.second.T
         ovr = votes + conf / (3.0 * (np.abs(conf) + 1.0))
         out = np.empty_like(ovr)
-        out[self.to_outer] = ovr
+        out[..., self.to_outer] = ovr
         return out
 
     def predict_proba(self, x: np.ndarray, beta: float | None = None,
@@ -202,11 +214,12 @@ class _FastSVC:
 
     def proba_scaled(self, z: np.ndarray, beta: float | None = None,
                      coupling: tuple[float, float] | None = None) -> np.ndarray:
+        """Standardised (n_features,) or (N, n_features) -> probabilities, as `predict_proba`."""
         b = self.legacy_beta if beta is None else beta
         if coupling is not None:
             p = pairwise_coupling(self.ovo(z), len(self.to_outer), *coupling)
             out = np.empty_like(p)
-            out[self.to_outer] = p
+            out[..., self.to_outer] = p
             return softmax(np.log(out), 1.0 if b is None else b)
         return softmax(self.scores(z), 1.0 if b is None else b)
 
@@ -327,15 +340,39 @@ class GestureClassifier:
         """One hand's feature vector (from `landmark_features`) -> the most likely gesture, or
         `no_gesture` when the hand is far from every gesture the model was trained on. With a
         player's `adapter` (per-player calibration), their own samples decide when they are close."""
-        x = np.asarray(features, dtype=np.float32).reshape(-1)
-        if x.shape[0] != N_FEATURES:
-            raise ValueError(f"expected {N_FEATURES} features, got {x.shape[0]}")
+        return self.predict_many(np.asarray(features, dtype=np.float32).reshape(1, -1), [adapter])[0]
+
+    def predict_many(
+        self, features: np.ndarray, adapters: Sequence[PlayerAdapter | None] | None = None
+    ) -> list[Prediction]:
+        """(N, n_features), e.g. many players' hands at once, -> what `predict` answers for each row
+        (`adapters[n]`: row n's player's calibration, or None). One pass over the model for them all."""
+        X = np.asarray(features, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != N_FEATURES:
+            raise ValueError(f"expected {N_FEATURES} features, got {X.shape[-1] if X.ndim else 0}")
+        personal = list(adapters) if adapters is not None else [None] * len(X)
+        if len(personal) != len(X):
+            raise ValueError("one adapter (or None) per row")
         if self._fast is not None:
-            z = self._fast.scaled(x)
-            proba = self._fast.proba_scaled(z, self._beta, self._coupling)
+            Z: np.ndarray | None = self._fast.scaled(X)
+            proba = self._fast.proba_scaled(Z, self._beta, self._coupling)
         else:
-            z = None
-            proba = self.predict_proba(x[None])[0]
+            Z = None
+            proba = self.predict_proba(X)
+        if Z is None and (self.openset is not None or any(a is not None for a in personal)):
+            Z = self.scaled(X)
+        verdicts = self.openset.verdicts(Z) if self.openset is not None and Z is not None else None
+        return [
+            self._decide(proba[n], None if Z is None else Z[n], personal[n],
+                         None if verdicts is None else verdicts[n])
+            for n in range(len(X))
+        ]
+
+    def _decide(
+        self, proba: np.ndarray, z: np.ndarray | None, adapter: PlayerAdapter | None,
+        verdict: tuple[bool, float, float] | None,
+    ) -> Prediction:
+        """One hand's answer from its probabilities, its player's samples and the open-set verdict."""
         best = int(np.argmax(proba))
         answer, confidence = self._classes[best], float(proba[best])
         closest = answer
@@ -347,15 +384,11 @@ class GestureClassifier:
                 answer, confidence = NO_GESTURE, float(proba[ng])
             else:
                 answer, confidence = closest, float(proba[gesture])
-        if self.openset is None and adapter is None:
-            return Prediction(answer, confidence, closest)
-        if z is None:
-            z = self.scaled(x[None])[0]
-        if adapter is not None and (vote := adapter.vote(z)) is not None:
+        if adapter is not None and z is not None and (vote := adapter.vote(z)) is not None:
             return Prediction(vote[0], vote[1], closest, 0.0)
-        if self.openset is None:
+        if verdict is None:
             return Prediction(answer, confidence, closest)
-        rejected, score, sureness = self.openset.verdict(z)
+        rejected, score, sureness = verdict
         if answer == NO_GESTURE:
             return Prediction(NO_GESTURE, max(confidence, sureness if rejected else 0.0), closest, score)
         if rejected:

@@ -102,6 +102,13 @@ def landmark_features(
     normalised coordinates and are scaled to pixel-proportional x,y first (keeps the aspect ratio);
     otherwise they are already pixel (HaGRID CSV) or kp42 x,y.
     """
+    return features_from_xy(proportional_xy(points, width=width, height=height)[None])[0]
+
+
+def proportional_xy(
+    points: np.ndarray, *, width: int | float | None = None, height: int | float | None = None
+) -> np.ndarray:
+    """(21, 2) float64 pixel-proportional x,y of one hand's landmarks (see `landmark_features`)."""
     arr = np.asarray(points, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[0] != N_LANDMARKS or arr.shape[1] not in (2, 3):
         raise FeatureError(f"expected ({N_LANDMARKS}, 2) or ({N_LANDMARKS}, 3) landmarks, got {arr.shape}")
@@ -112,7 +119,20 @@ def landmark_features(
         if width <= 0 or height <= 0:
             raise FeatureError(f"frame size must be positive, got {width}x{height}")
         xy = xy * np.array([float(width), float(height)])
-    return features_from_xy(xy[None])[0]
+    return xy
+
+
+def usable_features(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Many hands' (N, 21, 2) pixel-proportional x,y -> (features of the usable ones (M, N_FEATURES),
+    which are usable (N,) bool). One computation for the batch; a hand that `features_from_xy` would
+    refuse (a non-finite coordinate, every point at the wrist) is left out instead of failing all."""
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, N_LANDMARKS, 2)
+    finite = np.all(np.isfinite(xy), axis=(1, 2))
+    rel = np.where(finite[:, None, None], xy - xy[:, WRIST : WRIST + 1, :], 0.0)
+    usable = finite & (np.max(np.abs(rel), axis=(1, 2), initial=0.0) > _EPS)
+    if not usable.any():
+        return np.zeros((0, N_FEATURES), dtype=np.float32), usable
+    return features_from_xy(xy[usable]), usable
 
 
 def mirror_xy(xy: np.ndarray) -> np.ndarray:

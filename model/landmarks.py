@@ -39,7 +39,7 @@ class Hand:
 
     def xy_list(self, digits: int = 4) -> list[list[float]]:
         """Normalised [x, y] pairs, rounded, ready for JSON."""
-        return [[round(float(x), digits), round(float(y), digits)] for x, y in self.normalized[:, :2]]
+        return np.round(self.normalized[:, :2].astype(np.float64), digits).tolist()  # type: ignore[no-any-return]
 
 
 class HandTracker:

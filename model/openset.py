@@ -62,9 +62,8 @@ def pairwise_coupling(ovo: np.ndarray, n_classes: int, a: float, b: float) -> np
     sum p = 1, one small linear system per hand."""
     dec = np.asarray(ovo, dtype=np.float64)
     if dec.ndim == 1:
-        return _Coupler.get(n_classes).one(dec, a, b)
-    coupler = _Coupler.get(n_classes)
-    return np.stack([coupler.one(row, a, b) for row in dec]) if len(dec) else np.zeros((0, n_classes))
+        return _Coupler.get(n_classes).many(dec[None], a, b)[0]
+    return _Coupler.get(n_classes).many(dec, a, b) if len(dec) else np.zeros((0, n_classes))
 
 
 class _Coupler:
@@ -76,6 +75,9 @@ class _Coupler:
         self.k = k
         self.pi, self.pj = pairwise_index(k)
         self.diag = np.arange(k) * (k + 1) + np.arange(k)
+        # (P, K) one-hot: pair p's first / second class (sums over the pairs a class belongs to).
+        self.is_first = np.eye(k)[self.pi]
+        self.is_second = np.eye(k)[self.pj]
         self.flat_ij = self.pi * (k + 1) + self.pj
         self.flat_ji = self.pj * (k + 1) + self.pi
         self.template = np.zeros((k + 1, k + 1))
@@ -91,20 +93,21 @@ class _Coupler:
             found = cls._cache[k] = cls(k)
         return found
 
-    def one(self, dec: np.ndarray, a: float, b: float) -> np.ndarray:
+    def many(self, dec: np.ndarray, a: float, b: float) -> np.ndarray:
+        """(N, P) decision values -> (N, K) probabilities: N small systems solved as one stack."""
         k = self.k
         r = 1.0 / (1.0 + np.exp(-(a * dec + b)))
         r = np.minimum(np.maximum(r, 1e-7), 1.0 - 1e-7)  # P(first | first or second)
         s = 1.0 - r
-        q = self.template.copy()
-        flat = q.reshape(-1)
-        flat[self.diag] = np.bincount(self.pi, s * s, minlength=k) + np.bincount(self.pj, r * r, minlength=k)
+        q = np.repeat(self.template[None], len(dec), axis=0)
+        flat = q.reshape(len(dec), -1)
+        flat[:, self.diag] = (s * s) @ self.is_first + (r * r) @ self.is_second
         off = -(s * r)
-        flat[self.flat_ij] = off
-        flat[self.flat_ji] = off
-        p = np.linalg.solve(q, self.rhs)[:k]
+        flat[:, self.flat_ij] = off
+        flat[:, self.flat_ji] = off
+        p = np.linalg.solve(q, np.broadcast_to(self.rhs, (len(dec), k + 1))[..., None])[:, :k, 0]
         p = np.maximum(p, 1e-12)
-        return p / p.sum()
+        return p / p.sum(axis=1, keepdims=True)
 
 
 def fit_pairwise_sigmoid(ovo: np.ndarray, y_index: np.ndarray, n_classes: int) -> tuple[float, float]:
@@ -276,12 +279,19 @@ class OpenSetHead:
 
     def verdict(self, scaled: np.ndarray) -> tuple[bool, float, float]:
         """One hand: (is it `no_gesture`, its OOD score, how sure the `no_gesture` is)."""
-        known, negative = self._distances(scaled[None])
-        d_known, d_negative = float(known[0]), float(negative[0])
-        far, like_a_negative = d_known > self.threshold, d_negative < d_known
-        # Nearer a recorded non-gesture: 0.5 when halfway, 1.0 on top of it.
-        resemblance = d_known / (d_known + d_negative) if like_a_negative else 0.0
-        return far or like_a_negative, d_known, max(self.novelty(d_known) if far else 0.0, resemblance)
+        return self.verdicts(scaled[None])[0]
+
+    def verdicts(self, scaled: np.ndarray) -> list[tuple[bool, float, float]]:
+        """(N, D) standardised hands -> `verdict` of each, with one pass over the reference rows."""
+        known, negative = self._distances(scaled)
+        out = []
+        for d_known, d_negative in zip(known.tolist(), negative.tolist(), strict=True):
+            far, like_a_negative = d_known > self.threshold, d_negative < d_known
+            # Nearer a recorded non-gesture: 0.5 when halfway, 1.0 on top of it.
+            resemblance = d_known / (d_known + d_negative) if like_a_negative else 0.0
+            sureness = max(self.novelty(d_known) if far else 0.0, resemblance)
+            out.append((far or like_a_negative, d_known, sureness))
+        return out
 
     def ood_score(self, scaled: np.ndarray) -> float:
         return float(self.ood_scores(scaled[None])[0])

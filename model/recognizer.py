@@ -1,17 +1,18 @@
 """One player's recognition: JPEG bytes -> landmarks -> gesture -> smoothed move command.
 
 A `Recognizer` belongs to one video stream (its HandTracker keeps tracking state and its Smoother
-keeps the hold). `process` is blocking CPU work: the server runs it in the shared thread pool, one
-frame at a time per Recognizer (the session's FrameLane guarantees that).
+keeps the hold). Recognition has two phases, so a server can classify many players' hands in one pass
+over the model (`recognise_many`): `observe` (decode, landmarks, features: per player) and `conclude`
+(the classifier's answer -> direction -> smoothing). `process` does both for one frame. All of it is
+blocking CPU work, one frame at a time per Recognizer (the server's FrameLane guarantees that).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,8 +24,8 @@ from model.schemes import DEFAULT_COUNTING_MAP, SCHEMES, counting_table, directi
 from model.smoothing import Smoother, SmoothingConfig
 
 if TYPE_CHECKING:
-    from model.classifier import GestureClassifier
-    from model.personal import PlayerProfile
+    from model.classifier import GestureClassifier, Prediction
+    from model.personal import PlayerAdapter, PlayerProfile
 
 
 class RecognizerClosed(RuntimeError):
@@ -81,34 +82,19 @@ class RecognitionResult:
     hand_detail: Hand | None = None  # the full landmarks (z, pixel coordinates) for callers that want them
 
     @classmethod
-    def timed(
-        cls,
-        hand: Hand | None,
-        classified: tuple[str | None, float, Direction | None],
-        command: Direction | None,
-        stats: FrameStats,
-        marks: tuple[float, float, float, float],
+    def of(
+        cls, observation: Observation, classified: Classified, command: Direction | None, finished: float
     ) -> RecognitionResult:
-        """Assemble a result from `perf_counter` marks taken before decode, landmarks, classify and after."""
-        t0, t1, t2, t3 = marks
-        stages = {
-            "decode": (t1 - t0) * 1000.0,
-            "landmarks": (t2 - t1) * 1000.0,
-            "classify": (t3 - t2) * 1000.0,
-            "total": (t3 - t0) * 1000.0,
-        }
-        return cls._of(hand, classified, command, stats, stages)
-
-    @classmethod
-    def _of(
-        cls,
-        hand: Hand | None,
-        classified: tuple[str | None, float, Direction | None],
-        command: Direction | None,
-        stats: FrameStats | None,
-        stages: dict[str, float],
-    ) -> RecognitionResult:
+        """Assemble a result; `finished` is the `perf_counter` time the answer was complete."""
+        o = observation
+        if o.decoded is None:  # landmarks from the client: no image was seen, classification is all
+            stages = {"classify": (finished - o.started) * 1000.0}
+        else:
+            stages = {"decode": (o.decoded - o.started) * 1000.0, "landmarks": (o.found - o.decoded) * 1000.0,
+                      "classify": (finished - o.found) * 1000.0}
+        stages["total"] = (finished - o.started) * 1000.0
         gesture, confidence, direction = classified
+        hand = o.hand
         return cls(
             hand=hand is not None,
             gesture=gesture,
@@ -117,10 +103,27 @@ class RecognitionResult:
             landmarks=hand.xy_list() if hand is not None else None,
             handedness=hand.handedness if hand is not None else None,
             stages_ms=stages,
-            stats=stats,
+            stats=o.stats,
             direction=direction,
             hand_detail=hand,
         )
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Phase one of recognising a frame (or a client's landmarks): what the classifier will read."""
+
+    hand: Hand | None
+    xy: np.ndarray | None  # (21, 2) pixel-proportional x,y the features are made of; None: no hand
+    recording: bool  # a calibration sample of the player's: classified, never given a direction
+    stats: FrameStats | None  # None: the landmarks came from the client
+    started: float  # perf_counter marks: received by the recognizer, decoded, hand found
+    decoded: float | None
+    found: float
+
+
+Classified = tuple[str | None, float, "Direction | None"]
+NOTHING: Classified = (None, 0.0, None)
 
 
 class Recognizer:
@@ -165,36 +168,70 @@ class Recognizer:
 
     def process(self, jpeg: bytes, now: float) -> RecognitionResult:
         """Recognise one frame taken at `now` (monotonic seconds). Raises FrameError for bad input."""
-        with self._lock:
-            if self._closed:
-                raise RecognizerClosed("Recognizer is closed")
-            smooth = partial(self._smooth, now=now)
-            return recognise_frame(jpeg, self.config, self._detect, self._classify, smooth)
+        return self._one(self.observe(jpeg), now)
 
     def process_landmarks(self, hand: Hand | None, now: float) -> RecognitionResult:
         """Recognise landmarks a client found itself (edge mode: the image never left its device).
         The same classifier, open-set head and smoothing as a frame's; no tracker is ever made."""
+        return self._one(self.observe_landmarks(hand), now)
+
+    def _one(self, observation: Observation, now: float) -> RecognitionResult:
+        outcome = recognise_many([(self, observation, now)])[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def observe(self, jpeg: bytes) -> Observation:
+        """Phase one for a frame: decode, find the hand (this player's tracker), features."""
         with self._lock:
-            if self._closed:
-                raise RecognizerClosed("Recognizer is closed")
-            return recognise_landmarks(hand, self._classify, partial(self._smooth, now=now))
+            self._check_open()
+            return observe_frame(jpeg, self.config, self._detect, self.profile)
+
+    def observe_landmarks(self, hand: Hand | None) -> Observation:
+        """Phase one for landmarks a client found: features only."""
+        with self._lock:
+            self._check_open()
+            now = time.perf_counter()
+            return observe_hand(hand, now, None, None, hand_found=now, profile=self.profile)
+
+    def classifier(self) -> GestureClassifier:
+        """The model to read this player's hand with (asked per frame: a promoted model is used next)."""
+        return self._classifier_source()
+
+    def adapter(self, observation: Observation, classifier: GestureClassifier) -> PlayerAdapter | None:
+        """This player's calibration for `classifier`, unless the frame is itself a calibration sample."""
+        if self.profile is None or observation.recording:
+            return None
+        return self.profile.adapter_for(classifier)
+
+    def conclude(
+        self, observation: Observation, features: np.ndarray | None, prediction: Prediction | None, now: float
+    ) -> RecognitionResult:
+        """Phase two, after the classifier: a calibration sample is kept, the answer's direction under
+        this player's scheme, then the hold (smoothing)."""
+        with self._lock:
+            self._check_open()
+            if observation.recording and features is not None and self.profile is not None:
+                hand = observation.hand
+                assert hand is not None
+                self.profile.record(features, hand.pixels.round(2).tolist())  # pixels keep the aspect ratio
+            classified = answer(observation, prediction, self._scheme, self._counting)
+            gesture, confidence, direction = classified
+            hand = observation.hand
+            # `pointing` is decided by geometry, so its evidence is MediaPipe's hand score, not the
+            # classifier's confidence in a label it does not use (a sideways finger may be unusual).
+            evidence = hand.score if self._scheme == "pointing" and hand is not None else confidence
+            command = self._smoother.update(gesture, evidence, direction, now)
+            return RecognitionResult.of(observation, classified, command, time.perf_counter())
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RecognizerClosed("Recognizer is closed")
 
     def _detect(self, rgb: np.ndarray) -> Hand | None:
         if self._tracker is None:  # lazily, in the worker thread: creating a graph takes ~50 ms
             self._tracker = self._tracker_factory()
         return self._tracker.detect(rgb)
-
-    def _classify(self, hand: Hand | None) -> tuple[str | None, float, Direction | None]:
-        return classify_hand(hand, self._classifier_source, self._scheme, self._counting, self.profile)
-
-    def _smooth(
-        self, hand: Hand | None, classified: tuple[str | None, float, Direction | None], *, now: float
-    ) -> Direction | None:
-        gesture, confidence, direction = classified
-        # `pointing` is decided by geometry, so its evidence is MediaPipe's hand score, not the
-        # classifier's confidence in a label it does not use (a sideways finger may be unusual).
-        evidence = hand.score if self._scheme == "pointing" and hand is not None else confidence
-        return self._smoother.update(gesture, evidence, direction, now)
 
     def close(self) -> None:
         """Release the tracker. Safe from any thread; waits for a frame being processed to finish."""
@@ -205,74 +242,107 @@ class Recognizer:
             tracker.close()
 
 
-Classified = tuple[str | None, float, "Direction | None"]
+
+Work = tuple["Recognizer", Observation, float]  # a player's recognizer, its observation, received at
 
 
-def recognise_frame(
+def recognise_many(work: Sequence[Work]) -> list[RecognitionResult | BaseException]:
+    """Phase two for many players at once: the features of every hand in one computation, one pass
+    over each model, then each player's own `conclude`. Item n's outcome is its result or the
+    exception it raised (e.g. RecognizerClosed: that player left meanwhile); one player's failure is
+    only theirs. A single frame (`Recognizer.process`) takes this same path."""
+    from model.features import usable_features  # the training pipeline's features
+
+    features: list[np.ndarray | None] = [None] * len(work)
+    predictions: list[Prediction | None] = [None] * len(work)
+    with_hand = [n for n, (_, observation, _) in enumerate(work) if observation.xy is not None]
+    if with_hand:
+        computed, usable = usable_features(np.stack([work[n][1].xy for n in with_hand]))  # type: ignore[misc]
+        for n, row in zip(np.asarray(with_hand)[usable].tolist(), computed, strict=True):
+            features[n] = row  # a degenerate hand (all points at the wrist) stays None: no gesture
+    by_model: dict[int, tuple[GestureClassifier, list[int]]] = {}
+    for n, (recognizer, _, _) in enumerate(work):
+        if features[n] is not None:
+            classifier = recognizer.classifier()
+            by_model.setdefault(id(classifier), (classifier, []))[1].append(n)
+    for classifier, rows in by_model.values():
+        adapters = [work[n][0].adapter(work[n][1], classifier) for n in rows]
+        answers = classifier.predict_many(np.stack([features[n] for n in rows]), adapters)  # type: ignore[misc]
+        for n, prediction in zip(rows, answers, strict=True):
+            predictions[n] = prediction
+    outcomes: list[RecognitionResult | BaseException] = []
+    for (recognizer, observation, now), row, prediction in zip(work, features, predictions, strict=True):
+        try:
+            outcomes.append(recognizer.conclude(observation, row, prediction, now))
+        except Exception as exc:  # contained: reported to that player's frame only
+            outcomes.append(exc)
+    return outcomes
+
+
+def observe_frame(
     jpeg: bytes,
     config: RecognizerConfig,
     detect: Callable[[np.ndarray], Hand | None],
-    classify: Callable[[Hand | None], Classified],
-    smooth: Callable[[Hand | None, Classified], Direction | None] | None = None,
-) -> RecognitionResult:
-    """THE recognition path, for streams (`Recognizer.process`: tracking, smoothing) and single
-    images (`POST /predict`: static detection, no smoothing): decode -> landmarks -> gesture
-    (-> command). Raises FrameError for bad input."""
+    profile: PlayerProfile | None = None,
+) -> Observation:
+    """Phase one of THE recognition path, for streams (a tracker per player) and single images
+    (`POST /predict`: static detection): decode -> landmarks. Raises FrameError."""
     t0 = time.perf_counter()
     rgb = decode_jpeg(jpeg, config.max_frame_bytes, config.max_frame_width, config.max_frame_height)
     stats = frame_stats(rgb, len(jpeg))
     t1 = time.perf_counter()
     hand = detect(rgb)
-    t2 = time.perf_counter()
-    classified = classify(hand)
-    command = smooth(hand, classified) if smooth is not None else None
-    t3 = time.perf_counter()
-    return RecognitionResult.timed(hand, classified, command, stats, (t0, t1, t2, t3))
+    return observe_hand(hand, t0, t1, stats, hand_found=time.perf_counter(), profile=profile)
 
 
-def recognise_landmarks(
+def observe_hand(
     hand: Hand | None,
-    classify: Callable[[Hand | None], Classified],
-    smooth: Callable[[Hand | None, Classified], Direction | None],
-) -> RecognitionResult:
-    """The same path from the landmarks on: what `recognise_frame` does after detection."""
-    t0 = time.perf_counter()
-    classified = classify(hand)
-    command = smooth(hand, classified)
-    ms = (time.perf_counter() - t0) * 1000.0
-    # No image was seen here: no frame statistics, and classification is the whole time.
-    return RecognitionResult._of(hand, classified, command, None, {"classify": ms, "total": ms})
+    started: float,
+    decoded: float | None,
+    stats: FrameStats | None,
+    *,
+    hand_found: float,
+    profile: PlayerProfile | None = None,
+) -> Observation:
+    """A found hand as the classifier will read it. While the player's `profile` is recording, the
+    hand is a calibration sample too (still classified and shown, never a move)."""
+    from model.features import proportional_xy
+
+    xy = None if hand is None else proportional_xy(hand.normalized, width=hand.width, height=hand.height)
+    recording = hand is not None and profile is not None and profile.recording is not None
+    return Observation(hand, xy, recording, stats, started, decoded, hand_found)
 
 
-def classify_hand(
-    hand: Hand | None,
-    classifier_source: Callable[[], GestureClassifier],
+def answer(
+    observation: Observation,
+    prediction: Prediction | None,
     scheme: str,
     counting: dict[str, Direction] | Iterable[tuple[str, str]],
-    profile: PlayerProfile | None = None,
-) -> tuple[str | None, float, Direction | None]:
-    """(gesture, confidence, direction) for one frame's hand; shared by streams and POST /predict.
-
-    With a player `profile`: while it is recording, the frame becomes a calibration sample (and is
-    classified by the global model); otherwise the player's adapter corrects the global model."""
-    if hand is None:
-        return None, 0.0, None
-    from model.features import FeatureError, landmark_features  # the training pipeline's features
-
-    try:
-        features = landmark_features(hand.normalized, width=hand.width, height=hand.height)
-    except FeatureError:  # degenerate landmarks: a hand, but no gesture to read from it
-        return None, 0.0, None
-    # Asked per frame, so a newly promoted model is used from the next frame on.
-    classifier = classifier_source()
-    adapter = None
-    recording = profile is not None and profile.recording is not None
-    if profile is not None:
-        if recording:
-            profile.record(features, hand.pixels.round(2).tolist())  # pixels keep the aspect ratio
-        else:
-            adapter = profile.adapter_for(classifier)
-    prediction = classifier.predict(features, adapter)
+) -> Classified:
+    """(gesture, confidence, direction) for one observation's prediction under `scheme`."""
+    if prediction is None:
+        return NOTHING
     # A calibration frame is shown on request, not meant as a move: no direction while recording.
-    direction = None if recording else direction_for(scheme, prediction.gesture, hand, counting)
+    direction = None if observation.recording else direction_for(scheme, prediction.gesture, observation.hand,
+                                                                   counting)
     return prediction.gesture, float(prediction.confidence), direction
+
+
+def recognise_image(
+    jpeg: bytes,
+    config: RecognizerConfig,
+    detect: Callable[[np.ndarray], Hand | None],
+    classifier: GestureClassifier,
+    scheme: str,
+    counting: dict[str, Direction] | Iterable[tuple[str, str]],
+) -> RecognitionResult:
+    """One still image (`POST /predict`): the stream's path without tracking, calibration or smoothing."""
+    from model.features import usable_features
+
+    observation = observe_frame(jpeg, config, detect)
+    prediction = None
+    if observation.xy is not None:
+        features, usable = usable_features(observation.xy[None])
+        prediction = classifier.predict(features[0]) if usable[0] else None
+    return RecognitionResult.of(observation, answer(observation, prediction, scheme, counting), None,
+                                time.perf_counter())

@@ -29,6 +29,7 @@ _PIXEL_BUCKETS = (64, 128, 240, 320, 480, 640, 720, 960, 1080, 1280, 1920)
 _BRIGHTNESS_BUCKETS = (16, 32, 48, 64, 96, 128, 160, 192, 224, 255)
 _SHARPNESS_BUCKETS = (5, 10, 25, 50, 100, 200, 400, 800, 1600)
 _CONTRAST_BUCKETS = (4, 8, 16, 24, 32, 48, 64, 96, 128)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 _LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
@@ -57,6 +58,10 @@ class Metrics:
         self.stage_seconds = Histogram(
             f"{PREFIX}_stage_seconds", "Server time per frame by stage (decode, landmarks, classify, total).",
             ["stage"], buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.classify_batch = Histogram(
+            f"{PREFIX}_classify_batch_size", "Hands classified in one pass over the model (all players).",
+            buckets=_BATCH_BUCKETS, registry=r,
         )
         self.model_info = Info(f"{PREFIX}_model", "The gesture model being served.", registry=r)
         self.model_reloads = Counter(

@@ -171,6 +171,14 @@ class Settings:
     workers: int | None = _env(
         "GM_WORKERS", None, "Threads in the shared frame pool (default: CPU count)."
     )
+    classify_batch: int = _env(
+        "GM_CLASSIFY_BATCH", 32,
+        "Most hands (of all players) classified in one pass over the model; 1 = one at a time.",
+    )
+    classify_linger_ms: float = _env(
+        "GM_CLASSIFY_LINGER_MS", 5.0,
+        "Longest a hand waits for another player's, already being read in the pool, to share its pass.",
+    )
     model_complexity: int = _env(
         "GM_MODEL_COMPLEXITY", 0, "MediaPipe Hands model: 0 = lite (~1.5x players per core), 1 = full."
     )

@@ -285,8 +285,15 @@ def scaleout_markdown(data: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
-_EDGE_MODES = {"ws": "JPEG frames (ws)", "edge": "landmarks (edge)"}
-_EDGE_ARGS = ("ws_start", "ws_step", "ws_max", "edge_start", "edge_step", "edge_max", "duration")
+_EDGE_MODES = {"ws": "JPEG frames (ws)", "edge": "landmarks (edge)",
+               "edge_workers_2": "landmarks (edge), `serve --workers 2` + Redis"}
+_EDGE_ARGS = ("ws_start", "ws_step", "ws_max", "edge_start", "edge_step", "edge_max", "edge_workers",
+              "duration")
+
+
+def _edge_ratio(e: dict[str, Any]) -> str:
+    best, ws = e.get("edge_workers_max_players"), e.get("ws_max_players")
+    return _n(best / ws, 2, "x") if best and ws else ""
 
 
 def edge_markdown(data: dict[str, Any]) -> str:
@@ -303,6 +310,8 @@ def edge_markdown(data: dict[str, Any]) -> str:
     summary = _table(["Measure", "JPEG (ws)", "edge", "ratio"], [
         ["largest N within bounds", _n(e.get("ws_max_players")), _n(e.get("edge_max_players")),
          _n(e.get("ratio_players"), 2, "x")],
+        *([[f"largest N within bounds, `--workers {e['edge_workers']}`", "",
+            _n(e.get("edge_workers_max_players")), _edge_ratio(e)]] if e.get("edge_workers") else []),
         ["bytes a player sends per second", _n(e.get("ws_bytes_per_player_s"), 0),
          _n(e.get("edge_bytes_per_player_s"), 0), ""],
         ["the browser's own landmark time, p50 / p95 ms", "—",

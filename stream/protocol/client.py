@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
@@ -280,24 +281,21 @@ def encode_landmarks(width: int, height: int, hand: SeenHand | None) -> str:
 
 
 # --- parsing ----------------------------------------------------------------------------------
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
 def _nesting_depth(text: str) -> int:
-    """Deepest bracket nesting outside strings: refuses `[[[[...` bombs without recursing."""
+    """Deepest bracket nesting outside strings: refuses `[[[[...` bombs without recursing. Strings and
+    everything but brackets are cut out by regular expressions first (C speed: a landmarks message
+    arrives 15 times a second per player); an unterminated string's brackets count (it is refused
+    either way)."""
     depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
+    for char in _NOT_BRACKET.sub("", _STRING.sub("", text)):
+        if char in "[{":
             depth += 1
             deepest = max(deepest, depth)
-        elif char in "]}":
+        else:
             depth -= 1
     return deepest
 

@@ -5,7 +5,9 @@ All sessions share one `ThreadPoolExecutor` (MediaPipe and OpenCV release the GI
 with cores). Each session gets a `FrameLane`: at most one of its jobs is in the pool and at most one
 waits behind it. A frame arriving while another is pending replaces it (the old one is dropped and
 counted as `superseded`), so a slow server shows the newest frame instead of building up lag, and
-nothing queues without bound. All methods are called from the event loop thread.
+nothing queues without bound. A job may hand its work on (returning a `concurrent.futures.Future`,
+e.g. phase two in `stream.recognition.batching`): the lane then awaits that too before its next job.
+All methods are called from the event loop thread.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from model.openset import NO_GESTURE
 from stream.metrics import Metrics
+from stream.recognition.batching import ClassifyBatcher
 
 R = TypeVar("R")
 
@@ -30,17 +33,25 @@ log = logging.getLogger(__name__)
 class _Job(Generic[R]):
     run: Callable[[], R]
     on_done: Callable[[R | BaseException], Awaitable[None]]
+    inline: bool = False  # run on the event loop: cheap, it only hands its work on (returns a Future)
 
 
 class FramePipeline:
-    """One bounded thread pool shared by all sessions (`workers` threads)."""
+    """One bounded thread pool shared by all sessions (`workers` threads), and the classifier's
+    batches (`classify`: at most `classify_batch` hands a pass, `classify_capacity` waiting)."""
 
-    def __init__(self, workers: int, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, workers: int, metrics: Metrics | None = None, *, classify_batch: int = 32,
+        classify_capacity: int = 1024, classify_linger_s: float = 0.0,
+    ) -> None:
         if workers < 1:
             raise ValueError("workers must be >= 1")
         self.workers = workers
         self.metrics = metrics
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="frames")
+        self.classify = ClassifyBatcher(
+            classify_batch, classify_capacity, metrics, linger_s=classify_linger_s
+        )
         self._counts_lock = threading.Lock()
         self._in_flight = 0  # running in a pool thread
         self._backlog = 0  # submitted, waiting for a free thread
@@ -110,6 +121,7 @@ class FramePipeline:
         lanes = list(self._lanes)
         await asyncio.gather(*(lane.close() for lane in lanes), return_exceptions=True)
         await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
+        await asyncio.to_thread(self.classify.close)
 
 
 class FrameLane:
@@ -130,14 +142,19 @@ class FrameLane:
     def closed(self) -> bool:
         return self._closed
 
-    def offer(self, job: Callable[[], R], on_done: Callable[[R | BaseException], Awaitable[None]]) -> bool:
+    def offer(
+        self, job: Callable[[], R], on_done: Callable[[R | BaseException], Awaitable[None]], *,
+        inline: bool = False,
+    ) -> bool:
         """Queue `job`; False when it replaced an older pending job (whose on_done is never called).
+        `inline`: a job cheap enough for the event loop that hands its work on (returns a Future), so
+        it skips the pool's thread hop (edge mode's landmarks go straight to the classifier).
 
         After `close()` a job is refused: False, not run, not counted.
         """
         if self._closed or self._pipeline.closed:
             return False
-        new = _Job(job, on_done)
+        new = _Job(job, on_done, inline)
         if self.busy:
             replaced = self._pending is not None
             self._pending = new
@@ -152,17 +169,19 @@ class FrameLane:
         # One driver task per burst: runs the job, starts the pending one (if any) as soon as the pool
         # returns, then reports the finished job - so callbacks run in arrival order too.
         current: _Job[Any] | None = job
-        future = self._pipeline._submit(current.run)
+        future = self._start(current)
         while current is not None:
             try:
                 outcome: Any = await future
+                if isinstance(outcome, Future):  # the job handed its work on: its real outcome
+                    outcome = await asyncio.wrap_future(outcome)
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # contained: a failing job never kills the lane
                 outcome = exc
             following, self._pending = self._pending, None
             if following is not None:
-                future = self._pipeline._submit(following.run)
+                future = self._start(following)
             try:
                 await current.on_done(outcome)
             except Exception:
@@ -170,8 +189,18 @@ class FrameLane:
             if following is None:  # a job offered while on_done ran (the lane looked busy) runs now
                 following, self._pending = self._pending, None
                 if following is not None:
-                    future = self._pipeline._submit(following.run)
+                    future = self._start(following)
             current = following
+
+    def _start(self, job: _Job[Any]) -> asyncio.Future[Any]:
+        if not job.inline:
+            return self._pipeline._submit(job.run)
+        started: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        try:
+            started.set_result(job.run())
+        except Exception as exc:  # reported to on_done like a pool job's failure
+            started.set_exception(exc)
+        return started
 
     async def close(self) -> None:
         """Refuse new jobs, drop the pending one, wait for the in-flight job and its on_done."""

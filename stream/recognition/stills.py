@@ -1,6 +1,6 @@
 """Recognition of single images (`POST /predict`): MediaPipe in static-image mode (no stream to
 track), a small pool of such trackers (one per thread at most), and the streams' own recognition
-path (model.recognizer.recognise_frame) minus tracking and smoothing.
+path (model.recognizer.observe_frame) minus tracking and smoothing.
 
 Uploads run in their own small pool (`max(1, workers - 1)` threads, `PredictService.slots`), not in
 the players' frame pool, at a lower CPU priority (nice +10 per thread on Linux; MediaPipe's own
@@ -21,10 +21,9 @@ from typing import TypeVar
 
 import numpy as np
 
-from maze import Direction
 from model.classifier import ModelHandle
 from model.landmarks import Hand, HandTracker, detect_padded
-from model.recognizer import RecognitionResult, RecognizerConfig, classify_hand, recognise_frame
+from model.recognizer import RecognitionResult, RecognizerConfig, recognise_image
 from model.schemes import counting_table
 from stream.settings import Settings
 
@@ -101,10 +100,7 @@ class PredictService:
                 self.trackers.release(tracker)
             return hand
 
-        def classify(hand: Hand | None) -> tuple[str | None, float, Direction | None]:
-            return classify_hand(hand, lambda: models.current, scheme, self._counting)
-
-        return recognise_frame(image, self._config, detect, classify)
+        return recognise_image(image, self._config, detect, models.current, scheme, self._counting)
 
     async def run(self, job: Callable[[], R]) -> R:
         """Run one upload's job (blocking: parse + recognise) in the uploads' own low-priority pool."""

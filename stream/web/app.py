@@ -173,7 +173,10 @@ async def _start(app: Starlette, settings: Settings) -> Services:
         metrics=metrics,
         registry=registry,
         durability=durability,
-        pipeline=FramePipeline(settings.worker_count, metrics),
+        # Each session has at most one hand waiting for the classifier: max_sessions bounds its queue.
+        pipeline=FramePipeline(settings.worker_count, metrics, classify_batch=settings.classify_batch,
+                               classify_capacity=settings.max_sessions,
+                               classify_linger_s=settings.classify_linger_ms / 1000.0),
         # Feedback loop and drift (stream.recognition): the feedback store opens on the first write.
         feedback=FeedbackRecorder(
             settings.feedback_url or default_feedback_url(settings.data_dir),

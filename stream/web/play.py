@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from functools import partial
 
 from starlette.websockets import WebSocket
@@ -150,8 +151,10 @@ class PlayerHandler:
             return
         recognizer = self.session.slot.recognizer
         assert recognizer is not None
-        # The recognizer validates size, magic and dimensions itself (FrameError) in the pool thread.
-        self._offer(partial(recognizer.process, data, received))
+        # The recognizer validates size, magic and dimensions itself (FrameError) in the pool thread;
+        # the hand found there joins the other players' in the classifier's next batch.
+        self._offer(self.services.pipeline.classify.phase_one(recognizer, partial(recognizer.observe, data),
+                                                              received))
 
     def on_landmarks(self, message: LandmarksMessage) -> None:
         """Edge mode: the page found the hand itself; no image, no tracker (message validated)."""
@@ -161,7 +164,9 @@ class PlayerHandler:
             return
         recognizer = self.session.slot.recognizer
         assert recognizer is not None
-        self._offer(partial(recognizer.process_landmarks, client_hand(message), received))
+        # Nothing to decode or detect: the landmarks go from the event loop straight to the classifier.
+        self._offer(self.services.pipeline.classify.phase_one(
+            recognizer, partial(recognizer.observe_landmarks, client_hand(message)), received), inline=True)
 
     def _admit_observation(self) -> float | None:
         """Frames and landmarks share one rate cap (GM_MAX_FPS) and one sequence of numbers; the time
@@ -183,10 +188,10 @@ class PlayerHandler:
         self.session.slot.last_frame_at = received
         return received
 
-    def _offer(self, job: Callable[[], RecognitionResult]) -> None:
+    def _offer(self, job: Callable[[], Future[RecognitionResult]], *, inline: bool = False) -> None:
         lane = self.session.slot.lane
         assert lane is not None
-        if not lane.offer(job, partial(self._frame_done, self.seq)):
+        if not lane.offer(job, partial(self._frame_done, self.seq), inline=inline):
             self.dropped += 1  # superseded: the pipeline counts it in frames_dropped{reason="superseded"}
 
     def _ensure_recognition(self, *, needs_tracker: bool) -> bool:

@@ -15,7 +15,7 @@ step bounded before the next costs anything:
    turn within GM_PREDICT_WAIT_S gets 503 `server_busy`;
 4. the job: the multipart body is parsed there, off the event loop, looking at no more than
    GM_MULTIPART_MAX_PARTS parts (400 `too_many_parts`), then the image is recognised on the streams'
-   own path (model.recognizer.recognise_frame) with MediaPipe in static-image mode (a small pool of
+   own path (model.recognizer.observe_frame) with MediaPipe in static-image mode (a small pool of
    such trackers, one per pool worker at most, kept by the lifespan-owned `PredictService`).
 """
 

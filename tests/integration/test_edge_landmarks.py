@@ -73,6 +73,8 @@ async def test_landmarks_classify_as_the_same_photo_does(settings: Settings, pho
             assert empty["hand"] is False and empty["gesture"] is None
         metrics = (await httpx.AsyncClient().get(f"{server.http_url}/metrics")).text
         assert f"gesture_maze_landmarks_received_total {len(photo_hands) + 1}.0" in metrics
+        # Every message went through the classifier's batches (one at a time here: one player, in turn).
+        assert f"gesture_maze_classify_batch_size_sum {len(photo_hands) + 1}.0" in metrics
 
 
 async def test_landmarks_move_the_player_and_take_no_tracker(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 
 import pytest
 
@@ -275,3 +276,29 @@ async def test_a_job_offered_while_the_last_callback_runs_is_not_lost(pipeline):
     leave_callback.set()
     await until(lambda: len(done.results) == 2)
     assert done.results == ["first", "second"]
+
+
+async def test_a_job_that_hands_its_work_on_is_awaited_before_the_next(pipeline):
+    """A job may return a concurrent Future (phase two elsewhere, e.g. the classifier's batches): the
+    lane reports its outcome, and starts the next job only once it is settled; inline jobs skip the
+    pool's thread hop."""
+    lane, done = pipeline.lane(), Collector()
+    handed_on: Future[str] = Future()
+    assert lane.offer(lambda: handed_on, done, inline=True) is True
+    assert lane.offer(lambda: "second", done) is True  # waits: the first is not settled
+    await until(lambda: lane.busy)
+    assert done.results == []
+    handed_on.set_result("first")
+    await until(lambda: len(done.results) == 2)
+    assert done.results == ["first", "second"]
+
+    failed: Future[str] = Future()
+    failed.set_exception(ValueError("phase two failed"))
+    assert lane.offer(lambda: failed, done) is True  # from a pool thread this time
+
+    def refuses() -> Future[str]:
+        raise KeyError("phase one failed")
+
+    assert lane.offer(refuses, done, inline=True) is True
+    await until(lambda: len(done.results) == 4)
+    assert isinstance(done.results[2], ValueError) and isinstance(done.results[3], KeyError)
