@@ -377,6 +377,7 @@ function onMessage(msg) {
   if (feedback.onMessage(msg)) return;
   switch (msg.type) {
     case "welcome":
+      shareHandWanted = null; // a new connection: what the server says from here on is the truth
       // Back after an outage: the server kept the game (durable sessions also say resumed:true).
       if (paused || msg.resumed) showResumed();
       serverMaxFps = msg.limits?.max_fps ?? Infinity;
@@ -495,6 +496,16 @@ function clearCommand() {
   renderCommand();
 }
 
+// The player's own share-hand choice until a state confirms it: a state already on its way (a
+// spectator joined) carries the old value and must not undo the click.
+let shareHandWanted = null;
+
+function showShareHand(serverValue) {
+  if (shareHandWanted !== null && shareHandWanted !== serverValue) return;
+  shareHandWanted = null;
+  $("share-hand").checked = serverValue;
+}
+
 function onState(msg) {
   const previous = state;
   if (msg.maze) {
@@ -510,7 +521,7 @@ function onState(msg) {
   $("hud-watchers").textContent = msg.spectators ?? 0;
   $("status-pill").textContent = msg.status === "won" ? "solved!" : msg.calibrating ? "calibrating" : "playing";
   $("game-name").textContent = msg.name ?? "";
-  if (typeof msg.share_hand === "boolean") $("share-hand").checked = msg.share_hand;
+  if (typeof msg.share_hand === "boolean") showShareHand(msg.share_hand);
   if (msg.scheme) setScheme(msg.scheme);
   markOpenDirections($("legend"), openDirections(msg, maze));
   markOpenDirections($("mini-legend"), openDirections(msg, maze));
@@ -745,7 +756,10 @@ function bindControls() {
   for (const button of document.querySelectorAll("#touchpad [data-dir]")) {
     button.addEventListener("click", () => move(button.dataset.dir));
   }
-  $("share-hand").addEventListener("change", (e) => socket?.send({ type: "share_hand", enabled: e.target.checked }));
+  $("share-hand").addEventListener("change", (e) => {
+    shareHandWanted = e.target.checked;
+    socket?.send({ type: "share_hand", enabled: e.target.checked });
+  });
   document.addEventListener("gm:send", (e) => socket?.send(e.detail)); // for add-on modules
   const sound = $("set-sound");
   sound.checked = settings.sound;
