@@ -211,3 +211,16 @@ def test_readme_performance_headline_matches_the_published_results() -> None:
     assert float(ratio.group(1)) == round(capacity["summary"]["ratio_frames_per_core"], 1)
     lite = next(c for name, c in stages["configs"].items() if "lite" in name)
     assert float(cpu.group(1)) == round(lite["cpu_ms_per_frame"], 1)
+
+
+def test_readme_edge_headline_matches_the_published_results() -> None:
+    edge = json.loads((REPO_ROOT / "docs" / "performance" / "results" / "edge.json").read_text())["edge"]
+    found = re.search(r"serves \*\*([\d.]+)x the players\*\* of JPEG streaming within p99 < 100 ms "
+                      r"\((\d+) against (\d+), same run\), two\s+processes on Redis \*\*([\d.]+)x\*\* "
+                      r"\((\d+) players\)", README)
+    assert found, "README lost its edge-mode headline"
+    ratio, edge_n, ws_n, workers_ratio, workers_n = found.groups()
+    assert (int(edge_n), int(ws_n), int(workers_n)) == (
+        edge["edge_max_players"], edge["ws_max_players"], edge["edge_workers_max_players"])
+    assert float(ratio) == round(edge["edge_max_players"] / edge["ws_max_players"], 1)
+    assert float(workers_ratio) == round(edge["edge_workers_max_players"] / edge["ws_max_players"], 1)
