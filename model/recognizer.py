@@ -2,9 +2,10 @@
 
 A `Recognizer` belongs to one video stream (its HandTracker keeps tracking state and its Smoother
 keeps the hold). Recognition has two phases, so a server can classify many players' hands in one pass
-over the model (`recognise_many`): `observe` (decode, landmarks, features: per player) and `conclude`
-(the classifier's answer -> direction -> smoothing). `process` does both for one frame. All of it is
-blocking CPU work, one frame at a time per Recognizer (the server's FrameLane guarantees that).
+over the model (`recognise_many`): `observe` (decode, landmarks: per player), then the features and
+the classifier for many hands at once, and each player's `conclude` (direction -> smoothing).
+`process` does all of it for one frame. All of it is blocking CPU work, one frame at a time per
+Recognizer (the server's FrameLane guarantees that).
 """
 
 from __future__ import annotations
@@ -182,13 +183,13 @@ class Recognizer:
         return outcome
 
     def observe(self, jpeg: bytes) -> Observation:
-        """Phase one for a frame: decode, find the hand (this player's tracker), features."""
+        """Phase one for a frame: decode, find the hand (this player's tracker)."""
         with self._lock:
             self._check_open()
             return observe_frame(jpeg, self.config, self._detect, self.profile)
 
     def observe_landmarks(self, hand: Hand | None) -> Observation:
-        """Phase one for landmarks a client found: features only."""
+        """Phase one for landmarks a client found: nothing to decode or detect."""
         with self._lock:
             self._check_open()
             now = time.perf_counter()
