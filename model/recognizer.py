@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from maze import Direction
+from model.features import proportional_xy, usable_features  # the training pipeline's features
 from model.frames import FrameStats, decode_jpeg, frame_stats
 from model.landmarks import Hand, HandTracker
 from model.schemes import DEFAULT_COUNTING_MAP, SCHEMES, counting_table, direction_for
@@ -252,8 +253,6 @@ def recognise_many(work: Sequence[Work]) -> list[RecognitionResult | BaseExcepti
     over each model, then each player's own `conclude`. Item n's outcome is its result or the
     exception it raised (e.g. RecognizerClosed: that player left meanwhile); one player's failure is
     only theirs. A single frame (`Recognizer.process`) takes this same path."""
-    from model.features import usable_features  # the training pipeline's features
-
     features: list[np.ndarray | None] = [None] * len(work)
     predictions: list[Prediction | None] = [None] * len(work)
     with_hand = [n for n, (_, observation, _) in enumerate(work) if observation.xy is not None]
@@ -307,8 +306,6 @@ def observe_hand(
 ) -> Observation:
     """A found hand as the classifier will read it. While the player's `profile` is recording, the
     hand is a calibration sample too (still classified and shown, never a move)."""
-    from model.features import proportional_xy
-
     xy = None if hand is None else proportional_xy(hand.normalized, width=hand.width, height=hand.height)
     recording = hand is not None and profile is not None and profile.recording is not None
     return Observation(hand, xy, recording, stats, started, decoded, hand_found)
@@ -338,8 +335,6 @@ def recognise_image(
     counting: dict[str, Direction] | Iterable[tuple[str, str]],
 ) -> RecognitionResult:
     """One still image (`POST /predict`): the stream's path without tracking, calibration or smoothing."""
-    from model.features import usable_features
-
     observation = observe_frame(jpeg, config, detect)
     prediction = None
     if observation.xy is not None:

@@ -166,8 +166,9 @@ class FrameLane:
         return True
 
     async def _drive(self, job: _Job[Any]) -> None:
-        # One driver task per burst: runs the job, starts the pending one (if any) as soon as the pool
-        # returns, then reports the finished job - so callbacks run in arrival order too.
+        # One driver task per burst: runs the job (and the work it handed on), starts the pending one
+        # (if any) as soon as that is settled, then reports the finished job - so callbacks run in
+        # arrival order too.
         current: _Job[Any] | None = job
         future = self._start(current)
         while current is not None:
