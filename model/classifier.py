@@ -60,6 +60,8 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.neighbors._ball_tree.BallTree",
     "sklearn.neural_network._multilayer_perceptron.MLPClassifier",
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.ensemble._voting.VotingClassifier",
+    "sklearn.preprocessing._label.LabelEncoder",
     "sklearn.preprocessing._label.LabelBinarizer",
     "sklearn.linear_model._logistic.LogisticRegression",
     "sklearn.utils._bunch.Bunch",
@@ -224,6 +226,51 @@ class _FastSVC:
         return softmax(self.scores(z), 1.0 if b is None else b)
 
 
+class _FastMLP:
+    """`Pipeline(StandardScaler, MLPClassifier)` or `Pipeline(StandardScaler, VotingClassifier` of MLPs,
+    soft`)` compiled to its matrix products: the standardised rows and their (averaged) softmax
+    probabilities, for a batch of hands at once without scikit-learn's per-call checks."""
+
+    def __init__(self, estimator: Any) -> None:
+        from sklearn.ensemble import VotingClassifier
+        from sklearn.neural_network import MLPClassifier
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        if not (isinstance(estimator, Pipeline) and len(estimator.steps) == 2
+                and isinstance(estimator.steps[0][1], StandardScaler)):
+            raise TypeError("not a scaler + MLP pipeline")
+        scaler, last = estimator.steps[0][1], estimator.steps[1][1]
+        if isinstance(last, VotingClassifier) and last.voting == "soft" and last.weights is None:
+            members = list(last.estimators_)
+        else:
+            members = [last]
+        if not all(isinstance(m, MLPClassifier) and m.activation == "relu" and m.out_activation_ == "softmax"
+                   for m in members):
+            raise TypeError("not ReLU MLPs with a softmax output")
+        self.mean = np.asarray(scaler.mean_ if scaler.with_mean else 0.0, dtype=np.float64)
+        self.scale = np.asarray(scaler.scale_ if scaler.with_std else 1.0, dtype=np.float64)
+        self.layers = [[(np.asarray(w, np.float64), np.asarray(b, np.float64))
+                        for w, b in zip(m.coefs_, m.intercepts_, strict=True)] for m in members]
+
+    def scaled(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x, dtype=np.float64) - self.mean) / self.scale
+
+    def proba_scaled(self, z: np.ndarray, beta: float | None = None,
+                     coupling: tuple[float, float] | None = None) -> np.ndarray:
+        """Standardised (N, n_features) -> (N, n_classes): the members' mean probability, then (with a
+        head) tempered by `beta` as `GestureClassifier.predict_proba` does."""
+        Z = np.atleast_2d(z)
+        total = np.zeros((len(Z), self.layers[0][-1][0].shape[1]))
+        for layers in self.layers:
+            h = Z
+            for w, b in layers[:-1]:
+                h = np.maximum(h @ w + b, 0.0)
+            total += softmax(h @ layers[-1][0] + layers[-1][1], 1.0)
+        proba = total / len(self.layers)
+        return proba if beta is None else softmax(np.log(np.maximum(proba, 1e-12)), beta)
+
+
 def _is_plain_svm(estimator: Any) -> bool:
     """A `scaler -> SVC/LinearSVC` pipeline: class scores from `decision_function`, no probabilities."""
     last = getattr(estimator, "steps", [(None, estimator)])[-1][1]
@@ -241,20 +288,25 @@ class GestureClassifier:
         self._classes = tuple(str(c) for c in estimator.classes_)
         self._fast = self._compile(estimator)
 
-    def _compile(self, estimator: Any) -> _FastSVC | None:
-        try:
-            fast = _FastSVC(estimator)
-        except (TypeError, AttributeError):
+    def _compile(self, estimator: Any) -> _FastSVC | _FastMLP | None:
+        fast: _FastSVC | _FastMLP | None = None
+        for compiled in (_FastSVC, _FastMLP):
+            try:
+                fast = compiled(estimator)
+                break
+            except (TypeError, AttributeError):
+                continue
+        if fast is None:
             return None
         # Probe with points around the training data; any disagreement means scikit-learn's internals
         # moved, so the slow but authoritative path is used instead (1e-4: the float32 kernel product
         # moves probabilities by ~1e-5; a moved internal moves them by far more).
         rng = np.random.default_rng(0)
-        probes = fast.mean + fast.scale * rng.normal(size=(8, fast.sv.shape[1]))
+        probes = fast.mean + fast.scale * rng.normal(size=(8, N_FEATURES))
         expected = self.predict_proba(probes)
-        got = np.stack([fast.predict_proba(p, self._beta, self._coupling) for p in probes])
+        got = fast.proba_scaled(fast.scaled(probes), self._beta, self._coupling)
         if not np.allclose(expected, got, rtol=1e-4, atol=1e-7):
-            log.warning("fast SVC path disagrees with scikit-learn; using predict_proba")
+            log.warning("fast %s path disagrees with scikit-learn; using predict_proba", type(fast).__name__)
             return None
         return fast
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sklearn.base import ClassifierMixin
-from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier, VotingClassifier
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
@@ -26,7 +26,7 @@ SEED = 42
 
 @dataclass(frozen=True)
 class Candidate:
-    family: str  # svm_linear, svm_rbf, svm_poly, random_forest, extra_trees, knn, mlp
+    family: str  # svm_linear, svm_rbf, svm_poly, random_forest, extra_trees, knn, mlp, mlp_ensemble
     params: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -49,11 +49,19 @@ def _base(candidate: Candidate) -> ClassifierMixin:
     if family == "knn":
         return KNeighborsClassifier(**p)
     if family == "mlp":
-        hidden = tuple(int(h) for h in str(p.pop("hidden", "128")).split("x"))
-        return MLPClassifier(
-            hidden_layer_sizes=hidden, early_stopping=True, max_iter=300, random_state=SEED, **p
-        )
+        return _mlp(p, SEED)
+    if family == "mlp_ensemble":
+        # Members differ only in their seed (initial weights, minibatch order, early-stopping rows);
+        # their averaged probabilities are steadier on new people than any one of them (docs/training.md).
+        members = int(p.pop("members", 3))
+        return VotingClassifier([(f"m{k}", _mlp(dict(p), SEED + k)) for k in range(members)], voting="soft")
     raise ValueError(f"unknown model family {family!r}")
+
+
+def _mlp(params: dict[str, Any], seed: int) -> MLPClassifier:
+    hidden = tuple(int(h) for h in str(params.pop("hidden", "128")).split("x"))
+    return MLPClassifier(hidden_layer_sizes=hidden, early_stopping=True, max_iter=300, random_state=seed,
+                         **params)
 
 
 def build(candidate: Candidate) -> Pipeline:
@@ -83,3 +91,22 @@ def sweep(quick: bool = False) -> list[Candidate]:
     grid += [Candidate("knn", {"n_neighbors": 5, "weights": "distance"})]
     grid += [Candidate("mlp", {"hidden": "256x128", "alpha": 1e-4})]
     return grid
+
+
+# An MLP keeps its optimiser's moments and a copy of its best weights after fitting: three times the
+# weights themselves, needed only to continue training, which nothing here does.
+_TRAINING_STATE = ("_optimizer", "_best_coefs", "_best_intercepts")
+
+
+def drop_training_state(estimator: Any) -> Any:
+    """`estimator` without what only further fitting would use (in place; returned for chaining)."""
+    parts = [estimator]
+    while parts:
+        part = parts.pop()
+        parts += [step for _, step in getattr(part, "steps", [])]
+        parts += list(getattr(part, "estimators_", []))
+        for name in _TRAINING_STATE:
+            if hasattr(part, name):
+                delattr(part, name)
+    return estimator
+

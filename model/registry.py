@@ -25,6 +25,7 @@ from model.classifier import (
     REGISTERED_MODEL_NAME,
     TRUSTED_TYPES,
 )
+from model.estimators import drop_training_state
 
 LIBRARIES = ("scikit-learn", "numpy", "skops", "mlflow", "mediapipe")
 DATA_DIR_ENV = "GM_DATA_DIR"
@@ -83,7 +84,7 @@ def write_model_dir(estimator: Any, directory: Path, metadata: dict[str, Any],
 
     import skops.io
 
-    untrusted_types(estimator)
+    untrusted_types(drop_training_state(estimator))
     directory.mkdir(parents=True, exist_ok=True)
     hands = None
     if training_hands is not None:

@@ -215,7 +215,7 @@ def champion_candidate(params: dict[str, str]) -> Candidate:
         raise SystemExit("the champion's run has no `family` param: cannot tell its configuration")
     family = params["family"]
     accepted = {name.rsplit("__", 1)[-1] for name in build(Candidate(family)).get_params(deep=True)}
-    accepted.add("hidden")  # the MLP's layer sizes (model.estimators)
+    accepted |= {"hidden", "members"}  # the MLP's layer sizes, an ensemble's size (model.estimators)
     return Candidate(family, {k: parse_param(v) for k, v in sorted(params.items())
                               if k not in RUN_ONLY_PARAMS and k in accepted})
 

@@ -43,7 +43,7 @@ from model.classifier import (
     load_registered,
 )
 from model.datasets import LandmarkDataset, read_datasets
-from model.estimators import Candidate, build, sweep
+from model.estimators import Candidate, build, drop_training_state, sweep
 from model.evaluation import (
     Entry,
     Scores,
@@ -511,7 +511,7 @@ def _log_model(mlflow: Any, model: Any, X_example: np.ndarray, ctx: Context,
         model,
         name="model",
         serialization_format="skops",
-        skops_trusted_types=untrusted_types(model),
+        skops_trusted_types=untrusted_types(drop_training_state(model)),
         signature=infer_signature(example, _predict(model, example)),
         input_example=example,
         # Explicit requirements: MLflow would otherwise infer them by loading the model in a subprocess.

@@ -77,6 +77,28 @@ def test_non_finite_numbers_are_refused() -> None:
     assert caught.value.code == "bad_field"
 
 
+@pytest.mark.parametrize("digits", ["9" * 400, "-" + "9" * 400])
+@pytest.mark.parametrize("where", ["point", "score"])
+def test_an_integer_too_long_for_a_float_is_a_bad_field(digits: str, where: str) -> None:
+    """JSON allows thousands of digits; converting them to a float raised OverflowError, not an error
+    code."""
+    text = _message().replace("0.4", digits, 1) if where == "point" else _message().replace(
+        '"score": 0.9', f'"score": {digits}').replace('"score":0.9', f'"score":{digits}')
+    assert digits in text
+    with pytest.raises(ProtocolError) as caught:
+        parse_client_message(text, 8192)
+    assert caught.value.code == "bad_field" and "finite number" in caught.value.message
+
+
+def test_valid_points_keep_their_values_in_order() -> None:
+    points = [[round(0.01 * i, 2), round(0.02 * i, 2), round(-0.01 * i, 2)] for i in range(21)]
+    points[3][0] = 1  # a whole number is a number
+    message = parse_client_message(_message(hand={"points": points, "handedness": "Left", "score": 1}), 4096)
+    assert message.hand is not None
+    assert message.hand.points == tuple(tuple(float(v) for v in p) for p in points)
+    assert all(type(v) is float for p in message.hand.points for v in p)
+
+
 def test_a_message_fits_the_default_text_cap() -> None:
     worst = SeenHand(tuple((-0.123456, 1.234567, -0.987654) for _ in range(21)), "Right", 0.999999)
     assert len(encode_landmarks(8192, 8192, worst)) < 4096
