@@ -177,8 +177,7 @@ class Settings:
     )
     classify_linger_ms: float = _env(
         "GM_CLASSIFY_LINGER_MS", 5.0,
-        "Longest a hand waits for company in the classifier: for another player's hand already being read "
-        "in the pool, or, while the model is busy, for more hands (passes start at most this often).",
+        "Longest a hand waits for another player's, already being read in the pool, to share its pass.",
     )
     model_complexity: int = _env(
         "GM_MODEL_COMPLEXITY", 0, "MediaPipe Hands model: 0 = lite (~1.5x players per core), 1 = full."

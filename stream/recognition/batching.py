@@ -7,11 +7,9 @@ player) and hands the observation to `ClassifyBatcher`, whose own thread classif
 gathered in one pass (`model.recognizer.recognise_many`), then runs each player's smoothing.
 
 Under load, hands gather while the previous batch runs, so the batch grows with the load and each
-hand's share of the model's cost falls. A hand waits on purpose, at most `linger_s`, only while
-another player's phase one is already running in the pool (it will join within a few ms), or while
-the model is busy (hands arrived during the previous pass: the next pass starts `linger_s` after it
-began, fuller); a lone hand is classified at once (docs/decisions/0025-classify-in-batches.md,
-0026-fuller-passes-when-busy.md).
+hand's share of the model's cost falls. A hand waits on purpose only while another player's phase one
+is already running in the pool (it will join within a few ms), and at most `linger_s`; a lone hand
+is classified at once (docs/decisions/0025-classify-in-batches.md).
 
 Bounded: each session's FrameLane has at most one observation here (it awaits it before starting the
 next), so the queue holds at most one per session; `capacity` is a hard cap on top.
@@ -59,8 +57,6 @@ class ClassifyBatcher:
         self.metrics = metrics
         self._queue: deque[_Work] = deque()
         self._on_the_way = 0  # phase ones running in the pool: hands that will be here in a moment
-        self._last_started = 0.0  # monotonic start of the latest pass
-        self._busy = False  # hands arrived while the latest pass ran
         self._ready = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._serve, name="classify", daemon=True)
@@ -115,9 +111,11 @@ class ClassifyBatcher:
                     self._ready.wait()
                 if not self._queue:
                     return
-                self._gather()
+                deadline = time.monotonic() + self.linger_s
+                while (self._on_the_way and len(self._queue) < self.max_batch and not self._stopping
+                       and (left := deadline - time.monotonic()) > 0):
+                    self._ready.wait(left)
                 batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
-                self._last_started = time.monotonic()
             try:
                 outcomes = recognise_many([(w.recognizer, w.observation, w.now) for w in batch])
             except Exception as exc:  # the model itself failed: every hand of the batch reports it
@@ -130,25 +128,6 @@ class ClassifyBatcher:
                     work.future.set_result(outcome)
             if self.metrics is not None:
                 self.metrics.classify_batch.observe(len(batch))
-            with self._ready:  # hands came while this pass ran: the model is busy, let the next ones gather
-                self._busy = bool(self._queue)
-
-    def _gather(self) -> None:
-        """Wait (lock held) for company, at most `linger_s` either way: while another player's phase one
-        is on its way, and while the model is busy (hands arrived during the previous pass) until
-        `linger_s` after that pass began. A pass costs about the same for 2 hands as for 10 (the model
-        is read once), so under load fewer, fuller passes leave the cores to everything else."""
-        now = time.monotonic()
-        joining_until = now + self.linger_s
-        pacing_until = self._last_started + self.linger_s if self._busy else now
-        while len(self._queue) < self.max_batch and not self._stopping:
-            if self._on_the_way and now < joining_until:
-                self._ready.wait(joining_until - now)
-            elif now < pacing_until:
-                self._ready.wait(pacing_until - now)
-            else:
-                return
-            now = time.monotonic()
 
     def close(self) -> None:
         """Classify what is queued, then stop the thread (blocking: call it off the event loop)."""

@@ -180,35 +180,3 @@ def test_the_queue_is_bounded_and_a_stopped_batcher_refuses(classifier, kp42):
     batcher.close()
     with pytest.raises(BatcherStopped):
         batcher.submit(c, c.observe_landmarks(as_hand(xy[2])), 0.0).result(RESULT_WAIT_S)
-
-
-def test_while_the_model_is_busy_the_next_pass_waits_to_be_full_and_a_quiet_one_does_not(classifier, kp42):
-    """Hands that arrived during a pass wait (up to the linger, after that pass began) for company: a
-    pass costs about the same for 2 hands as for 8. Once a pass finds nobody waiting, the next lone
-    hand goes at once."""
-    xy, _ = kp42
-    batcher, metrics = _batcher(max_batch=8, linger_s=3600.0)  # a wrong wait would outlast the test
-    entered, release = threading.Event(), threading.Event()
-
-    def slow_model():  # the first pass is still running while the others arrive
-        entered.set()
-        assert release.wait(RESULT_WAIT_S)
-        return classifier
-
-    slow = Recognizer(slow_model, RecognizerConfig())
-    players = [make_recognizer(classifier) for _ in range(9)]
-    try:
-        first = batcher.submit(slow, slow.observe_landmarks(as_hand(xy[0])), 0.0)
-        assert entered.wait(RESULT_WAIT_S)
-        early = [batcher.submit(p, p.observe_landmarks(as_hand(xy[1])), 0.0) for p in players[:2]]
-        release.set()
-        assert first.result(RESULT_WAIT_S).hand
-        late = [batcher.submit(p, p.observe_landmarks(as_hand(xy[2])), 0.0) for p in players[2:8]]
-        assert all(f.result(RESULT_WAIT_S).hand for f in early + late)
-        assert _batches(metrics) == (2.0, 9.0)  # the two early hands waited for six more: one full pass
-        lone = batcher.submit(players[8], players[8].observe_landmarks(as_hand(xy[3])), 0.0)
-        assert lone.result(RESULT_WAIT_S).hand  # the previous pass left nobody waiting: no pacing
-        assert _batches(metrics) == (3.0, 10.0)
-    finally:
-        release.set()
-        batcher.close()
