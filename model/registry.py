@@ -116,11 +116,14 @@ def register(client: Any, run_id: str, artifact_path: str, tags: Mapping[str, st
     with contextlib.suppress(MlflowException):  # already exists
         client.create_registered_model(REGISTERED_MODEL_NAME)
     run = client.get_run(run_id)
-    model_source = f"runs:/{run_id}/{artifact_path}"
+    model_source, model_id = f"runs:/{run_id}/{artifact_path}", None
     for output in getattr(getattr(run, "outputs", None), "model_outputs", None) or []:
-        model_source = f"models:/{output.model_id}"  # MLflow 3: the LoggedModel behind the run
+        model_id = output.model_id  # MLflow 3: the LoggedModel behind the run
+        model_source = f"models:/{model_id}"
+    # A tracking server (REST) refuses a `models:/` source unless the request names that model too;
+    # a local store accepts either.
     version = client.create_model_version(
-        REGISTERED_MODEL_NAME, source=model_source, run_id=run_id, tags=dict(tags)
+        REGISTERED_MODEL_NAME, source=model_source, run_id=run_id, tags=dict(tags), model_id=model_id
     )
     return str(version.version)
 

@@ -12,6 +12,7 @@ import pytest
 from model.classifier import CHAMPION_ALIAS, REGISTERED_MODEL_NAME, ModelHandle
 from model.features import FEATURE_VERSION
 from stream.settings import Settings
+from tests.support.mlflow_server import mlflow_server
 from tests.support.server import LiveServer
 from tests.unit.test_train import run_train, write_subset
 
@@ -40,6 +41,23 @@ def test_server_serves_the_registered_champion(registry, gestures_dir):
         _check_photos(server, gestures_dir)
     finally:
         server.stop()
+
+
+def test_training_against_a_tracking_server_registers_a_champion_the_server_serves(
+        tmp_path, landmarks_csv, gestures_dir):
+    """An MLflow tracking server (REST) instead of a local store: registering a version used to fail
+    there (a `models:/` source must name its model id), so training stopped after its run."""
+    subset = write_subset(landmarks_csv, tmp_path / "subset.csv", per_class=150, seed=1)
+    with mlflow_server(tmp_path / "mlflow") as url:
+        result = run_train("--data", str(subset), "--quick", "--no-loso",
+                           env={"MLFLOW_TRACKING_URI": url, "GM_DATA_DIR": str(tmp_path / "data")})
+        assert f"registered {REGISTERED_MODEL_NAME} v1" in result.stdout
+        settings = Settings.from_env({"GESTURE_MODEL_URI": CHAMPION_URI, "MLFLOW_TRACKING_URI": url})
+        server = LiveServer(settings).start(timeout=120)
+        try:
+            _check_photos(server, gestures_dir)
+        finally:
+            server.stop()
 
 
 def _check_photos(server: LiveServer, gestures_dir) -> None:
