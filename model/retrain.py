@@ -65,6 +65,7 @@ from model.feedback import (
 )
 from model.openset import DEFAULT_MIN_ACCEPT, NO_GESTURE, OPENSET_FILE
 from model.registry import (
+    DEFAULT_DATA_DIR,
     current_champion,
     default_data_dir,
     default_tracking_uri,
@@ -168,7 +169,8 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
                    "else sqlite:///<data dir>/feedback.db)")
     p.add_argument("--experiment", default="gesture-maze", help="MLflow experiment name")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default as for train)")
-    p.add_argument("--data-dir", default=None, help="local state directory (default: $GM_DATA_DIR or data)")
+    p.add_argument("--data-dir", default=None, help="local state directory (default: $GM_DATA_DIR or "
+                   f"{DEFAULT_DATA_DIR})")
     p.add_argument("--holdout", type=float, default=0.3,
                    help="share of feedback contributors held out (whole) to judge the challenger "
                    "(default 0.3)")
