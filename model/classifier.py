@@ -227,9 +227,10 @@ class _FastSVC:
 
 
 class _FastMLP:
-    """`Pipeline(StandardScaler, MLPClassifier)` or `Pipeline(StandardScaler, VotingClassifier` of MLPs,
-    soft`)` compiled to its matrix products: the standardised rows and their (averaged) softmax
-    probabilities, for a batch of hands at once without scikit-learn's per-call checks."""
+    """`Pipeline(StandardScaler, MLPClassifier)`, or a soft `VotingClassifier` of MLPs after the scaler
+    (the `mlp_ensemble` family), compiled to its matrix products: the standardised rows and their
+    (averaged) softmax probabilities, for a batch of hands at once without scikit-learn's per-call
+    checks."""
 
     def __init__(self, estimator: Any) -> None:
         from sklearn.ensemble import VotingClassifier
