@@ -33,14 +33,7 @@ def registry(tmp_path_factory, landmarks_csv) -> str:
 
 
 def test_server_serves_the_registered_champion(registry, gestures_dir):
-    # What an operator sets: GESTURE_MODEL_URI and MLFLOW_TRACKING_URI (read into Settings).
-    settings = Settings.from_env({"GESTURE_MODEL_URI": CHAMPION_URI, "MLFLOW_TRACKING_URI": registry})
-    # Started by hand for a longer start-up allowance: the lifespan downloads the model from the registry.
-    server = LiveServer(settings).start(timeout=120)
-    try:
-        _check_photos(server, gestures_dir)
-    finally:
-        server.stop()
+    _serve_champion_and_check_photos(registry, gestures_dir)
 
 
 def test_training_against_a_tracking_server_registers_a_champion_the_server_serves(
@@ -52,12 +45,18 @@ def test_training_against_a_tracking_server_registers_a_champion_the_server_serv
         result = run_train("--data", str(subset), "--quick", "--no-loso",
                            env={"MLFLOW_TRACKING_URI": url, "GM_DATA_DIR": str(tmp_path / "data")})
         assert f"registered {REGISTERED_MODEL_NAME} v1" in result.stdout
-        settings = Settings.from_env({"GESTURE_MODEL_URI": CHAMPION_URI, "MLFLOW_TRACKING_URI": url})
-        server = LiveServer(settings).start(timeout=120)
-        try:
-            _check_photos(server, gestures_dir)
-        finally:
-            server.stop()
+        _serve_champion_and_check_photos(url, gestures_dir)
+
+
+def _serve_champion_and_check_photos(tracking_uri: str, gestures_dir) -> None:
+    # What an operator sets: GESTURE_MODEL_URI and MLFLOW_TRACKING_URI (read into Settings).
+    settings = Settings.from_env({"GESTURE_MODEL_URI": CHAMPION_URI, "MLFLOW_TRACKING_URI": tracking_uri})
+    # Started by hand for a longer start-up allowance: the lifespan downloads the model from the registry.
+    server = LiveServer(settings).start(timeout=120)
+    try:
+        _check_photos(server, gestures_dir)
+    finally:
+        server.stop()
 
 
 def _check_photos(server: LiveServer, gestures_dir) -> None:
