@@ -54,14 +54,15 @@ def _base(candidate: Candidate) -> ClassifierMixin:
         # Members differ only in their seed (initial weights, minibatch order, early-stopping rows);
         # their averaged probabilities are steadier on new people than any one of them (docs/training.md).
         members = int(p.pop("members", 3))
-        return VotingClassifier([(f"m{k}", _mlp(dict(p), SEED + k)) for k in range(members)], voting="soft")
+        return VotingClassifier([(f"m{k}", _mlp(p, SEED + k)) for k in range(members)], voting="soft")
     raise ValueError(f"unknown model family {family!r}")
 
 
 def _mlp(params: dict[str, Any], seed: int) -> MLPClassifier:
-    hidden = tuple(int(h) for h in str(params.pop("hidden", "128")).split("x"))
+    rest = dict(params)
+    hidden = tuple(int(h) for h in str(rest.pop("hidden", "128")).split("x"))
     return MLPClassifier(hidden_layer_sizes=hidden, early_stopping=True, max_iter=300, random_state=seed,
-                         **params)
+                         **rest)
 
 
 def build(candidate: Candidate) -> Pipeline:

@@ -84,7 +84,8 @@ def write_model_dir(estimator: Any, directory: Path, metadata: dict[str, Any],
 
     import skops.io
 
-    untrusted_types(drop_training_state(estimator))
+    drop_training_state(estimator)
+    untrusted_types(estimator)
     directory.mkdir(parents=True, exist_ok=True)
     hands = None
     if training_hands is not None:

@@ -507,11 +507,12 @@ def _log_model(mlflow: Any, model: Any, X_example: np.ndarray, ctx: Context,
     from mlflow.models import infer_signature
 
     example = X_example[:2].astype(np.float32)
+    drop_training_state(model)
     mlflow.sklearn.log_model(
         model,
         name="model",
         serialization_format="skops",
-        skops_trusted_types=untrusted_types(drop_training_state(model)),
+        skops_trusted_types=untrusted_types(model),
         signature=infer_signature(example, _predict(model, example)),
         input_example=example,
         # Explicit requirements: MLflow would otherwise infer them by loading the model in a subprocess.
