@@ -23,6 +23,7 @@ import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,16 @@ import numpy as np
 
 from model import support_hands
 from model.features import FEATURE_VERSION, N_FEATURES
-from model.openset import NO_GESTURE, OPENSET_FILE, OpenSetHead, is_no_gesture, pairwise_coupling, softmax
+from model.openset import (
+    NO_GESTURE,
+    OPENSET_FILE,
+    OpenSetHead,
+    duel_confidence,
+    is_no_gesture,
+    pairwise_coupling,
+    softmax,
+    weakest_duels,
+)
 from model.personal import PlayerAdapter
 
 log = logging.getLogger(__name__)
@@ -49,6 +59,7 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.calibration.CalibratedClassifierCV",
     "sklearn.pipeline.Pipeline",
     "sklearn.preprocessing._data.StandardScaler",
+    "sklearn.decomposition._pca.PCA",
     "sklearn.svm._classes.SVC",
     "sklearn.svm._classes.LinearSVC",
     "sklearn.ensemble._forest.RandomForestClassifier",
@@ -81,11 +92,12 @@ class ModelLoadError(RuntimeError):
 class Prediction:
     """`gesture` is a known class or `no_gesture`. `confidence` is the calibrated probability that the
     answer is right: for an SVM with a coupling head, the answer's coupled pairwise probability
-    (docs/decisions/0022-confidence-that-means-something.md). For `no_gesture`: the trained class's
-    probability, or the share of true gestures (validation) closer to the training data than this
-    hand, or for a hand nearer a recorded non-gesture than to every gesture, how near (0.5 halfway,
-    1.0 on top of it), whichever is larger. `closest` is the most likely known gesture either way;
-    `ood_score` the distance to the training data (0.0 for a model without a head)."""
+    (docs/decisions/0022-confidence-that-means-something.md), or with a weakest-duel sigmoid in the
+    head, that sigmoid over the answer's closest one-vs-one duel (decision 0026). For `no_gesture`:
+    the trained class's probability, or the share of true gestures (validation) closer to the
+    training data than this hand, or for a hand nearer a recorded non-gesture than to every gesture,
+    how near (0.5 halfway, 1.0 on top of it), whichever is larger. `closest` is the most likely
+    known gesture either way; `ood_score` the distance to the training data (0.0 without a head)."""
 
     gesture: str
     confidence: float
@@ -102,6 +114,9 @@ class ModelInfo:
     feature_version: str
 
 
+_ROWWISE_MAX = 4  # batches up to this many hands take one matrix-vector product per hand (_FastSVC)
+
+
 class _FastSVC:
     """`Pipeline(StandardScaler, SVC)` (or the older `CalibratedClassifierCV(SVC, "temperature")` form)
     compiled to a few numpy operations for one sample: the standardised vector and the SVC's
@@ -114,15 +129,25 @@ class _FastSVC:
 
     def __init__(self, estimator: Any) -> None:
         from sklearn.calibration import CalibratedClassifierCV
+        from sklearn.decomposition import PCA
         from sklearn.pipeline import Pipeline
         from sklearn.preprocessing import StandardScaler
         from sklearn.svm import SVC
 
-        if not (isinstance(estimator, Pipeline) and len(estimator.steps) == 2):
-            raise TypeError("not a scaler + SVC pipeline")
-        scaler, last = estimator.steps[0][1], estimator.steps[1][1]
+        if not (isinstance(estimator, Pipeline) and len(estimator.steps) in (2, 3)):
+            raise TypeError("not a scaler (+ PCA) + SVC pipeline")
+        scaler, last = estimator.steps[0][1], estimator.steps[-1][1]
         if not isinstance(scaler, StandardScaler):
-            raise TypeError("not a scaler + SVC pipeline")
+            raise TypeError("not a scaler (+ PCA) + SVC pipeline")
+        # A PCA step is a linear map of the standardised vector, applied before the kernel: `scaled`
+        # stays the standardised space the open-set head measures in.
+        self.projection: tuple[np.ndarray, np.ndarray] | None = None
+        if len(estimator.steps) == 3:
+            pca = estimator.steps[1][1]
+            if not isinstance(pca, PCA) or pca.whiten:
+                raise TypeError("the middle step is not an unwhitened PCA")
+            self.projection = (np.asarray(pca.mean_, dtype=np.float64),
+                               np.ascontiguousarray(pca.components_.T, dtype=np.float64))
         self.legacy_beta: float | None = None
         if isinstance(last, CalibratedClassifierCV):
             if last.method != "temperature" or len(last.calibrated_classifiers_) != 1:
@@ -183,11 +208,19 @@ class _FastSVC:
         ~12 MB, and a single hand's product is bound by reading them (cold: ~1.5 ms, most of a frame's
         classification under load)."""
         Z = np.atleast_2d(z)
+        if self.projection is not None:
+            Z = (Z - self.projection[0]) @ self.projection[1]
         # Kernel values as (n_sv, N): each class's support vectors are then a contiguous block of rows.
         if self.kernel == "poly":
             k = (self.gamma * (self.sv @ Z.T) + self.coef0) ** self.degree
         elif self.kernel == "rbf":
-            dot = (self.sv32 @ Z.T.astype(np.float32)).astype(np.float64)
+            Z32 = Z.astype(np.float32)
+            if 1 < len(Z32) <= _ROWWISE_MAX:
+                # OpenBLAS's matrix product packs all the support vectors for a thin batch: for 2-4
+                # hands one matrix-vector product each is ~1.5-2.4x faster (2 hands: 0.78 vs 1.86 ms).
+                dot = np.stack([self.sv32 @ row for row in Z32], axis=1).astype(np.float64)
+            else:
+                dot = (self.sv32 @ Z32.T).astype(np.float64)
             k = np.exp(-self.gamma * (self.sv_sq[:, None] - 2.0 * dot + np.einsum("ij,ij->i", Z, Z)))
         else:
             k = self.sv @ Z.T
@@ -217,13 +250,18 @@ class _FastSVC:
     def proba_scaled(self, z: np.ndarray, beta: float | None = None,
                      coupling: tuple[float, float] | None = None) -> np.ndarray:
         """Standardised (n_features,) or (N, n_features) -> probabilities, as `predict_proba`."""
-        b = self.legacy_beta if beta is None else beta
         if coupling is not None:
-            p = pairwise_coupling(self.ovo(z), len(self.to_outer), *coupling)
-            out = np.empty_like(p)
-            out[..., self.to_outer] = p
-            return softmax(np.log(out), 1.0 if b is None else b)
+            return self.coupled(self.ovo(z), beta, coupling)
+        b = self.legacy_beta if beta is None else beta
         return softmax(self.scores(z), 1.0 if b is None else b)
+
+    def coupled(self, dec: np.ndarray, beta: float | None, coupling: tuple[float, float]) -> np.ndarray:
+        """`ovo` decision values -> the coupled probabilities, tempered by beta (classes_ order)."""
+        b = self.legacy_beta if beta is None else beta
+        p = pairwise_coupling(dec, len(self.to_outer), *coupling)
+        out = np.empty_like(p)
+        out[..., self.to_outer] = p
+        return softmax(np.log(out), 1.0 if b is None else b)
 
 
 class _FastMLP:
@@ -327,6 +365,27 @@ class GestureClassifier:
         return self.openset.coupling
 
     @property
+    def _duel(self) -> tuple[float, float] | None:
+        """The head's weakest-duel sigmoid, for an SVM whose probabilities are coupled."""
+        return self.openset.duel if self.openset is not None and self._coupling is not None else None
+
+    @cached_property
+    def _svc_order(self) -> tuple[list[int], int | None]:
+        """Where each of the SVC's classes sits in `classes`, and the SVC's no_gesture column."""
+        svc_classes = [str(c) for c in self.estimator.steps[-1][1].classes_]
+        return ([self._classes.index(c) for c in svc_classes],
+                svc_classes.index(NO_GESTURE) if NO_GESTURE in svc_classes else None)
+
+    def _duel_confidences(self, dec: np.ndarray, duel: tuple[float, float]) -> np.ndarray:
+        """(N, n_pairs) one-vs-one decisions -> (N, n_classes) each class's confidence were it the
+        answer: the head's sigmoid over its weakest duel against the other gestures."""
+        order, exclude = self._svc_order
+        sure = duel_confidence(weakest_duels(dec, len(order), exclude), duel)
+        out = np.empty_like(sure)
+        out[:, order] = sure
+        return out
+
+    @property
     def _no_gesture_min(self) -> float | None:
         return self.openset.no_gesture_min if self.openset is not None else None
 
@@ -406,28 +465,38 @@ class GestureClassifier:
         personal = list(adapters) if adapters is not None else [None] * len(X)
         if len(personal) != len(X):
             raise ValueError("one adapter (or None) per row")
-        if self._fast is not None:
+        duel, coupling = self._duel, self._coupling
+        sure: np.ndarray | None = None
+        if isinstance(self._fast, _FastSVC) and coupling is not None:
             Z: np.ndarray | None = self._fast.scaled(X)
-            proba = self._fast.proba_scaled(Z, self._beta, self._coupling)
+            dec = self._fast.ovo(Z)
+            proba = self._fast.coupled(dec, self._beta, coupling)
+            sure = None if duel is None else self._duel_confidences(dec, duel)
+        elif self._fast is not None:
+            Z = self._fast.scaled(X)
+            proba = self._fast.proba_scaled(Z, self._beta, coupling)
         else:
             Z = None
             proba = self.predict_proba(X)
+            sure = None if duel is None else self._duel_confidences(self.pairwise_decisions(X), duel)
         if Z is None and (self.openset is not None or any(a is not None for a in personal)):
             Z = self.scaled(X)
         verdicts = self.openset.verdicts(Z) if self.openset is not None and Z is not None else None
         return [
             self._decide(proba[n], None if Z is None else Z[n], personal[n],
-                         None if verdicts is None else verdicts[n])
+                         None if verdicts is None else verdicts[n], None if sure is None else sure[n])
             for n in range(len(X))
         ]
 
     def _decide(
         self, proba: np.ndarray, z: np.ndarray | None, adapter: PlayerAdapter | None,
-        verdict: tuple[bool, float, float] | None,
+        verdict: tuple[bool, float, float] | None, sure: np.ndarray | None = None,
     ) -> Prediction:
-        """One hand's answer from its probabilities, its player's samples and the open-set verdict."""
+        """One hand's answer from its probabilities, its player's samples and the open-set verdict.
+        `sure`: each class's weakest-duel confidence (heads that have one), served for a gesture."""
+        served = proba if sure is None else sure
         best = int(np.argmax(proba))
-        answer, confidence = self._classes[best], float(proba[best])
+        answer, confidence = self._classes[best], float(served[best])
         closest = answer
         if NO_GESTURE in self._classes:  # a trained no_gesture class; `closest` is the likeliest gesture
             ng = self._classes.index(NO_GESTURE)
@@ -436,7 +505,7 @@ class GestureClassifier:
             if is_no_gesture(proba, ng, self._no_gesture_min):
                 answer, confidence = NO_GESTURE, float(proba[ng])
             else:
-                answer, confidence = closest, float(proba[gesture])
+                answer, confidence = closest, float(served[gesture])
         if adapter is not None and z is not None and (vote := adapter.vote(z)) is not None:
             return Prediction(vote[0], vote[1], closest, 0.0)
         if verdict is None:

@@ -10,6 +10,11 @@ added on top of it, both fitted on data the classifier was not trained on:
   format (no coupling) keep one temperature over the one-vs-rest vote scores, whose top probability
   is nearly the same for every hand (docs/decisions/, "confidence that means something"). For
   probabilistic models: a temperature over their log-probabilities. It never changes which class wins.
+* **The answer's weakest duel.** An SVM's answer is as sure as the closest of its one-vs-one duels:
+  the served confidence of a gesture is one more sigmoid over the smallest decision value of the
+  answer against any other gesture, fitted on the leave-one-source-out folds (people the model never
+  saw, as every player is). It ranks right over wrong answers better than the coupled probability
+  (docs/decisions/0026-confidence-of-the-weakest-duel.md); it does not change the answer either.
 * **An out-of-distribution (OOD) score.** The distance from the hand's feature vector (standardised,
   projected on the first principal components of the training rows) to the nearest training row.
   A hand far from every recorded gesture is answered `no_gesture`. The threshold is chosen on the
@@ -27,7 +32,7 @@ Everything is plain numbers saved in one `.npz` file beside the model (`openset.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
@@ -37,8 +42,11 @@ import numpy as np
 NO_GESTURE = "no_gesture"
 OPENSET_FILE = "openset.npz"
 DEFAULT_COMPONENTS = 16
-DEFAULT_MIN_ACCEPT = 0.99  # the threshold keeps at least this share of the validation split's true gestures
-_FORMAT = 2  # 2: optional pairwise coupling (`coupling_a`, `coupling_b`); 1 is still read
+# The distance threshold keeps at least this share of the validation split's true gestures (decision 22).
+DEFAULT_MIN_ACCEPT = 0.995
+# 2: optional pairwise coupling (`coupling_a`, `coupling_b`), no_gesture cut, weakest-duel sigmoid
+# (`duel_a`, `duel_b`); 1 is still read.
+_FORMAT = 2
 
 
 def softmax(logits: np.ndarray, beta: float) -> np.ndarray:
@@ -123,6 +131,35 @@ def fit_pairwise_sigmoid(ovo: np.ndarray, y_index: np.ndarray, n_classes: int) -
         xs.append(ovo[inside, p])
         ts.append(y_index[inside] == i)
     lr = LogisticRegression(C=1e4).fit(np.concatenate(xs)[:, None], np.concatenate(ts))
+    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+
+
+def weakest_duels(ovo: np.ndarray, n_classes: int, exclude: int | None = None) -> np.ndarray:
+    """(N, P) one-vs-one decision values -> (N, K): for each class, its smallest decision value against
+    any other class (oriented: > 0 means it wins that duel), leaving out the rival `exclude` (the
+    trained `no_gesture` class: losing to "none" is what the `no_gesture` rule is for)."""
+    dec = np.atleast_2d(np.asarray(ovo, dtype=np.float64))
+    pi, pj = pairwise_index(n_classes)
+    duel = np.full((len(dec), n_classes, n_classes), np.inf)
+    duel[:, pi, pj] = dec
+    duel[:, pj, pi] = -dec
+    if exclude is not None:
+        duel[:, :, exclude] = np.inf
+    return duel.min(axis=2)
+
+
+def duel_confidence(weakest: np.ndarray, duel: tuple[float, float]) -> np.ndarray:
+    """The weakest duel's decision value -> P(the answer is right), by the head's sigmoid (a, b)."""
+    a, b = duel
+    return 1.0 / (1.0 + np.exp(-(a * np.asarray(weakest, dtype=np.float64) + b)))
+
+
+def fit_duel_sigmoid(weakest: np.ndarray, correct: np.ndarray) -> tuple[float, float]:
+    """Platt's sigmoid (a, b) from answers' weakest duels to whether they were right (held-out rows)."""
+    from sklearn.linear_model import LogisticRegression
+
+    w = np.asarray(weakest, dtype=np.float64)
+    lr = LogisticRegression(C=1e4).fit(np.clip(w, -50.0, 50.0)[:, None], np.asarray(correct, dtype=bool))
     return float(lr.coef_[0, 0]), float(lr.intercept_[0])
 
 
@@ -220,6 +257,9 @@ class OpenSetHead:
     # A model with a trained no_gesture class answers it when its probability is at least this
     # (chosen on leave-one-source-out folds); None: when it is the most likely class.
     no_gesture_min: float | None = None
+    # Sigmoid (a, b) from a gesture answer's weakest duel to its served confidence (SVMs with a
+    # coupling); None: the answer's coupled probability is its confidence.
+    duel: tuple[float, float] | None = None
 
     @classmethod
     def fit_reference(cls, scaled_train: np.ndarray, components: int = DEFAULT_COMPONENTS) -> OpenSetHead:
@@ -236,16 +276,13 @@ class OpenSetHead:
     def with_reference(self, scaled_train: np.ndarray) -> OpenSetHead:
         """Same basis, threshold and temperature; reference rows replaced (the final refit's rows)."""
         ref = ((np.asarray(scaled_train, np.float64) - self.pca_mean) @ self.pca_components.T)
-        return OpenSetHead(self.beta, self.pca_mean, self.pca_components,
-                           ref.astype(np.float16).astype(np.float32), self.threshold, self.known_quantiles,
-                           self.negatives, self.coupling, self.no_gesture_min)
+        return replace(self, reference=ref.astype(np.float16).astype(np.float32))
 
     def with_negatives(self, scaled_negatives: np.ndarray | None) -> OpenSetHead:
         """Same head; the known non-gesture rows replaced (standardised features; None: none)."""
         neg = None if scaled_negatives is None or len(scaled_negatives) == 0 else \
             self._project(scaled_negatives).astype(np.float16).astype(np.float32)
-        return OpenSetHead(self.beta, self.pca_mean, self.pca_components, self.reference, self.threshold,
-                           self.known_quantiles, neg, self.coupling, self.no_gesture_min)
+        return replace(self, negatives=neg)
 
     def _project(self, scaled: np.ndarray) -> np.ndarray:
         return (np.atleast_2d(np.asarray(scaled, dtype=np.float32)) - self.pca_mean) @ self.pca_components.T
@@ -314,6 +351,8 @@ class OpenSetHead:
             extra["coupling_b"] = np.float64(self.coupling[1])
         if self.no_gesture_min is not None:
             extra["no_gesture_min"] = np.float64(self.no_gesture_min)
+        if self.duel is not None:
+            extra["duel_a"], extra["duel_b"] = np.float64(self.duel[0]), np.float64(self.duel[1])
         np.savez_compressed(
             path, format=np.int64(_FORMAT if self.coupling is not None else 1), beta=np.float64(self.beta),
             pca_mean=self.pca_mean, pca_components=self.pca_components,
@@ -330,15 +369,17 @@ class OpenSetHead:
             negatives = f["negatives"].astype(np.float32) if "negatives" in f.files else None
             coupling = (float(f["coupling_a"]), float(f["coupling_b"])) if "coupling_a" in f.files else None
             no_gesture_min = float(f["no_gesture_min"]) if "no_gesture_min" in f.files else None
+            duel = (float(f["duel_a"]), float(f["duel_b"])) if "duel_a" in f.files else None
             return cls(float(f["beta"]), f["pca_mean"].astype(np.float32),
                        f["pca_components"].astype(np.float32), f["reference"].astype(np.float32),
                        float(f["threshold"]), f["known_quantiles"].astype(np.float32), negatives, coupling,
-                       no_gesture_min)
+                       no_gesture_min, duel)
 
     def summary(self) -> dict[str, Any]:
         return {"beta": self.beta, "threshold": self.threshold,
                 "coupling": None if self.coupling is None else list(self.coupling),
                 "no_gesture_min": self.no_gesture_min,
+                "duel": None if self.duel is None else list(self.duel),
                 "components": int(self.pca_components.shape[0]),
                 "reference_rows": int(self.reference.shape[0]),
                 "known_negative_rows": 0 if self.negatives is None else int(self.negatives.shape[0])}

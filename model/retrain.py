@@ -217,7 +217,8 @@ def champion_candidate(params: dict[str, str]) -> Candidate:
         raise SystemExit("the champion's run has no `family` param: cannot tell its configuration")
     family = params["family"]
     accepted = {name.rsplit("__", 1)[-1] for name in build(Candidate(family)).get_params(deep=True)}
-    accepted |= {"hidden", "members"}  # the MLP's layer sizes, an ensemble's size (model.estimators)
+    # The MLP's layer sizes, an ensemble's size, the PCA step's components (model.estimators).
+    accepted |= {"hidden", "members", "pca"}
     return Candidate(family, {k: parse_param(v) for k, v in sorted(params.items())
                               if k not in RUN_ONLY_PARAMS and k in accepted})
 
@@ -426,8 +427,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = build(candidate).fit(X, y)
     head = open_fit.head.with_reference(_wrap(model, candidate.name).scaled(X_ref))
     champion = load_registered(REGISTERED_MODEL_NAME, str(champ.version), tracking_uri=tracking_uri)
-    if champion.openset is not None:  # the champion's no_gesture cut (chosen on its LOSO folds)
+    if champion.openset is not None:  # the champion's no_gesture cut and duel sigmoid (its LOSO folds)
         head.no_gesture_min = champion.openset.no_gesture_min
+        head.duel = champion.openset.duel
     challenger = _wrap(model, candidate.name, head)
     empty = np.empty(0, dtype=str)
     gate, new, old = evaluate(

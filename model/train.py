@@ -27,7 +27,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,7 +66,9 @@ from model.openset import (
     OpenSetHead,
     TradeOff,
     choose_threshold,
+    duel_confidence,
     expected_calibration_error,
+    fit_duel_sigmoid,
     fit_pairwise_sigmoid,
     fit_temperature,
     is_no_gesture,
@@ -74,6 +76,7 @@ from model.openset import (
     reliability_table,
     softmax,
     trade_off_curve,
+    weakest_duels,
 )
 from model.registry import (
     current_champion,
@@ -696,16 +699,45 @@ def served_from_outputs(out: dict[str, Any], head: OpenSetHead) -> tuple[np.ndar
         named = is_no_gesture(proba, ng, head.no_gesture_min)
     else:
         answer, conf, named = classes[np.argmax(proba, axis=1)], proba.max(axis=1), np.zeros(len(proba), bool)
+    if head.duel is not None and "ovo" in out:
+        conf = duel_confidence(answer_duels(out, answer), head.duel)
     rejected = named | (out["distance"] > head.threshold)
     return answer, conf, rejected
+
+
+def answer_duels(out: dict[str, Any], answer: np.ndarray) -> np.ndarray:
+    """Each held-out row's answer's weakest duel against the other gestures (a fold's SVM outputs)."""
+    classes = list(out["classes"])
+    exclude = classes.index(NO_GESTURE) if NO_GESTURE in classes else None
+    weakest = weakest_duels(out["ovo"], len(classes), exclude)
+    column = {c: k for k, c in enumerate(classes)}
+    return weakest[np.arange(len(weakest)), [column[a] for a in answer]]
+
+
+def fit_duel_on_folds(outputs: Sequence[dict[str, Any]], head: OpenSetHead) -> tuple[float, float] | None:
+    """The weakest-duel sigmoid fitted on leave-one-source-out folds (a new person's answers, as the
+    head answers them, right or wrong); None without an SVM's pairwise outputs or a coupling."""
+    if not outputs or head.coupling is None or any("ovo" not in out for out in outputs):
+        return None
+    plain = replace(head, duel=None)
+    weakest, right = [], []
+    for out in outputs:
+        answer, _, rejected = served_from_outputs(out, plain)
+        weakest.append(answer_duels(out, answer)[~rejected])
+        right.append((answer == out["y"])[~rejected])
+    return fit_duel_sigmoid(np.concatenate(weakest), np.concatenate(right))
 
 
 def loso_confidence(loso: dict[str, Any], head: OpenSetHead) -> dict[str, Any]:
     """The served confidence on leave-one-source-out folds (new people): its quality on the answered
     rows, the share of true gestures answered (not `no_gesture`), and the risk-coverage curve."""
     answers, conf, rejected, truth = [], [], [], []
-    for out in loso.get("outputs", []):
-        a, c, r = served_from_outputs(out, head)
+    outputs = loso.get("outputs", [])
+    for k, out in enumerate(outputs):
+        # A sigmoid fitted on the folds is scored cross-fitted: each fold by the one fitted on the others.
+        fold_head = head if head.duel is None else \
+            replace(head, duel=fit_duel_on_folds([*outputs[:k], *outputs[k + 1:]], head))
+        a, c, r = served_from_outputs(out, fold_head)
         answers.append(a)
         conf.append(c)
         rejected.append(r)
@@ -926,6 +958,8 @@ def confidence_report(clf: GestureClassifier, previous: GestureClassifier | None
             votes = OpenSetHead(previous.openset.beta, head.pca_mean, head.pca_components, head.reference,
                                 head.threshold, head.known_quantiles)
             report["previous"]["loso_votes_method"] = loso_confidence(loso, votes)
+        if head.duel is not None:  # the coupled probability as the confidence, on the same folds
+            report["previous"]["loso_coupled_method"] = loso_confidence(loso, replace(head, duel=None))
         if ctx.natural is not None:
             report["no_gesture_tradeoff"] = no_gesture_tradeoff(loso, head, clf, ctx.natural.rows("test"))
     return report
@@ -1070,6 +1104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             head = open_fit.head.with_reference(clf.scaled(X_ref))
             loso = best.extra.get("loso")
             head.no_gesture_min = choose_no_gesture_min(loso, head, args.loso_accept)
+            # A new person's answers calibrate the served confidence (decision 0026).
+            head.duel = fit_duel_on_folds(loso.get("outputs", []), head) if loso else None
             clf = _wrap(model, cand.name, head)
             pred = _predict(model, X_test)  # the one look at the test split (closed set)
             test = score(y_test, pred, labels)

@@ -80,14 +80,16 @@ def test_fast_single_sample_path_matches_scikit_learn(default, landmarks_csv):
     ds = read_landmark_csv(landmarks_csv)
     rows = features_from_xy(ds.xy[np.random.default_rng(0).choice(len(ds), 200, replace=False)])
     expected = default.predict_proba(rows)
-    for row, proba in zip(rows, expected, strict=True):
+    slow = GestureClassifier(default.estimator, default.info, default.openset)
+    slow._fast = None  # every number from scikit-learn's own decision values
+    assert default._fast is not None
+    for row, proba, reference in zip(rows, expected, slow.predict_many(rows), strict=True):
         prediction = default.predict(row)
         best = int(np.argmax(proba))
-        assert prediction.closest == default.classes[best]
-        if prediction.gesture != "no_gesture":  # a known gesture: its calibrated probability
-            assert prediction.gesture == default.classes[best]
-            # float32 models, and the fast path's float32 kernel product (worst seen: 1.2e-5)
-            assert prediction.confidence == pytest.approx(proba[best], rel=1e-4)
+        assert prediction.closest == default.classes[best] == reference.closest
+        assert prediction.gesture == reference.gesture
+        # float32 models, and the fast path's float32 kernel product (worst seen: 1.2e-5)
+        assert prediction.confidence == pytest.approx(reference.confidence, rel=1e-4)
 
 
 def test_wrong_feature_count_is_refused(default):
@@ -136,3 +138,17 @@ def test_missing_models_fail_clearly(tmp_path):
         load_classifier(str(tmp_path / "nowhere"))
     with pytest.raises(ModelLoadError, match="unsupported model URI"):
         load_classifier("models:/gesture-classifier")
+
+
+@pytest.mark.parametrize("hands", [2, 3, 4, 5, 12])
+def test_a_batch_gets_what_each_hand_gets_alone(default, landmarks_csv, hands):
+    # Thin batches take one matrix-vector product per hand, wider ones one matrix product: the same
+    # decision values either way, up to float32 rounding.
+    ds = read_landmark_csv(landmarks_csv)
+    rows = features_from_xy(ds.xy[np.random.default_rng(hands).choice(len(ds), hands, replace=False)])
+    fast = default._fast
+    together = fast.ovo(fast.scaled(rows))
+    alone = np.stack([fast.ovo(fast.scaled(row[None]))[0] for row in rows])
+    assert together.shape == alone.shape
+    np.testing.assert_allclose(together, alone, rtol=1e-4, atol=5e-4)
+    assert [p.gesture for p in default.predict_many(rows)] == [default.predict(row).gesture for row in rows]

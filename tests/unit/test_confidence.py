@@ -1,4 +1,4 @@
-"""What the served confidence means (docs/decisions/0022-confidence-that-means-something.md).
+"""What the served confidence means (docs/decisions/0022-confidence-that-means-something.md, 0026).
 
 The pieces (pairwise coupling, its sigmoid, the confidence figures) on synthetic data, then the
 shipped default model on rows of people it was never trained on, shipped in the repository
@@ -8,10 +8,12 @@ clearly higher confidence than wrong ones, and natural hands must be answered `n
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from model.classifier import load_classifier
+from model.classifier import GestureClassifier, load_classifier
 from model.datasets import read_landmark_csv
 from model.evaluation import (
     auroc,
@@ -24,9 +26,12 @@ from model.features import features_from_xy
 from model.openset import (
     NO_GESTURE,
     OpenSetHead,
+    duel_confidence,
+    fit_duel_sigmoid,
     fit_pairwise_sigmoid,
     pairwise_coupling,
     pairwise_index,
+    weakest_duels,
 )
 from model.train import DEFAULT_HELDOUT_DIR, DEFAULT_NATURAL_DIR, NaturalHands
 
@@ -70,6 +75,35 @@ def test_head_keeps_its_coupling_and_reads_the_first_format(tmp_path):
     loaded = OpenSetHead.load(head.save(tmp_path / "v2.npz"))
     assert loaded.coupling == pytest.approx((3.5, -0.1))
     assert loaded.summary()["coupling"] == pytest.approx([3.5, -0.1])
+
+
+# ------------------------------------------------------------------------------------ weakest duel
+def test_each_class_is_as_sure_as_its_closest_duel():
+    # Pairs (0, 1), (0, 2), (1, 2); > 0: the pair's first class wins.
+    dec = np.array([[2.0, -1.0, 3.0]])
+    assert weakest_duels(dec, 3).tolist() == [[-1.0, -2.0, -3.0]]
+    # Losing to class 2 (the trained no_gesture class) does not count against a gesture.
+    assert weakest_duels(dec, 3, exclude=2).tolist() == [[2.0, -2.0, -3.0]]
+
+
+def test_duel_sigmoid_is_recovered_from_answers_drawn_with_it():
+    rng = np.random.default_rng(3)
+    weakest = rng.normal(scale=1.5, size=50_000)
+    right = rng.uniform(size=50_000) < duel_confidence(weakest, (2.5, 0.3))
+    a, b = fit_duel_sigmoid(weakest, right)
+    assert a == pytest.approx(2.5, rel=0.1) and b == pytest.approx(0.3, abs=0.1)
+
+
+def test_head_keeps_its_duel_sigmoid(tmp_path):
+    rng = np.random.default_rng(4)
+    head = OpenSetHead.fit_reference(rng.normal(size=(300, 20)), components=8)
+    head.set_threshold(rng.uniform(size=50), 0.5)
+    head.coupling = (3.5, -0.1)
+    assert OpenSetHead.load(head.save(tmp_path / "plain.npz")).duel is None
+    head.duel = (2.4, 0.13)
+    loaded = OpenSetHead.load(head.save(tmp_path / "duel.npz"))
+    assert loaded.duel == pytest.approx((2.4, 0.13))
+    assert loaded.with_reference(rng.normal(size=(10, 20))).duel == pytest.approx((2.4, 0.13))
 
 
 # ---------------------------------------------------------------------------------- figures of merit
@@ -120,21 +154,43 @@ def heldout_answers(default):
     return gesture, conf, ds.labels[rows]
 
 
-def test_the_default_model_serves_coupled_probabilities_through_the_fast_path(default):
-    assert default.openset is not None and default.openset.coupling is not None
+def test_the_default_model_serves_its_weakest_duel_through_the_fast_path(default):
+    head = default.openset
+    assert head is not None and head.coupling is not None and head.duel is not None
     assert default._fast is not None  # the compiled path agreed with scikit-learn when it loaded
     assert NO_GESTURE in default.classes  # a trained no_gesture class
     ds = read_landmark_csv(DEFAULT_HELDOUT_DIR / "hagrid_test_gestures_kp42.csv")
-    X = features_from_xy(ds.xy[:20])
-    proba = default.predict_proba(X)
-    for x, p in zip(X, proba, strict=True):
-        got = default.predict(x)  # the served confidence is the answer's own coupled probability
+    X = features_from_xy(ds.xy[:40])
+    proba = default.predict_proba(X)  # scikit-learn's decision values, coupled: they pick the answer
+    svc_classes = [str(c) for c in default.estimator.steps[-1][1].classes_]
+    weakest = weakest_duels(default.pairwise_decisions(X), len(svc_classes), svc_classes.index(NO_GESTURE))
+    for x, p, w in zip(X, proba, weakest, strict=True):
+        got = default.predict(x)
         own = float(p[default.classes.index(got.gesture)])
-        if got.gesture == NO_GESTURE:  # (or the distance head's sureness, when that is larger)
+        if got.gesture == NO_GESTURE:  # its probability (or the distance head's sureness, if larger)
             assert got.confidence >= own * (1 - 1e-4)
-        else:  # the fast path's float32 kernel product: within 1e-4 of scikit-learn's float64
-            assert got.confidence == pytest.approx(own, rel=1e-4)
+        else:  # a gesture: the sigmoid of its closest duel (float32 kernel product: within 1e-4)
+            assert got.gesture == default.classes[int(np.argmax(np.where(
+                np.array(default.classes) == NO_GESTURE, -1.0, p)))]
+            expected = float(duel_confidence(w[svc_classes.index(got.gesture)], head.duel))
+            assert got.confidence == pytest.approx(expected, rel=1e-4, abs=1e-6)
         assert got.closest in default.gestures
+
+
+def test_the_duel_changes_the_confidence_never_the_answer(default):
+    ds = read_landmark_csv(DEFAULT_HELDOUT_DIR / "hagrid_test_gestures_kp42.csv")
+    X = features_from_xy(ds.xy[::50][:80])
+    coupled = GestureClassifier(default.estimator, default.info, replace(default.openset, duel=None))
+    with_duel, without = default.predict_many(X), coupled.predict_many(X)
+    assert [p.gesture for p in with_duel] == [p.gesture for p in without]
+    assert [p.closest for p in with_duel] == [p.closest for p in without]
+    changed = [a.confidence != pytest.approx(b.confidence) for a, b in zip(with_duel, without, strict=True)
+               if a.gesture != NO_GESTURE]
+    assert sum(changed) >= len(changed) // 2
+    slow = GestureClassifier(default.estimator, default.info, default.openset)
+    slow._fast = None  # scikit-learn's own decision values
+    for a, b in zip(slow.predict_many(X[:10]), with_duel[:10], strict=True):
+        assert a.gesture == b.gesture and a.confidence == pytest.approx(b.confidence, rel=1e-4)
 
 
 def test_right_answers_are_clearly_surer_than_wrong_ones_for_new_people(heldout_answers):

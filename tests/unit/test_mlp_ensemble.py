@@ -15,6 +15,7 @@ from model.estimators import Candidate, build
 from model.features import FEATURE_VERSION, features_from_xy
 from model.openset import OpenSetHead
 from model.registry import write_model_dir
+from tests.support.served import assert_serves_what_scikit_learn_answers
 
 # Real hands shipped in the repository (HaGRID's subsample annotations, data/gestures/SOURCES.md).
 HANDS = Path(__file__).resolve().parents[2] / "data" / "gestures" / "hagrid_subsample_annotations_kp42.csv"
@@ -57,14 +58,7 @@ def test_the_compiled_path_serves_what_scikit_learn_answers(ensemble, rows, beta
     clf = GestureClassifier(ensemble, _info(), head)
     assert isinstance(clf._fast, _FastMLP)
     batch = X[:64]
-    expected = clf.predict_proba(batch)  # scikit-learn's own predict_proba, tempered by the head
-    served = clf.predict_many(batch)
-    for n, prediction in enumerate(served):
-        best = int(np.argmax(expected[n]))
-        assert prediction.gesture == clf.classes[best]
-        assert prediction.confidence == pytest.approx(expected[n, best], rel=1e-4)
-    one = clf.predict(batch[5])
-    assert (one.gesture, one.confidence) == pytest.approx((served[5].gesture, served[5].confidence))
+    assert_serves_what_scikit_learn_answers(clf, batch)
 
 
 def test_a_saved_ensemble_is_slim_and_loads_with_the_trusted_types(ensemble, rows, tmp_path):

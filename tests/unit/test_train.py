@@ -138,3 +138,54 @@ def test_registered_and_default_models_load(trained, landmarks_csv):
     # Both carry the open-set head (registry: extra_files/openset.npz; directory: beside model.skops).
     assert champion.openset is not None and default.openset is not None
     assert champion.openset.threshold == default.openset.threshold == meta["openset"]["threshold"]
+
+
+def _fold(rng: np.random.Generator, rows: int, slope: float) -> dict:
+    """A leave-one-source-out fold's outputs for 3 gestures + no_gesture: the truth's duels are won
+    by a margin drawn around `slope`, so wider margins are right more often."""
+    from model.openset import pairwise_index
+
+    classes = np.array(["a", "b", NO_GESTURE, "c"])
+    y = rng.choice(["a", "b", "c"], rows)
+    truth = np.searchsorted(classes, y)
+    strength = rng.normal(slope, 1.5, rows)  # how clearly the truth wins; < 0: some rival wins
+    pi, pj = pairwise_index(len(classes))
+    ovo = rng.normal(0.0, 0.3, (rows, len(pi)))
+    for p, (i, j) in enumerate(zip(pi, pj, strict=True)):
+        ovo[truth == i, p] += strength[truth == i]
+        ovo[truth == j, p] -= strength[truth == j]
+    return {"y": y, "classes": classes, "ovo": ovo, "distance": np.zeros(rows)}
+
+
+def test_the_duel_sigmoid_is_fitted_on_the_folds_and_scored_cross_fitted():
+    from dataclasses import replace
+
+    from model.openset import OpenSetHead
+    from model.train import fit_duel_on_folds, loso_confidence, served_from_outputs
+
+    rng = np.random.default_rng(5)
+    head = OpenSetHead.fit_reference(rng.normal(size=(50, 4)), components=2)
+    head.coupling = (1.5, 0.0)
+    folds = [_fold(rng, 1500, 1.0), _fold(rng, 1500, 0.6), _fold(rng, 1500, 1.4)]
+    assert fit_duel_on_folds(folds, replace(head, coupling=None)) is None  # no coupling: nothing to fit
+    assert fit_duel_on_folds([{k: v for k, v in f.items() if k != "ovo"} for f in folds], head) is None
+    duel = fit_duel_on_folds(folds, head)
+    assert duel is not None and duel[0] > 0  # a wider weakest margin: more often right
+    served = replace(head, duel=duel)
+    answer, conf, _ = served_from_outputs(folds[0], served)
+    plain_answer, plain_conf, _ = served_from_outputs(folds[0], head)
+    assert np.array_equal(answer, plain_answer) and not np.allclose(conf, plain_conf)
+    report = loso_confidence({"outputs": folds}, served)
+    assert report["auroc"] > 0.8 and report["ece"] < 0.1, report
+    # Scored cross-fitted: each fold by the sigmoid fitted on the other folds, never on itself.
+    from model.evaluation import confidence_quality
+
+    conf, right = [], []
+    for k, fold in enumerate(folds):
+        others = replace(head, duel=fit_duel_on_folds(folds[:k] + folds[k + 1:], head))
+        a, c, r = served_from_outputs(fold, others)
+        conf.append(c[~r])
+        right.append((a == fold["y"])[~r])
+    expected = confidence_quality(np.concatenate(conf), np.concatenate(right))
+    assert (report["ece"], report["auroc"]) == pytest.approx((expected["ece"], expected["auroc"]))
+    assert fit_duel_on_folds(folds[1:], head) != pytest.approx(duel)
