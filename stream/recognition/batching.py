@@ -106,28 +106,40 @@ class ClassifyBatcher:
 
     def _serve(self) -> None:
         while True:
-            with self._ready:
-                while not self._queue and not self._stopping:
-                    self._ready.wait()
-                if not self._queue:
-                    return
-                deadline = time.monotonic() + self.linger_s
-                while (self._on_the_way and len(self._queue) < self.max_batch and not self._stopping
-                       and (left := deadline - time.monotonic()) > 0):
-                    self._ready.wait(left)
-                batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
-            try:
-                outcomes = recognise_many([(w.recognizer, w.observation, w.now) for w in batch])
-            except Exception as exc:  # the model itself failed: every hand of the batch reports it
-                log.exception("classifying a batch of %d failed", len(batch))
-                outcomes = [exc] * len(batch)
-            for work, outcome in zip(batch, outcomes, strict=True):
-                if isinstance(outcome, BaseException):
-                    work.future.set_exception(outcome)
-                else:
-                    work.future.set_result(outcome)
-            if self.metrics is not None:
-                self.metrics.classify_batch.observe(len(batch))
+            batch = self._next_batch()
+            if batch is None:
+                return
+            self._classify(batch)
+            # Let go of the finished batch before waiting for the next one: an idle thread must not
+            # keep the last players' recognizers (or a session that has ended since) alive.
+            del batch
+
+    def _next_batch(self) -> list[_Work] | None:
+        """The hands gathered for the next pass (waiting as decided above); None once stopping."""
+        with self._ready:
+            while not self._queue and not self._stopping:
+                self._ready.wait()
+            if not self._queue:
+                return None
+            deadline = time.monotonic() + self.linger_s
+            while (self._on_the_way and len(self._queue) < self.max_batch and not self._stopping
+                   and (left := deadline - time.monotonic()) > 0):
+                self._ready.wait(left)
+            return [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+
+    def _classify(self, batch: list[_Work]) -> None:
+        try:
+            outcomes = recognise_many([(w.recognizer, w.observation, w.now) for w in batch])
+        except Exception as exc:  # the model itself failed: every hand of the batch reports it
+            log.exception("classifying a batch of %d failed", len(batch))
+            outcomes = [exc] * len(batch)
+        for work, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                work.future.set_exception(outcome)
+            else:
+                work.future.set_result(outcome)
+        if self.metrics is not None:
+            self.metrics.classify_batch.observe(len(batch))
 
     def close(self) -> None:
         """Classify what is queued, then stop the thread (blocking: call it off the event loop)."""

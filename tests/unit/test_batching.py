@@ -3,7 +3,10 @@ and the batcher's thread (batches form only while another hand is on its way; bo
 
 from __future__ import annotations
 
+import gc
 import threading
+import time
+import weakref
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -180,3 +183,21 @@ def test_the_queue_is_bounded_and_a_stopped_batcher_refuses(classifier, kp42):
     batcher.close()
     with pytest.raises(BatcherStopped):
         batcher.submit(c, c.observe_landmarks(as_hand(xy[2])), 0.0).result(RESULT_WAIT_S)
+
+
+def test_an_idle_batcher_keeps_no_finished_players_alive(classifier, kp42):
+    xy, _ = kp42
+    batcher, _ = _batcher()
+    try:
+        recognizer = make_recognizer(classifier)
+        future = batcher.submit(recognizer, recognizer.observe_landmarks(as_hand(xy[0])), 0.0)
+        assert future.result(RESULT_WAIT_S).hand
+        gone = weakref.ref(recognizer)
+        del recognizer
+        deadline = time.monotonic() + RESULT_WAIT_S
+        while gone() is not None:  # the thread finishes the pass, lets go of it and waits for the next
+            assert time.monotonic() < deadline, "the classify thread still holds the last batch's player"
+            gc.collect()
+            time.sleep(0.01)
+    finally:
+        batcher.close()
