@@ -139,7 +139,8 @@ def weakest_duels(ovo: np.ndarray, n_classes: int, exclude: int | None = None) -
     any other class (oriented: > 0 means it wins that duel), leaving out the rival `exclude` (the
     trained `no_gesture` class: losing to "none" is what the `no_gesture` rule is for)."""
     dec = np.atleast_2d(np.asarray(ovo, dtype=np.float64))
-    pi, pj = pairwise_index(n_classes)
+    pairs = _Coupler.get(n_classes)  # its index arrays, built once per class count (per-frame path)
+    pi, pj = pairs.pi, pairs.pj
     duel = np.full((len(dec), n_classes, n_classes), np.inf)
     duel[:, pi, pj] = dec
     duel[:, pj, pi] = -dec
