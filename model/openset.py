@@ -121,7 +121,6 @@ class _Coupler:
 def fit_pairwise_sigmoid(ovo: np.ndarray, y_index: np.ndarray, n_classes: int) -> tuple[float, float]:
     """Platt's sigmoid (a, b), one for every pair, fitted by logistic regression on held-out rows:
     each row counts for the pairs that hold its true class."""
-    from sklearn.linear_model import LogisticRegression
 
     pi, pj = pairwise_index(n_classes)
     ovo = np.asarray(ovo, dtype=np.float64)
@@ -130,7 +129,15 @@ def fit_pairwise_sigmoid(ovo: np.ndarray, y_index: np.ndarray, n_classes: int) -
         inside = (y_index == i) | (y_index == j)
         xs.append(ovo[inside, p])
         ts.append(y_index[inside] == i)
-    lr = LogisticRegression(C=1e4).fit(np.concatenate(xs)[:, None], np.concatenate(ts))
+    return _platt(np.concatenate(xs), np.concatenate(ts))
+
+
+def _platt(x: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+    """Platt's sigmoid (a, b): P(target) = sigmoid(a * x + b), by logistic regression on one score."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.asarray(x, dtype=np.float64)[:, None]
+    lr = LogisticRegression(C=1e4).fit(x, np.asarray(target, dtype=bool))
     return float(lr.coef_[0, 0]), float(lr.intercept_[0])
 
 
@@ -157,11 +164,7 @@ def duel_confidence(weakest: np.ndarray, duel: tuple[float, float]) -> np.ndarra
 
 def fit_duel_sigmoid(weakest: np.ndarray, correct: np.ndarray) -> tuple[float, float]:
     """Platt's sigmoid (a, b) from answers' weakest duels to whether they were right (held-out rows)."""
-    from sklearn.linear_model import LogisticRegression
-
-    w = np.asarray(weakest, dtype=np.float64)
-    lr = LogisticRegression(C=1e4).fit(np.clip(w, -50.0, 50.0)[:, None], np.asarray(correct, dtype=bool))
-    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+    return _platt(np.clip(np.asarray(weakest, dtype=np.float64), -50.0, 50.0), correct)
 
 
 def is_no_gesture(proba: np.ndarray, no_gesture: int, minimum: float | None) -> np.ndarray:
