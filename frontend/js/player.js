@@ -82,7 +82,7 @@ const countdown = new Countdown($("countdown"), $("countdown-num"), { seconds: s
 const grabJpeg = () => camera.grab(...frameBox(), settings.quality);
 const streamer = new FrameStreamer(
   {
-    grab: grabJpeg,
+    grab: settings.edge ? noFrameYet : grabJpeg,
     socket: { get open() { return !!socket?.open; }, get bufferedAmount() { return socket?.bufferedAmount ?? 0; },
       sendBinary: (b) => socket?.sendBinary(b) ?? false, send: (m) => socket?.send(m) ?? false },
     onStats: renderStats,
@@ -127,6 +127,11 @@ function fallBackToJpeg(reason) {
   announce(`Keeping the camera on this device is not available: ${reason}.`);
 }
 
+/** Edge mode chosen but its runtime not ready yet: send nothing (the picture stays here meanwhile). */
+async function noFrameYet() {
+  return null;
+}
+
 async function grabLandmarks() {
   if (!camera.active || !landmarker) return null;
   const message = await landmarker.read(camera.video);
@@ -147,6 +152,7 @@ async function chooseSource() {
     return;
   }
   if (landmarker) return;
+  streamer.useSource(noFrameYet); // a game joined while loading must not start JPEG frames
   showEdge("loading");
   edgeLoading ??= EdgeLandmarker.load().finally(() => { edgeLoading = null; });
   try {

@@ -36,6 +36,7 @@ pytestmark = pytest.mark.e2e
 
 SIZE = 7
 AGREEMENT = 0.95
+RUNTIME_SCRIPT = "**/vendor/mediapipe-hands/hands.js"
 
 
 @pytest.fixture(scope="session")
@@ -76,12 +77,22 @@ def test_edge_mode_plays_with_landmarks_only(settings, edge_assets, launch, peac
     maze = generate_maze(SIZE, SIZE, seed)
     expected = run_until_wall(maze, maze.start, Direction.RIGHT)
     with live_server(settings) as server, launch(video=peace_video, webgl=True) as browser:
-        session = create_session(server, width=SIZE, height=SIZE, seed=seed, scheme="counting")
         page = browser.new_context(viewport=VIEWPORT).new_page()
         errors = watch_errors(page)
         binary, texts = _binary_and_text(page)
-        page.goto(f"{server.http_url}/?edge=1&countdown=0#session={session['session_id']}"
-                  f"&token={session['player_token']}")
+        # The runtime is held back until a game has started with the camera on: the moment a JPEG frame
+        # could slip out before the hand finder is ready.
+        held: list = []
+        page.route(RUNTIME_SCRIPT, lambda route: route.continue_() if held is None else held.append(route))
+        page.goto(f"{server.http_url}/?edge=1&countdown=0&seed={seed}")
+        page.wait_for_selector('#edge-status[data-state="loading"]')
+        page.wait_for_selector('#camera-state[data-state="on"]')
+        page.select_option("#start-scheme", "counting")
+        page.click("#start-button")
+        page.wait_for_function("() => 'playerX' in document.getElementById('maze').dataset")
+        waiting, held = held, None
+        for route in waiting:
+            route.continue_()
         page.wait_for_selector('#edge-status[data-state="on"]', timeout=90_000)
         assert "never leaves this device" in page.text_content("#edge-status")
         assert "picture stays on this device" in page.text_content("#intro-privacy")
