@@ -12,6 +12,8 @@ the scikit-learn/numpy types this project's training produces. A file naming any
 A model whose feature version differs from `model.features.FEATURE_VERSION` is refused as well.
 A model directory may keep an SVM's support vectors as the hands they came from
 (`support_hands.npy`, numpy without pickle; `model.support_hands`): they are recomputed when loaded.
+Beside the model may sit its open-set head (`openset.npz`, `model.openset`) and a smaller kernel
+expansion of an RBF SVM that serves its decisions (`expansion.npz`, `model.expansion`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from typing import Any
 import numpy as np
 
 from model import support_hands
+from model.expansion import DEFAULT_SIZE as DEFAULT_EXPANSION_SIZE
+from model.expansion import EXPANSION_FILE, ExpansionError, KernelExpansion, fit_expansion
 from model.features import FEATURE_VERSION, N_FEATURES
 from model.openset import (
     NO_GESTURE,
@@ -170,9 +174,6 @@ class _FastSVC:
         self.degree = int(svc.degree)
         self.sv = np.ascontiguousarray(svc.support_vectors_, dtype=np.float64)
         self.sv_sq = np.einsum("ij,ij->i", self.sv, self.sv)
-        # The RBF kernel's one big product in float32: ~10k support vectors x 307 features is memory-
-        # bound, and half the bytes made it 4.6x faster (1.08 -> 0.23 ms); the distances it feeds are
-        # differences of norms ~300 apart by ~100s, so float32's 1e-7 keeps probabilities within 1e-5.
         self.sv32 = np.ascontiguousarray(svc.support_vectors_, dtype=np.float32)
         dual = np.asarray(svc.dual_coef_, dtype=np.float64)  # (n_classes-1, n_sv)
         ends = np.cumsum(np.asarray(svc.n_support_)).astype(np.intp)
@@ -184,6 +185,9 @@ class _FastSVC:
         self.pi = np.array([i for i, _ in pairs], dtype=np.intp)
         self.pj = np.array([j for _, j in pairs], dtype=np.intp)
         self.intercept = np.asarray(svc.intercept_, dtype=np.float64)
+        self.expansion: KernelExpansion | None = None
+        # Each support vector's class, in the SVC's order (what an expansion is fitted from).
+        self.sv_class = np.concatenate([np.full(b - a, c) for c, (a, b) in enumerate(self.segments)])
         # (n_classes, n_pairs): +1 where the class is the pair's first member, -1 where second.
         self.first = np.zeros((n_classes, len(pairs)))
         self.second = np.zeros((n_classes, len(pairs)))
@@ -201,34 +205,60 @@ class _FastSVC:
     def scaled(self, x: np.ndarray) -> np.ndarray:
         return (np.asarray(x, dtype=np.float64) - self.mean) / self.scale
 
+    def use_expansion(self, expansion: KernelExpansion) -> None:
+        """Serve `ovo` from a smaller kernel expansion of this (RBF) SVM (`model.expansion`)."""
+        if self.kernel != "rbf" or self.projection is not None:
+            raise ExpansionError("an expansion serves a plain RBF SVM only")
+        expansion.check(len(self.sv), len(self.pi))
+        self.expansion = expansion
+        self.basis32 = np.ascontiguousarray(self.sv32[expansion.basis])
+        self.basis_sq = self.sv_sq[expansion.basis]
+        # Summed in float64: 4,000 terms of weights up to ~200 lose ~1e-4 in float32, enough for a batch
+        # and a single hand (other summation orders) to differ in the served confidence.
+        self.weights = np.asarray(expansion.weights, dtype=np.float64)
+
+    def _rbf(self, Z: np.ndarray, vectors32: np.ndarray, vectors_sq: np.ndarray) -> np.ndarray:
+        """(N, d) hands -> (n_vectors, N) RBF kernel values. The one big product runs in float32: ~10k
+        support vectors x 307 features is memory-bound, and half the bytes made it 4.6x faster (1.08 ->
+        0.23 ms); the distances it feeds are differences of norms ~300 apart by ~100s, so float32's 1e-7
+        keeps probabilities within 1e-5."""
+        Z32 = Z.astype(np.float32)
+        if 1 < len(Z32) <= _ROWWISE_MAX:
+            # OpenBLAS's matrix product packs all the vectors for a thin batch: for 2-4 hands one
+            # matrix-vector product each is ~1.5-2.4x faster (2 hands: 0.78 vs 1.86 ms).
+            dot = np.stack([vectors32 @ row for row in Z32], axis=1).astype(np.float64)
+        else:
+            dot = (vectors32 @ Z32.T).astype(np.float64)
+        return np.exp(-self.gamma * (vectors_sq[:, None] - 2.0 * dot + np.einsum("ij,ij->i", Z, Z)))
+
     def ovo(self, z: np.ndarray) -> np.ndarray:
         """Standardised (n_features,) or (N, n_features) -> (n_pairs,) or (N, n_pairs) one-vs-one
         decision values in the SVC's own pair order (> 0: the pair's first class), as
-        `SVC._decision_function`. A batch reads the support vectors once for all its hands: they are
-        ~12 MB, and a single hand's product is bound by reading them (cold: ~1.5 ms, most of a frame's
-        classification under load)."""
+        `SVC._decision_function`, or from the kernel expansion when one is in use."""
         Z = np.atleast_2d(z)
+        if self.expansion is None:
+            out = self.exact_ovo(Z)
+        else:
+            out = self._rbf(Z, self.basis32, self.basis_sq).T @ self.weights + self.expansion.bias
+        return out if np.ndim(z) == 2 else out[0]
+
+    def exact_ovo(self, Z: np.ndarray) -> np.ndarray:
+        """(N, n_features) standardised -> (N, n_pairs) the SVC's own decisions, over every support
+        vector. A batch reads the support vectors once for all its hands: they are ~12 MB, and a single
+        hand's product is bound by reading them (cold: ~1.5 ms, most of a frame's classification)."""
         if self.projection is not None:
             Z = (Z - self.projection[0]) @ self.projection[1]
         # Kernel values as (n_sv, N): each class's support vectors are then a contiguous block of rows.
         if self.kernel == "poly":
             k = (self.gamma * (self.sv @ Z.T) + self.coef0) ** self.degree
         elif self.kernel == "rbf":
-            Z32 = Z.astype(np.float32)
-            if 1 < len(Z32) <= _ROWWISE_MAX:
-                # OpenBLAS's matrix product packs all the support vectors for a thin batch: for 2-4
-                # hands one matrix-vector product each is ~1.5-2.4x faster (2 hands: 0.78 vs 1.86 ms).
-                dot = np.stack([self.sv32 @ row for row in Z32], axis=1).astype(np.float64)
-            else:
-                dot = (self.sv32 @ Z32.T).astype(np.float64)
-            k = np.exp(-self.gamma * (self.sv_sq[:, None] - 2.0 * dot + np.einsum("ij,ij->i", Z, Z)))
+            k = self._rbf(Z, self.sv32, self.sv_sq)
         else:
             k = self.sv @ Z.T
         # s[n, r, c]: dual-coefficient row r applied to hand n's kernel values over class c's vectors.
         s = np.stack([d @ k[a:b] for (a, b), d in zip(self.segments, self.dual_by_class, strict=True)],
                      axis=2).transpose(1, 0, 2)
-        out = s[:, self.pj - 1, self.pi] + s[:, self.pi, self.pj] + self.intercept
-        return out if np.ndim(z) == 2 else out[0]
+        return s[:, self.pj - 1, self.pi] + s[:, self.pi, self.pj] + self.intercept
 
     def scores(self, z: np.ndarray) -> np.ndarray:
         """Standardised (n_features,) or (N, n_features) -> (n_classes,) or (N, n_classes) one-vs-rest
@@ -320,12 +350,51 @@ class GestureClassifier:
     """A fitted scikit-learn classifier over `model.features` vectors, with its provenance and (for
     models trained with it) the open-set head: calibrated probabilities and the `no_gesture` answer."""
 
-    def __init__(self, estimator: Any, info: ModelInfo, openset: OpenSetHead | None = None) -> None:
+    def __init__(self, estimator: Any, info: ModelInfo, openset: OpenSetHead | None = None,
+                 expansion: KernelExpansion | None = None) -> None:
         self.estimator = estimator
         self.info = info
         self.openset = openset
         self._classes = tuple(str(c) for c in estimator.classes_)
         self._fast = self._compile(estimator)
+        self.expansion: KernelExpansion | None = None
+        if expansion is not None:
+            self.use_expansion(expansion)
+
+    def use_expansion(self, expansion: KernelExpansion | None) -> None:
+        """Serve the SVM's decisions from `expansion` (None: from every support vector again)."""
+        if expansion is None:
+            if isinstance(self._fast, _FastSVC):
+                self._fast.expansion = None
+            self.expansion = None
+            return
+        if not isinstance(self._fast, _FastSVC):
+            raise ExpansionError("an expansion needs the compiled SVM path")
+        self._fast.use_expansion(expansion)
+        self.expansion = expansion
+
+    def fit_expansion(self, size: int = DEFAULT_EXPANSION_SIZE) -> KernelExpansion | None:
+        """A kernel expansion of this RBF SVM with `size` basis vectors (`model.expansion`), or None
+        when there is nothing to gain (not a compiled RBF SVM, or no more support vectors than that)."""
+        fast = self._fast
+        if not isinstance(fast, _FastSVC) or fast.kernel != "rbf" or fast.projection is not None:
+            return None
+        if len(fast.sv) <= size:
+            return None
+        return fit_expansion(fast.exact_ovo, fast.sv, fast.sv_class, fast.gamma, size)
+
+    def agreement(self, features: np.ndarray, expansion: KernelExpansion) -> float:
+        """Share of the rows `features` answered the same (gesture or `no_gesture`) with `expansion`
+        as with every support vector."""
+        previous = self.expansion
+        try:
+            self.use_expansion(None)
+            exact = [p.gesture for p in self.predict_many(features)]
+            self.use_expansion(expansion)
+            served = [p.gesture for p in self.predict_many(features)]
+        finally:
+            self.use_expansion(previous)
+        return float(np.mean([a == b for a, b in zip(exact, served, strict=True)]))
 
     def _compile(self, estimator: Any) -> _FastSVC | _FastMLP | None:
         fast: _FastSVC | _FastMLP | None = None
@@ -530,17 +599,41 @@ def load_skops(path: Path) -> Any:
         raise ModelLoadError(f"refusing to load {path}: {exc}") from exc
 
 
+def _beside(directory: Path, name: str) -> Path | None:
+    """A file stored with a model: beside model.skops in a model directory, under extra_files/ in an
+    MLflow-logged model."""
+    candidates = (Path(directory) / name, Path(directory) / "extra_files" / name)
+    return next((p for p in candidates if p.exists()), None)
+
+
 def load_openset(directory: Path) -> OpenSetHead | None:
     """The open-set head beside a model (`openset.npz`), or None for a model trained without one."""
-    # A model directory holds it beside model.skops; an MLflow-logged model under extra_files/.
-    candidates = (Path(directory) / OPENSET_FILE, Path(directory) / "extra_files" / OPENSET_FILE)
-    path = next((p for p in candidates if p.exists()), None)
+    path = _beside(directory, OPENSET_FILE)
     if path is None:
         return None
     try:
         return OpenSetHead.load(path)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelLoadError(f"cannot read {path}: {exc}") from exc
+
+
+def load_expansion(directory: Path) -> KernelExpansion | None:
+    """The kernel expansion beside a model (`expansion.npz`), or None (served over every support vector)."""
+    path = _beside(directory, EXPANSION_FILE)
+    if path is None:
+        return None
+    try:
+        return KernelExpansion.load(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc}") from exc
+
+
+def _classifier(estimator: Any, info: ModelInfo, directory: Path) -> GestureClassifier:
+    """The classifier of a loaded estimator with what is stored beside it (head, expansion)."""
+    try:
+        return GestureClassifier(estimator, info, load_openset(directory), load_expansion(directory))
+    except ExpansionError as exc:
+        raise ModelLoadError(f"the kernel expansion of {info.source} does not fit its model: {exc}") from exc
 
 
 def _check_feature_version(found: str | None, source: str) -> str:
@@ -575,7 +668,7 @@ def load_directory(directory: Path, source: str | None = None) -> GestureClassif
         source=source,
         feature_version=feature_version,
     )
-    return GestureClassifier(estimator, info, load_openset(directory))
+    return _classifier(estimator, info, directory)
 
 
 def default_model_dir() -> Path:
@@ -624,13 +717,12 @@ def load_registered(
             metadata = (yaml.safe_load((local / "MLmodel").read_text()) or {}).get("metadata") or {}
             feature_version = _check_feature_version(metadata.get("feature_version"), source)
             estimator = load_skops(local / MODEL_FILE)
-            openset = load_openset(local)
+            info = ModelInfo(name, str(version), alias, source, feature_version)
+            return _classifier(estimator, info, local)
     except ModelLoadError:
         raise
     except Exception as exc:  # MLflow raises its own exception types for missing models/aliases
         raise ModelLoadError(f"cannot load {source}: {exc}") from exc
-    info = ModelInfo(name, str(version), alias, source, feature_version)
-    return GestureClassifier(estimator, info, openset)
 
 
 def load_classifier(uri: str | None, *, tracking_uri: str | None = None) -> GestureClassifier:

@@ -26,6 +26,7 @@ from model.classifier import (
     TRUSTED_TYPES,
 )
 from model.estimators import drop_training_state
+from model.expansion import EXPANSION_FILE
 
 LIBRARIES = ("scikit-learn", "numpy", "skops", "mlflow", "mediapipe")
 DATA_DIR_ENV = "GM_DATA_DIR"
@@ -90,8 +91,9 @@ def write_model_dir(estimator: Any, directory: Path, metadata: dict[str, Any],
     hands = None
     if training_hands is not None:
         estimator, hands = support_hands.split_support_hands(estimator, training_hands)
-    stale = directory / support_hands.SUPPORT_HANDS_FILE
-    stale.unlink(missing_ok=True)  # a directory written over must not keep an earlier model's hands
+    # A directory written over must not keep an earlier model's hands, nor an expansion of its vectors.
+    for stale in (support_hands.SUPPORT_HANDS_FILE, EXPANSION_FILE):
+        (directory / stale).unlink(missing_ok=True)
     if hands is not None:
         support_hands.save(hands, directory)
     skops.io.dump(estimator, directory / MODEL_FILE, compression=zipfile.ZIP_LZMA)

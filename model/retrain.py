@@ -55,6 +55,7 @@ from model import drift
 from model.classifier import REGISTERED_MODEL_NAME, load_registered
 from model.estimators import Candidate, build
 from model.evaluation import Scores, score
+from model.expansion import EXPANSION_FILE
 from model.features import features_from_xy
 from model.feedback import (
     FeedbackStore,
@@ -193,11 +194,17 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--min-accept", type=float, default=None,
                    help="share of validation gestures the no_gesture threshold keeps (default: the "
                    f"champion's run param, else {DEFAULT_MIN_ACCEPT})")
-    from model.train import add_augmentation_arguments, add_natural_arguments, add_train_only_arguments
+    from model.train import (
+        add_augmentation_arguments,
+        add_expansion_arguments,
+        add_natural_arguments,
+        add_train_only_arguments,
+    )
 
     add_train_only_arguments(p)
     add_natural_arguments(p)
     add_augmentation_arguments(p)  # unset: the champion's run says
+    add_expansion_arguments(p)
     return p.parse_args(list(argv))
 
 
@@ -343,6 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _log_openset,
         _wrap,
         augmentation_of,
+        compile_expansion,
         evaluate_open_set,
         fit_openset,
         load_split_data,
@@ -431,6 +439,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         head.no_gesture_min = champion.openset.no_gesture_min
         head.duel = champion.openset.duel
     challenger = _wrap(model, candidate.name, head)
+    expansion = compile_expansion(challenger, args.expansion_size, data.X[sp.val])
+    challenger.use_expansion(expansion)  # the gate judges what would be served
     empty = np.empty(0, dtype=str)
     gate, new, old = evaluate(
         _predict(challenger, X_test), _predict(champion, X_test), y_test,
@@ -480,7 +490,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         mlflow.log_metrics({f"ood_test_{k}": float(v) for k, v in open_test.items()})
         with tempfile.TemporaryDirectory() as tmp_name:
             _log_openset(mlflow, open_fit, Path(tmp_name))
-            _log_model(mlflow, model, X_test, ctx, openset=head.save(Path(tmp_name) / OPENSET_FILE))
+            _log_model(mlflow, model, X_test, ctx, openset=head.save(Path(tmp_name) / OPENSET_FILE),
+                       expansion=expansion and expansion.save(Path(tmp_name) / EXPANSION_FILE))
         drift.log_reference(mlflow, X, y)
         version = register(client, run.info.run_id, "model", {**tags, "test_f1_macro": f"{new.f1_macro:.4f}",
                                                                "promoted": str(gate.passed).lower()})

@@ -58,7 +58,9 @@ from model.evaluation import (
     single_sample_latency,
     tradeoff_png,
 )
-from model.features import BLOCKS, FEATURE_VERSION
+from model.expansion import DEFAULT_SIZE as DEFAULT_EXPANSION_SIZE
+from model.expansion import EXPANSION_FILE, MIN_AGREEMENT, KernelExpansion
+from model.features import BLOCKS, FEATURE_VERSION, features_from_xy
 from model.openset import (
     DEFAULT_MIN_ACCEPT,
     NO_GESTURE,
@@ -266,6 +268,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     add_train_only_arguments(p)
     add_natural_arguments(p)
     add_augmentation_arguments(p)
+    add_expansion_arguments(p)
     p.add_argument("--heldout", action="append", default=None, metavar="PATH",
                    help="landmark CSV of gesture hands of people never trained on, evaluation only (repeat; "
                    f"default: every CSV in {DEFAULT_HELDOUT_DIR})")
@@ -440,8 +443,35 @@ def _fit(candidate: Candidate, X: np.ndarray, y: np.ndarray) -> tuple[Any, float
     return model, time.perf_counter() - t0
 
 
-def _wrap(model: Any, name: str, openset: OpenSetHead | None = None) -> GestureClassifier:
-    return GestureClassifier(model, ModelInfo(name, "candidate", None, "training", FEATURE_VERSION), openset)
+def _wrap(model: Any, name: str, openset: OpenSetHead | None = None,
+          expansion: KernelExpansion | None = None) -> GestureClassifier:
+    return GestureClassifier(model, ModelInfo(name, "candidate", None, "training", FEATURE_VERSION), openset,
+                             expansion)
+
+
+def add_expansion_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--expansion-size", type=int, default=DEFAULT_EXPANSION_SIZE, metavar="M",
+                   help="serve an RBF SVM's decisions from a kernel expansion over M of its support vectors "
+                   f"when it answers validation hands as the SVM does (>= {MIN_AGREEMENT:.1%}; 0: never; "
+                   f"default {DEFAULT_EXPANSION_SIZE})")
+
+
+def compile_expansion(clf: GestureClassifier, size: int, X_check: np.ndarray) -> KernelExpansion | None:
+    """The kernel expansion to ship with `clf` (model.expansion), or None: off, nothing to gain, or it
+    answers fewer than `MIN_AGREEMENT` of the rows `X_check` as the exact SVM does."""
+    if size <= 0:
+        return None
+    started = time.perf_counter()
+    expansion = clf.fit_expansion(size)
+    if expansion is None:
+        print(f"kernel expansion: nothing to gain ({size} basis vectors or more needed)")
+        return None
+    agreement = clf.agreement(X_check, expansion)
+    shipped = agreement >= MIN_AGREEMENT
+    print(f"kernel expansion over {expansion.size} support vectors ({time.perf_counter() - started:.0f} s): "
+          f"{agreement:.4f} of validation hands answered as the SVM answers them; "
+          + ("shipped" if shipped else f"not shipped (needs {MIN_AGREEMENT})"))
+    return expansion.with_agreement(agreement) if shipped else None
 
 
 def _predict(model: Any, X: np.ndarray) -> np.ndarray:
@@ -504,9 +534,10 @@ def _log_scores(mlflow: Any, scores: Scores, prefix: str, title: str, tmp: Path)
 
 
 def _log_model(mlflow: Any, model: Any, X_example: np.ndarray, ctx: Context,
-               openset: Path | None = None) -> None:
-    """The model as skops; the open-set head (if any) rides along as an extra file
-    (`extra_files/openset.npz` in the logged model, where `load_registered` finds it)."""
+               openset: Path | None = None, expansion: Path | None = None) -> None:
+    """The model as skops; the open-set head and the kernel expansion (if any) ride along as extra
+    files (`extra_files/openset.npz`, `extra_files/expansion.npz` in the logged model, where
+    `load_registered` finds them)."""
     from mlflow.models import infer_signature
 
     example = X_example[:2].astype(np.float32)
@@ -522,7 +553,7 @@ def _log_model(mlflow: Any, model: Any, X_example: np.ndarray, ctx: Context,
         pip_requirements=[f"{lib}=={ver}" for lib, ver in library_versions().items()
                           if lib in ("scikit-learn", "skops", "numpy")],
         metadata={"feature_version": FEATURE_VERSION, "classes": [str(c) for c in model.classes_]},
-        extra_files=[str(openset)] if openset is not None else None,
+        extra_files=[str(f) for f in (openset, expansion) if f is not None] or None,
     )
 
 
@@ -1107,6 +1138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             # A new person's answers calibrate the served confidence (decision 0026).
             head.duel = fit_duel_on_folds(loso.get("outputs", []), head) if loso else None
             clf = _wrap(model, cand.name, head)
+            expansion = compile_expansion(clf, args.expansion_size, data.X[sp.val])
+            clf.use_expansion(expansion)  # every served figure below is what the server will serve
             pred = _predict(model, X_test)  # the one look at the test split (closed set)
             test = score(y_test, pred, labels)
             served_test = served(clf, X_test)
@@ -1115,7 +1148,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             open_test = evaluate_open_set(clf, X_test, negatives.test if negatives else None)
             if negatives is not None and NO_GESTURE not in clf.classes:  # shipped head knows them all
                 head = head.with_negatives(clf.scaled(negatives.known(include_test=True)))
-                clf = _wrap(model, cand.name, head)
+                clf = _wrap(model, cand.name, head, expansion)
+            expansion_agreement = expansion and {
+                "validation": expansion.agreement, "test": clf.agreement(X_test, expansion),
+                **({"heldout": clf.agreement(features_from_xy(heldout.xy), expansion)} if heldout else {})}
+            if expansion_agreement:
+                mlflow.log_metrics({f"expansion_agreement_{k}": v for k, v in expansion_agreement.items()})
             report = confidence_report(clf, previous, ctx, heldout, loso, head)
             _log_confidence(mlflow, report, tmp)
             latency = single_sample_latency(clf.predict, X_test)
@@ -1131,7 +1169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                     tmp / "reliability_test.png",
                                                     f"{cand.name}: reliability on the test split")))
             head_path = head.save(tmp / OPENSET_FILE)
-            _log_model(mlflow, model, X_test, ctx, openset=head_path)
+            _log_model(mlflow, model, X_test, ctx, openset=head_path,
+                       expansion=expansion and expansion.save(tmp / EXPANSION_FILE))
             drift.log_reference(mlflow, X_ref, y_ref)  # drift monitoring's baseline (model/drift.py)
             final_run_id = final_run.info.run_id
 
@@ -1201,6 +1240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "leave_one_source_out": loso and {k: loso[k] for k in loso
                                                   if k not in ("per_source", "outputs")},
                 "confidence": _summary(report),
+                "expansion": expansion_agreement and {
+                    "size": expansion.size, "agreement": expansion_agreement, "min_agreement": MIN_AGREEMENT},
                 "ablation": ablation_results,
                 "mlflow": {"run_id": final_run_id, "registered_version": version},
                 "libraries": library_versions(),
@@ -1208,6 +1249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             out = write_model_dir(model, Path(args.out_default), metadata, hands_fin)
             drift.write_reference(out, X_ref, y_ref)
             head.save(out / OPENSET_FILE)
+            if expansion is not None:
+                expansion.save(out / EXPANSION_FILE)
             size = sum(f.stat().st_size for f in out.iterdir()) / 1e6
             print(f"default model written to {out} ({size:.2f} MB)")
         print(f"\nparent run {parent.info.run_id}; total {time.perf_counter() - started:.0f} s")
