@@ -210,12 +210,12 @@ class _FastSVC:
         if self.kernel != "rbf" or self.projection is not None:
             raise ExpansionError("an expansion serves a plain RBF SVM only")
         expansion.check(len(self.sv), len(self.pi))
-        self.expansion = expansion
         self.basis32 = np.ascontiguousarray(self.sv32[expansion.basis])
         self.basis_sq = self.sv_sq[expansion.basis]
         # Summed in float64: 4,000 terms of weights up to ~200 lose ~1e-4 in float32, enough for a batch
         # and a single hand (other summation orders) to differ in the served confidence.
         self.weights = np.asarray(expansion.weights, dtype=np.float64)
+        self.expansion = expansion  # last: `ovo` reads it first
 
     def _rbf(self, Z: np.ndarray, vectors32: np.ndarray, vectors_sq: np.ndarray) -> np.ndarray:
         """(N, d) hands -> (n_vectors, N) RBF kernel values. The one big product runs in float32: ~10k
@@ -385,7 +385,8 @@ class GestureClassifier:
 
     def agreement(self, features: np.ndarray, expansion: KernelExpansion) -> float:
         """Share of the rows `features` answered the same (gesture or `no_gesture`) with `expansion`
-        as with every support vector."""
+        as with every support vector. Switches the expansion off and on: for training and tests, not
+        for a classifier a server is using."""
         previous = self.expansion
         try:
             self.use_expansion(None)
