@@ -23,12 +23,12 @@ import logging
 import re
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -85,6 +85,7 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "numpy.random._mt19937.MT19937",
     "builtins.slice",
 )
+_Stored = TypeVar("_Stored")
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
 
 
@@ -600,33 +601,27 @@ def load_skops(path: Path) -> Any:
         raise ModelLoadError(f"refusing to load {path}: {exc}") from exc
 
 
-def _beside(directory: Path, name: str) -> Path | None:
-    """A file stored with a model: beside model.skops in a model directory, under extra_files/ in an
-    MLflow-logged model."""
+def _load_beside(directory: Path, name: str, read: Callable[[Path], _Stored]) -> _Stored | None:
+    """A file stored with a model, read by `read`, or None when there is none: beside model.skops in a
+    model directory, under extra_files/ in an MLflow-logged model."""
     candidates = (Path(directory) / name, Path(directory) / "extra_files" / name)
-    return next((p for p in candidates if p.exists()), None)
+    path = next((p for p in candidates if p.exists()), None)
+    if path is None:
+        return None
+    try:
+        return read(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc}") from exc
 
 
 def load_openset(directory: Path) -> OpenSetHead | None:
     """The open-set head beside a model (`openset.npz`), or None for a model trained without one."""
-    path = _beside(directory, OPENSET_FILE)
-    if path is None:
-        return None
-    try:
-        return OpenSetHead.load(path)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelLoadError(f"cannot read {path}: {exc}") from exc
+    return _load_beside(directory, OPENSET_FILE, OpenSetHead.load)
 
 
 def load_expansion(directory: Path) -> KernelExpansion | None:
     """The kernel expansion beside a model (`expansion.npz`), or None (served over every support vector)."""
-    path = _beside(directory, EXPANSION_FILE)
-    if path is None:
-        return None
-    try:
-        return KernelExpansion.load(path)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelLoadError(f"cannot read {path}: {exc}") from exc
+    return _load_beside(directory, EXPANSION_FILE, KernelExpansion.load)
 
 
 def _classifier(estimator: Any, info: ModelInfo, directory: Path) -> GestureClassifier:
