@@ -1,15 +1,15 @@
 """An RBF SVM's one-vs-one decisions served from fewer kernel evaluations (a reduced set).
 
-The shipped SVM keeps ~10k support vectors, and every hand pays one kernel value per support vector
-and class pair sum over all of them. With a small gamma the kernel is smooth, so the same decision
-function is spanned, within a few hundredths of a decision value, by the kernel at a few thousand of
-the support vectors: `dec(z) ~= K(z, B) @ W + bias`. `B` is chosen by pivoted Cholesky of the
-support vectors' kernel matrix (each next basis vector is the one the chosen ones explain least);
+The shipped SVM keeps ~10k support vectors: every hand pays one kernel value per support vector, and
+each class pair's decision sums over that pair's vectors. With a small gamma the kernel is smooth, so
+the same decision function is spanned, within a few hundredths of a decision value, by the kernel at a
+few thousand of the support vectors: `dec(z) ~= K(z, B) @ W + bias`. `B` is chosen by pivoted Cholesky
+of the support vectors' kernel matrix (each next basis vector is the one the chosen ones explain least);
 `W` is fitted by least squares to the exact decisions at the support vectors, at points between two
-support vectors of one class, and at support vectors moved a little, so it needs nothing but the
-model itself (`gesture-maze train` and `retrain` compile it the same way). Serving checks nothing
-about the fit: the training run measures how often the expansion answers like the exact SVM and
-ships it only above `MIN_AGREEMENT` (docs/decisions/0027-a-smaller-kernel-expansion.md).
+support vectors of one class, and at support vectors moved a little, so it needs nothing but the model
+itself (`gesture-maze train` and `retrain` compile it the same way). Serving checks nothing about the
+fit: the training run measures how often the expansion answers like the exact SVM and ships it only
+above `MIN_AGREEMENT` (docs/decisions/0027-a-smaller-kernel-expansion.md).
 """
 
 from __future__ import annotations

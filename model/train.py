@@ -60,7 +60,7 @@ from model.evaluation import (
 )
 from model.expansion import DEFAULT_SIZE as DEFAULT_EXPANSION_SIZE
 from model.expansion import EXPANSION_FILE, MIN_AGREEMENT, KernelExpansion
-from model.features import BLOCKS, FEATURE_VERSION, features_from_xy
+from model.features import BLOCKS, FEATURE_VERSION, features_from_xy, mirror_xy
 from model.openset import (
     DEFAULT_MIN_ACCEPT,
     NO_GESTURE,
@@ -141,8 +141,6 @@ class Negatives:
 
     @classmethod
     def read(cls, paths: Sequence[str | Path]) -> Negatives | None:
-        from model.features import features_from_xy, mirror_xy
-
         if not paths:
             return None
         ds = read_datasets(list(paths))
@@ -173,8 +171,6 @@ class NaturalHands:
 
     @classmethod
     def read(cls, paths: Sequence[str | Path]) -> NaturalHands | None:
-        from model.features import features_from_xy
-
         if not paths:
             return None
         ds = read_datasets(list(paths))
@@ -216,8 +212,6 @@ class Context:
         """Landmarks of the `no_gesture` class (empty without natural hands): the natural hands of the
         training people (and the validation people for the final fit) and the recorded negatives'
         validation half, each with its mirror."""
-        from model.features import mirror_xy
-
         if self.natural is None:
             return np.empty((0, 21, 2))
         parts = [self.natural.hands(*(("train", "val") if final else ("train",)))]
@@ -230,8 +224,6 @@ class Context:
 
     def fit_rows(self, index: np.ndarray, final: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """What a fit learns from: `training_rows(index)` and the `no_gesture` rows; with landmarks."""
-        from model.features import features_from_xy
-
         X, y = self.training_rows(index)
         hands = self.training_hands(index)
         extra = self.no_gesture_hands(final)
@@ -958,8 +950,6 @@ def confidence_report(clf: GestureClassifier, previous: GestureClassifier | None
     the test split, HaGRID's held-out people, the leave-one-source-out folds (new model only: the
     folds are refits of the new configuration), natural hands of people never trained on and the
     recorded negatives' reporting half."""
-    from model.features import features_from_xy
-
     d, s = ctx.data, ctx.split
 
     def few(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:  # a smoke run scores 200 rows of each set
