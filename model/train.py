@@ -444,8 +444,8 @@ def _wrap(model: Any, name: str, openset: OpenSetHead | None = None,
 def add_expansion_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--expansion-size", type=int, default=DEFAULT_EXPANSION_SIZE, metavar="M",
                    help="serve an RBF SVM's decisions from a kernel expansion over M of its support vectors "
-                   f"when it answers validation hands as the SVM does (>= {MIN_AGREEMENT:.1%}; 0: never; "
-                   f"default {DEFAULT_EXPANSION_SIZE})")
+                   "when it answers validation hands as the SVM does "
+                   f"(>= {100 * MIN_AGREEMENT:.1f} %%; 0: never; default {DEFAULT_EXPANSION_SIZE})")
 
 
 def compile_expansion(clf: GestureClassifier, size: int, X_check: np.ndarray) -> KernelExpansion | None:
