@@ -395,7 +395,10 @@ def _nearest(z: np.ndarray, rows: np.ndarray, rows_sq: np.ndarray) -> np.ndarray
     out = np.empty(len(z), dtype=np.float64)
     for start in range(0, len(z), 256):  # bounded memory for batch evaluation
         block = z[start:start + 256]
-        block_sq = np.einsum("ij,ij->i", block, block)[:, None]
-        d2 = rows_sq[None, :] - 2.0 * block @ rows.T + block_sq
-        out[start:start + 256] = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+        d2 = block @ rows.T  # in place from here: one (block, M) array instead of four
+        d2 *= -2.0
+        d2 += rows_sq
+        # |z|^2 is the same for every row: added to the smallest only (rounding is monotone: same result)
+        nearest_sq = d2.min(axis=1) + np.einsum("ij,ij->i", block, block)
+        out[start:start + 256] = np.sqrt(np.maximum(nearest_sq, 0.0))
     return out

@@ -76,12 +76,22 @@ class RecognitionResult:
     gesture: str | None  # classifier label (None without a hand)
     confidence: float  # classifier confidence (0.0 without a hand)
     command: Direction | None  # the move to make now (after smoothing), usually None
-    landmarks: list[list[float]] | None  # 21 normalised [x, y] (unmirrored image), None without a hand
     handedness: str | None
     stages_ms: dict[str, float]  # decode, landmarks, classify, total (client landmarks: classify, total)
     stats: FrameStats | None  # None: the landmarks came from the client (no image was seen)
     direction: Direction | None = None  # this frame's direction under the scheme, before smoothing
     hand_detail: Hand | None = None  # the full landmarks (z, pixel coordinates) for callers that want them
+
+    @property
+    def landmarks(self) -> list[list[float]] | None:
+        """21 normalised [x, y] (unmirrored image), rounded for JSON; None without a hand. Made on
+        request: a reply to a client's own landmarks does not carry them back."""
+        return self.hand_detail.xy_list() if self.hand_detail is not None else None
+
+    @property
+    def seen_by_client(self) -> bool:
+        """The landmarks came from the client (edge mode): no image reached the server."""
+        return self.stats is None
 
     @classmethod
     def of(
@@ -102,7 +112,6 @@ class RecognitionResult:
             gesture=gesture,
             confidence=confidence,
             command=command,
-            landmarks=hand.xy_list() if hand is not None else None,
             handedness=hand.handedness if hand is not None else None,
             stages_ms=stages,
             stats=o.stats,

@@ -200,7 +200,9 @@ class Settings:
         "GM_TRACKER_IDLE_S", 15.0,
         "A player's tracker is released after this many seconds without a camera frame (0: kept).",
     )
-    send_landmarks: bool = _env("GM_SEND_LANDMARKS", True, "Include the 21 landmarks in `frame` replies.")
+    send_landmarks: bool = _env(
+        "GM_SEND_LANDMARKS", True, "Include the 21 landmarks in `frame` replies to JPEG frames."
+    )
     spectator_gesture_interval_ms: int = _env(
         "GM_SPECTATOR_GESTURE_INTERVAL_MS", 250, "Minimum gap between `gesture` messages to spectators."
     )

@@ -111,6 +111,7 @@ const PRIVACY_TEXT = {
 };
 let landmarker = null;
 let edgeLoading = null;
+let sentPoints = null; // edge mode: the hand points of the latest landmarks message
 
 function showEdge(state, text = EDGE_TEXT[state]) {
   const status = $("edge-status");
@@ -135,6 +136,7 @@ async function noFrameYet() {
 async function grabLandmarks() {
   if (!camera.active || !landmarker) return null;
   const message = await landmarker.read(camera.video);
+  sentPoints = message?.hand?.points ?? null; // the server does not echo them: the overlay draws these
   if (landmarker?.tooSlow) {
     fallBackToJpeg(`finding the hand takes ${Math.round(landmarker.ms)} ms a frame in this browser`);
     return null;
@@ -589,7 +591,8 @@ function onFrame(msg) {
   if (lastCommand && (!steering || (lastCommand.gesture && lastCommand.gesture !== gesture))) lastCommand = null;
   lastGesture = steering ? gesture : null;
   const shown = renderCommand();
-  overlay.draw(msg.landmarks, !!shown?.ok);
+  // A reply to landmarks found on this device carries none back: draw the newest ones sent.
+  overlay.draw(msg.landmarks ?? (msg.hand && landmarker ? sentPoints : null), !!shown?.ok);
   document.dispatchEvent(new CustomEvent("gm:frame", { detail: msg }));
 }
 

@@ -14,6 +14,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -166,12 +167,15 @@ _POINT_HIGH = np.array([_XY_RANGE[1], _XY_RANGE[1], _Z_RANGE[1]])
 _AXES = ("x", "y", "z")
 
 
+_NUMBER_TYPES = frozenset((float, int))  # exactly: not bool (an int subclass), str, null, ...
+
+
 def _checked_points(points: list[Any]) -> tuple[tuple[float, float, float], ...]:
     """21 finite [x, y, z] within their ranges. Checked as one array (a player sends 15 of these a
     second); the per-value checks run only to word the error of a message already known to be bad."""
-    flat = [v for point in points for v in point]
+    flat = list(chain.from_iterable(points))
     try:
-        if all(type(v) is float or type(v) is int for v in flat):  # not bool, str, null, ...
+        if _NUMBER_TYPES.issuperset(map(type, flat)):
             array = np.array(flat, dtype=np.float64).reshape(LANDMARK_POINTS, 3)
             if np.isfinite(array).all() and not ((array < _POINT_LOW) | (array > _POINT_HIGH)).any():
                 return tuple(map(tuple, array.tolist()))
@@ -192,7 +196,7 @@ def seen_hand(value: Any) -> SeenHand | None:
     points = value["points"]
     if not isinstance(points, list) or len(points) != LANDMARK_POINTS:
         raise ProtocolError(BAD_FIELD, f"hand.points must be a list of {LANDMARK_POINTS} [x, y, z] points")
-    if not all(type(point) is list and len(point) == 3 for point in points):
+    if set(map(type, points)) != {list} or set(map(len, points)) != {3}:
         raise ProtocolError(BAD_FIELD, "each of hand.points must be [x, y, z]")
     checked = _checked_points(points)
     if value["handedness"] not in ("Left", "Right"):
@@ -302,6 +306,25 @@ def encode_landmarks(width: int, height: int, hand: SeenHand | None) -> str:
 # --- parsing ----------------------------------------------------------------------------------
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+# Characters of numbers and separators: none is a bracket, a quote or a character JSON escapes (\", \n,
+# \u...), so deleting them first keeps every string's extent and every bracket outside strings.
+_NUMBERS = str.maketrans("", "", "0123456789.,:-+eE \t\r\n")
+_INNERMOST_PAIR = re.compile(r"[\[{][\]}]")
+
+
+def _within_depth(text: str, limit: int) -> bool:
+    """True when `text` certainly nests brackets (outside strings) at most `limit` deep: the innermost
+    pairs are removed `limit` times, all at C speed (a landmarks message is mostly numbers, and arrives
+    15 times a second per player). False means deeper, or brackets that do not pair up: ask
+    `_nesting_depth`."""
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text.translate(_NUMBERS)))
+    for _ in range(limit):
+        brackets, removed = _INNERMOST_PAIR.subn("", brackets)
+        if not brackets:
+            return True
+        if not removed:
+            return False
+    return False
 
 
 def _nesting_depth(text: str) -> int:
@@ -326,7 +349,7 @@ def parse_client_message(text: str, max_bytes: int) -> ClientMessage:
         4 * len(text) > max_bytes and len(text.encode("utf-8", "replace")) > max_bytes
     ):
         raise ProtocolError(MESSAGE_TOO_LARGE, f"text messages are limited to {max_bytes} bytes")
-    if _nesting_depth(text) > _MAX_DEPTH:
+    if not _within_depth(text, _MAX_DEPTH) and _nesting_depth(text) > _MAX_DEPTH:
         raise ProtocolError(BAD_JSON, "JSON nested too deeply")
     try:
         data = json.loads(text)

@@ -13,15 +13,21 @@ is classified at once (docs/decisions/0025-classify-in-batches.md).
 
 Bounded: each session's FrameLane has at most one observation here (it awaits it before starting the
 next), so the queue holds at most one per session; `capacity` is a hard cap on top.
+
+A hand queued for a session's lane (`phase_one(..., loop=)`) gets an asyncio future of that event loop:
+a finished batch settles all of its futures in one callback on the loop, instead of a thread-safe
+future, a lock and a wake-up of the loop per hand (edge mode sends 15 messages a second per player).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -35,12 +41,44 @@ class BatcherStopped(RuntimeError):
     """The server is shutting down: the observation was not classified."""
 
 
+Promise = Future[RecognitionResult] | asyncio.Future[RecognitionResult]  # what a queued hand's caller awaits
+Settled = tuple[Promise, "RecognitionResult | BaseException"]
+
+
 @dataclass
 class _Work:
     recognizer: Recognizer
     observation: Observation
     now: float
-    future: Future[RecognitionResult]
+    future: Promise
+
+
+def _settle(future: Promise, outcome: RecognitionResult | BaseException) -> None:
+    if future.done():  # an asyncio future its lane cancelled meanwhile: nobody waits for it
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+def _settle_all(settled: Sequence[Settled]) -> None:
+    for future, outcome in settled:
+        _settle(future, outcome)
+
+
+def _deliver(settled: Sequence[Settled]) -> None:
+    """Settle futures from any thread: a thread-safe future at once, an asyncio future's batch in one
+    callback on its loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Settled]] = {}
+    for future, outcome in settled:
+        if isinstance(future, asyncio.Future):
+            by_loop.setdefault(future.get_loop(), []).append((future, outcome))
+        else:
+            _settle(future, outcome)
+    for loop, items in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # that loop has closed: nobody is left to tell
+            loop.call_soon_threadsafe(_settle_all, items)
 
 
 class ClassifyBatcher:
@@ -72,22 +110,24 @@ class ClassifyBatcher:
         return future
 
     def _queue_locked(
-        self, recognizer: Recognizer, observation: Observation, now: float, future: Future[RecognitionResult]
+        self, recognizer: Recognizer, observation: Observation, now: float, future: Promise
     ) -> None:
             if self._stopping:
-                future.set_exception(BatcherStopped("the server is shutting down"))
+                _deliver([(future, BatcherStopped("the server is shutting down"))])
             elif len(self._queue) >= self.capacity:
-                future.set_exception(RuntimeError(f"classify queue full ({self.capacity})"))
+                _deliver([(future, RuntimeError(f"classify queue full ({self.capacity})"))])
             else:
                 self._queue.append(_Work(recognizer, observation, now, future))
                 self._ready.notify()
 
     def phase_one(
-        self, recognizer: Recognizer, observe: Callable[[], Observation], now: float
-    ) -> Callable[[], Future[RecognitionResult]]:
-        """A pool job: `observe` in the pool thread, then this batcher; the job returns the future."""
+        self, recognizer: Recognizer, observe: Callable[[], Observation], now: float,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> Callable[[], Promise]:
+        """A pool job: `observe` in the pool thread, then this batcher; the job returns the future (one
+        of `loop`'s when given, settled there)."""
 
-        def job() -> Future[RecognitionResult]:
+        def job() -> Promise:
             with self._ready:
                 self._on_the_way += 1
             observation: Observation | None = None
@@ -96,7 +136,7 @@ class ClassifyBatcher:
             finally:  # a bad frame (FrameError) is the lane's outcome; it no longer keeps a batch waiting
                 with self._ready:
                     self._on_the_way -= 1
-                    future: Future[RecognitionResult] = Future()
+                    future: Promise = Future() if loop is None else asyncio.Future(loop=loop)
                     if observation is not None:
                         self._queue_locked(recognizer, observation, now, future)
                     self._ready.notify()  # one fewer on its way, whether it joined or not
@@ -133,11 +173,7 @@ class ClassifyBatcher:
         except Exception as exc:  # the model itself failed: every hand of the batch reports it
             log.exception("classifying a batch of %d failed", len(batch))
             outcomes = [exc] * len(batch)
-        for work, outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                work.future.set_exception(outcome)
-            else:
-                work.future.set_result(outcome)
+        _deliver([(work.future, outcome) for work, outcome in zip(batch, outcomes, strict=True)])
         if self.metrics is not None:
             self.metrics.classify_batch.observe(len(batch))
 

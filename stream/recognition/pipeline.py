@@ -5,8 +5,9 @@ All sessions share one `ThreadPoolExecutor` (MediaPipe and OpenCV release the GI
 with cores). Each session gets a `FrameLane`: at most one of its jobs is in the pool and at most one
 waits behind it. A frame arriving while another is pending replaces it (the old one is dropped and
 counted as `superseded`), so a slow server shows the newest frame instead of building up lag, and
-nothing queues without bound. A job may hand its work on (returning a `concurrent.futures.Future`,
-e.g. phase two in `stream.recognition.batching`): the lane then awaits that too before its next job.
+nothing queues without bound. A job may hand its work on (returning a `concurrent.futures.Future` or
+an asyncio one, e.g. phase two in `stream.recognition.batching`): the lane then awaits that too before
+its next job.
 All methods are called from the event loop thread.
 """
 
@@ -174,7 +175,9 @@ class FrameLane:
         while current is not None:
             try:
                 outcome: Any = await future
-                if isinstance(outcome, Future):  # the job handed its work on: its real outcome
+                if isinstance(outcome, asyncio.Future):  # the job handed its work on: its real outcome
+                    outcome = await outcome
+                elif isinstance(outcome, Future):
                     outcome = await asyncio.wrap_future(outcome)
             except asyncio.CancelledError:
                 raise

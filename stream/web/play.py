@@ -13,7 +13,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from functools import partial
 
 from starlette.websockets import WebSocket
@@ -35,6 +34,7 @@ from stream.protocol.codes import (
     TOO_MANY_STREAMS,
 )
 from stream.protocol.server import FrameReply, GestureNotice
+from stream.recognition.batching import Promise
 from stream.recognition.pipeline import observe_frame_error, observe_recognition
 from stream.sessions.session import Session
 from stream.web.player_messages import PAUSED, client_hand, dispatch
@@ -97,6 +97,7 @@ class PlayerHandler:
         self.seq = 0
         self.dropped = 0  # frames of this connection never processed (rate limited or superseded)
         self._gesture_interval_s = self.settings.spectator_gesture_interval_ms / 1000.0
+        self._loop = asyncio.get_running_loop()  # where this player's classified hands are settled
 
     def error(self, code: str, message: str) -> None:
         send_error(self.conn, self.metrics, code, message)
@@ -154,7 +155,7 @@ class PlayerHandler:
         # The recognizer validates size, magic and dimensions itself (FrameError) in the pool thread;
         # the hand found there joins the other players' in the classifier's next batch.
         self._offer(self.services.pipeline.classify.phase_one(recognizer, partial(recognizer.observe, data),
-                                                              received))
+                                                              received, self._loop))
 
     def on_landmarks(self, message: LandmarksMessage) -> None:
         """Edge mode: the page found the hand itself; no image, no tracker (message validated)."""
@@ -166,7 +167,8 @@ class PlayerHandler:
         assert recognizer is not None
         # Nothing to decode or detect: the landmarks go from the event loop straight to the classifier.
         self._offer(self.services.pipeline.classify.phase_one(
-            recognizer, partial(recognizer.observe_landmarks, client_hand(message)), received), inline=True)
+            recognizer, partial(recognizer.observe_landmarks, client_hand(message)), received, self._loop),
+            inline=True)
 
     def _admit_observation(self) -> float | None:
         """Frames and landmarks share one rate cap (GM_MAX_FPS) and one sequence of numbers; the time
@@ -188,7 +190,7 @@ class PlayerHandler:
         self.session.slot.last_frame_at = received
         return received
 
-    def _offer(self, job: Callable[[], Future[RecognitionResult]], *, inline: bool = False) -> None:
+    def _offer(self, job: Callable[[], Promise], *, inline: bool = False) -> None:
         lane = self.session.slot.lane
         assert lane is not None
         if not lane.offer(job, partial(self._frame_done, self.seq), inline=inline):
@@ -232,6 +234,8 @@ class PlayerHandler:
             self.error(PROCESSING_FAILED, "this frame could not be processed")
             return
         result = outcome
+        # Landmarks are not echoed to a client that found them itself (edge mode): it draws its own.
+        echo = self.settings.send_landmarks and not result.seen_by_client
         observe_recognition(self.metrics, result)
         session = self.session
         session.slot.feedback.observe(result)  # the frames an undo learns from
@@ -245,7 +249,7 @@ class PlayerHandler:
                 command=result.command.value if result.command is not None else None,
                 processing_ms=round(result.stages_ms.get("total", 0.0), 2),
                 dropped=self.dropped,
-                landmarks=result.landmarks if self.settings.send_landmarks else None,  # already rounded
+                landmarks=result.landmarks if echo else None,
             )
         )
         # Only the connection that is still the player may move (a replaced one's late frame may not).

@@ -51,8 +51,9 @@ def edge_assets() -> Path:
     return root
 
 
-def _binary_and_text(page) -> tuple[list[int], list[str]]:
-    """Sizes of binary messages and texts of messages the page sends on its play socket."""
+def _binary_and_text(page, received: list[str] | None = None) -> tuple[list[int], list[str]]:
+    """Sizes of binary messages and texts of messages the page sends on its play socket (and, into
+    `received`, the texts it gets)."""
     binary: list[int] = []
     texts: list[str] = []
 
@@ -66,10 +67,23 @@ def _binary_and_text(page) -> tuple[list[int], list[str]]:
             else:
                 texts.append(payload)
 
+        def got(payload) -> None:
+            if received is not None and isinstance(payload, str):
+                received.append(payload)
+
         ws.on("framesent", sent)
+        ws.on("framereceived", got)
 
     page.on("websocket", on_socket)
     return binary, texts
+
+
+_OVERLAY_DRAWN = """() => {
+  const canvas = document.getElementById("overlay");
+  const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  for (let i = 3; i < pixels.length; i += 4) if (pixels[i]) return true;
+  return false;
+}"""
 
 
 def test_edge_mode_plays_with_landmarks_only(settings, edge_assets, launch, peace_video) -> None:
@@ -79,7 +93,8 @@ def test_edge_mode_plays_with_landmarks_only(settings, edge_assets, launch, peac
     with live_server(settings) as server, launch(video=peace_video, webgl=True) as browser:
         page = browser.new_context(viewport=VIEWPORT).new_page()
         errors = watch_errors(page)
-        binary, texts = _binary_and_text(page)
+        received: list[str] = []
+        binary, texts = _binary_and_text(page, received)
         # The runtime is held back until a game has started with the camera on: the moment a JPEG frame
         # could slip out before the hand finder is ready.
         held: list = []
@@ -100,6 +115,10 @@ def test_edge_mode_plays_with_landmarks_only(settings, edge_assets, launch, peac
         landmarks = [json.loads(t) for t in texts if '"landmarks"' in t]
         assert sum(1 for m in landmarks if m["hand"] is not None) >= 3, texts[:3]
         assert binary == [], f"{len(binary)} binary messages went out in edge mode"
+        # The server does not echo the page's own points; the page draws the skeleton from them.
+        replies = [json.loads(t) for t in received if t.startswith('{"type":"frame"')]
+        assert any(r["hand"] for r in replies) and all(r["landmarks"] is None for r in replies), replies[:3]
+        page.wait_for_function(_OVERLAY_DRAWN, timeout=30_000)
         assert page.is_checked("#set-edge")
         assert not errors.uncaught(), errors
 

@@ -240,13 +240,12 @@ def test_observe_recognition_records_every_metric():
         gesture="like",
         confidence=0.9,
         command=None,
-        landmarks=None,
         handedness="Right",
         stages_ms={"decode": 2.0, "landmarks": 20.0, "classify": 0.5, "total": 22.5},
         stats=stats,
     )
     observe_recognition(metrics, result)
-    observe_recognition(metrics, RecognitionResult(False, None, 0.0, None, None, None, {"total": 5.0}, stats))
+    observe_recognition(metrics, RecognitionResult(False, None, 0.0, None, None, {"total": 5.0}, stats))
     observe_frame_error(metrics, "not_jpeg")
     assert sample(metrics, "gesture_maze_frames_processed_total") == 2
     assert sample(metrics, "gesture_maze_gestures_total", gesture="like") == 1

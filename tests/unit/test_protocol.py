@@ -24,6 +24,7 @@ from stream.protocol import (
     encode,
     parse_client_message,
 )
+from stream.protocol.client import _nesting_depth, _within_depth
 
 MAX = 4096
 
@@ -153,3 +154,22 @@ def test_state_snapshot_encodes_each_variant_once() -> None:
     assert snapshot.text(False) is lean and snapshot.text(True) is full  # cached, shared by connections
     changed = StateSnapshot(4, 2, True, {"type": "state", "version": 4}, {"width": 7})
     assert "maze" in json.loads(changed.text(False))  # a new maze always travels
+
+
+_JSONISH = st.text(alphabet='[]{}"\\,:0123456789.-eEnu ab', max_size=80)
+
+
+@given(_JSONISH)
+def test_the_quick_depth_check_never_lets_deeper_json_through(text: str) -> None:
+    # The fast path may answer "within the limit" only where the exact count agrees, or where the text
+    # is not JSON at all (an invalid escape), which json.loads then refuses before any deep nesting.
+    if _within_depth(text, 4) and _nesting_depth(text) > 4:
+        with pytest.raises(ValueError):
+            json.loads(text)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 4, 5, 6, 12])
+def test_the_quick_depth_check_counts_nesting(depth: int) -> None:
+    text = '{"a":' + "[" * (depth - 1) + '"]]]]{{{{"' + "]" * (depth - 1) + "}"
+    assert _nesting_depth(text) == depth
+    assert _within_depth(text, 4) is (depth <= 4)
