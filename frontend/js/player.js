@@ -535,11 +535,13 @@ function onState(msg) {
   markOpenDirections($("mini-legend"), openDirections(msg, maze));
   tickClock();
   if (msg.last_move) {
-    if (msg.last_move.source === "gesture") {
+    if (msg.last_move.source === "gesture" && lastGesture) {
       lastCommand = { direction: msg.last_move.direction, ok: msg.last_move.ok, at: performance.now(), gesture: lastGesture };
       renderCommand();
     } else {
-      clearCommand(); // a key, a tap or an undo: the gesture shown did not cause it
+      // A key, a tap or an undo; or a gesture move confirmed after the hand has left (a state is
+      // stored before it is sent, a frame's reply is not, so the next reply can arrive first).
+      clearCommand(); // the gesture shown, if any, did not cause it
     }
     if (msg.status !== "won") sounds.play(msg.last_move.ok ? "move" : "wall");
     const how = msg.last_move.source === "gesture" ? " (gesture)" : "";

@@ -3,6 +3,7 @@ and the batcher's thread (batches form only while another hand is on its way; bo
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import threading
 import time
@@ -201,3 +202,27 @@ def test_an_idle_batcher_keeps_no_finished_players_alive(classifier, kp42):
             time.sleep(0.01)
     finally:
         batcher.close()
+
+
+def test_hands_queued_for_a_loop_are_settled_on_it_with_the_one_at_a_time_answers(classifier, kp42):
+    # Edge mode's path: the job runs on the event loop and returns one of the loop's own futures; a
+    # cancelled one (its player left) is skipped and the rest of the batch is still answered.
+    xy, _ = kp42
+    batcher, _ = _batcher()
+
+    async def play() -> list:
+        loop = asyncio.get_running_loop()
+        players = [make_recognizer(classifier) for _ in range(4)]
+        futures = [batcher.phase_one(p, lambda p=p, n=n: p.observe_landmarks(as_hand(xy[n])), 0.0, loop)()
+                   for n, p in enumerate(players)]
+        assert all(isinstance(f, asyncio.Future) for f in futures)
+        futures[1].cancel()
+        return await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), RESULT_WAIT_S)
+
+    try:
+        settled = asyncio.run(play())
+    finally:
+        batcher.close()
+    assert isinstance(settled[1], asyncio.CancelledError)
+    alone = [make_recognizer(classifier).process_landmarks(as_hand(xy[n]), 0.0) for n in (0, 2, 3)]
+    assert [r.gesture for r in (settled[0], settled[2], settled[3])] == [r.gesture for r in alone]
