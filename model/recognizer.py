@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -82,10 +83,11 @@ class RecognitionResult:
     direction: Direction | None = None  # this frame's direction under the scheme, before smoothing
     hand_detail: Hand | None = None  # the full landmarks (z, pixel coordinates) for callers that want them
 
-    @property
+    @cached_property
     def landmarks(self) -> list[list[float]] | None:
         """21 normalised [x, y] (unmirrored image), rounded for JSON; None without a hand. Made on
-        request: a reply to a client's own landmarks does not carry them back."""
+        first request (a frame's reply and a spectator notice share it): a reply to a client's own
+        landmarks does not carry them back."""
         return self.hand_detail.xy_list() if self.hand_detail is not None else None
 
     @property

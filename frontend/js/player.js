@@ -541,7 +541,7 @@ function onState(msg) {
     } else {
       // A key, a tap or an undo; or a gesture move confirmed after the hand has left (a state is
       // stored before it is sent, a frame's reply is not, so the next reply can arrive first).
-      clearCommand(); // the gesture shown, if any, did not cause it
+      clearCommand();
     }
     if (msg.status !== "won") sounds.play(msg.last_move.ok ? "move" : "wall");
     const how = msg.last_move.source === "gesture" ? " (gesture)" : "";
